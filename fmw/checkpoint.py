@@ -196,9 +196,20 @@ _PICKLE_SIGNATURES = {
 }
 
 
+def _looks_like_safetensors(data: bytes) -> bool:
+    """A plausible header length followed by the header's opening brace. Checked before the
+    pickle signatures: a header length whose low byte is 0x80 starts like a pickle."""
+    if len(data) < 9:
+        return False
+    (header_length,) = struct.unpack("<Q", data[:8])
+    return header_length <= min(MAX_HEADER_BYTES, len(data) - 8) and data[8:9] == b"{"
+
+
 def _refuse_non_safetensors(data: bytes, source: str) -> None:
     if len(data) == 0:
         raise CheckpointError(f"{source}: the file is empty. Choose an fmw .safetensors checkpoint.")
+    if _looks_like_safetensors(data):
+        return
     for signature, what in _PICKLE_SIGNATURES.items():
         if data.startswith(signature):
             raise CheckpointError(
