@@ -63,6 +63,17 @@ def assert_no_hooks(model: nn.Module) -> None:
         assert not module._forward_pre_hooks, f"forward pre-hook left on {name!r}"
 
 
+def probe_with_recorder(model: nn.Module, x: torch.Tensor, names: list[str]) -> tuple[ProbeResult, Recorder]:
+    """Probe ``model`` while independent hooks record the named modules in the same pass."""
+    recorder = Recorder(model, names)
+    try:
+        result = probe(model, x)
+    finally:
+        recorder.remove()
+    assert_no_hooks(model)
+    return result, recorder
+
+
 def assert_same_records(result: ProbeResult, reference: ProbeResult) -> None:
     assert torch.equal(result.logits, reference.logits)
     assert result.names == reference.names
@@ -82,12 +93,7 @@ def test_records_are_bit_exact_against_independent_hooks(kind: str) -> None:
     model = small_model(kind)
     x = images(1)
     names = [f"stages.{i}.weighting" for i in range(3)]
-    recorder = Recorder(model, names)
-    try:
-        result = probe(model, x)
-    finally:
-        recorder.remove()
-    assert_no_hooks(model)
+    result, recorder = probe_with_recorder(model, x, names)
 
     assert result.names == names
     with torch.no_grad():
@@ -258,12 +264,7 @@ def test_torchvision_mobilenet_squeeze_excitation_sites() -> None:
     se_names = [name for name, m in model.named_modules() if isinstance(m, TorchvisionSqueezeExcitation)]
     assert len(se_names) == 9
     x = images(7, n=1, size=64)
-    recorder = Recorder(model, se_names)
-    try:
-        result = probe(model, x)
-    finally:
-        recorder.remove()
-    assert_no_hooks(model)
+    result, recorder = probe_with_recorder(model, x, se_names)
 
     assert len(result.sites) == len(se_names)
     assert result.names == recorder.order
