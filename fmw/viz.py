@@ -1,0 +1,399 @@
+"""Plotly figures for feature maps, gates and model cards: numpy arrays in, figures out.
+Pure functions; no streamlit, no torch. Every grid of maps is ONE heatmap trace over a montage.
+
+A montage tiles (C, H, W) maps into one 2-D array with NaN gaps; ``customdata`` carries the
+channel index and the raw value of every pixel, so hover is right under any colour scale.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+__all__ = [
+    "Montage",
+    "montage",
+    "symmetric_limit",
+    "feature_grid_figure",
+    "before_after_figure",
+    "explorer_grids_figure",
+    "channel_gate_figure",
+    "spatial_gate_figure",
+    "spatial_overlay_figure",
+    "gate_histogram_figure",
+    "channel_statistics_figure",
+    "model_cards_figure",
+]
+
+MAPS_COLORSCALE = "RdBu_r"
+DIFFERENCE_COLORSCALE = "PiYG"
+GATE_COLORSCALE = "Viridis"
+MAP_HOVER = "channel %{customdata[0]}<br>value %{customdata[1]:.4g}<extra>%{fullData.name}</extra>"
+STAGE_COLOURS = {"channel": "#4c72b0", "spatial": "#dd8452"}
+
+
+@dataclass(frozen=True)
+class Montage:
+    """Maps tiled row by row: ``values`` and ``channels`` (the channel shown at each pixel, -1 in
+    the gaps) have shape (rows * (H + gap) - gap, columns * (W + gap) - gap)."""
+
+    values: np.ndarray
+    channels: np.ndarray
+    rows: int
+    columns: int
+
+
+def _grid_columns(count: int, tile_height: int, tile_width: int) -> int:
+    """Columns that make the montage roughly square."""
+    return max(1, math.ceil(math.sqrt(count * tile_height / tile_width)))
+
+
+def montage(
+    maps: np.ndarray,
+    order: Sequence[int] | np.ndarray | None = None,
+    columns: int | None = None,
+    gap: int = 1,
+    per_map_scale: bool = False,
+) -> Montage:
+    """Tile ``maps`` (C, H, W) in ``order`` (default: by index). With ``per_map_scale`` every
+    tile is divided by its own largest absolute value, so each spans [-1, 1]."""
+    if maps.ndim != 3:
+        raise ValueError(f"maps must be (channels, height, width), got shape {maps.shape}")
+    count, height, width = maps.shape
+    order = np.arange(count) if order is None else np.asarray(order, dtype=np.int64)
+    tiles = maps[order].astype(np.float32)
+    if per_map_scale:
+        limits = np.abs(tiles).reshape(len(order), -1).max(axis=1)
+        tiles = tiles / np.where(limits > 0, limits, 1.0)[:, None, None]
+    columns = columns or _grid_columns(len(order), height, width)
+    rows = max(1, math.ceil(len(order) / columns))
+    values = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap), np.nan, np.float32)
+    channels = np.full(values.shape, -1, np.int32)
+    for position, (channel, tile) in enumerate(zip(order, tiles)):
+        top, left = (position // columns) * (height + gap), (position % columns) * (width + gap)
+        values[top : top + height, left : left + width] = tile
+        channels[top : top + height, left : left + width] = channel
+    return Montage(values=values, channels=channels, rows=rows, columns=columns)
+
+
+def symmetric_limit(*arrays: np.ndarray) -> float:
+    """The largest absolute finite value over ``arrays`` (1.0 when all are zero or empty)."""
+    limit = max((float(np.nanmax(np.abs(a))) for a in arrays if a.size), default=0.0)
+    return limit if math.isfinite(limit) and limit > 0 else 1.0
+
+
+def _channel_indices(channels: np.ndarray) -> np.ndarray:
+    """The montage's channel map in the smallest integer type that holds it (fewer bytes to send)."""
+    return channels.astype(np.int16 if channels.max(initial=0) > 126 else np.int8)
+
+
+def _grid_trace(
+    maps: np.ndarray,
+    order: Sequence[int] | np.ndarray | None,
+    per_map_scale: bool,
+    name: str,
+    coloraxis: str,
+) -> go.Heatmap:
+    """One heatmap over the montage. Hover shows the channel (``customdata``) and the value: z
+    itself, or with ``per_map_scale`` (where z is rescaled per tile) the raw value carried as a
+    second ``customdata`` plane."""
+    tiled = montage(maps, order, per_map_scale=per_map_scale)
+    if per_map_scale:
+        raw = montage(maps, order).values
+        customdata = np.stack([tiled.channels.astype(np.float32), raw], axis=-1)
+        hovertemplate = MAP_HOVER
+    else:
+        customdata = _channel_indices(tiled.channels)
+        hovertemplate = "channel %{customdata}<br>value %{z:.4g}<extra>%{fullData.name}</extra>"
+    return go.Heatmap(
+        z=tiled.values,
+        customdata=customdata,
+        hovertemplate=hovertemplate,
+        hoverongaps=False,
+        name=name,
+        coloraxis=coloraxis,
+    )
+
+
+def _image_axes(figure: go.Figure, subplots: int = 1) -> None:
+    """Square pixels, first row at the top, no ticks, for each of the first ``subplots`` axes pairs."""
+    hidden = dict(showticklabels=False, showgrid=False, zeroline=False, constrain="domain")
+    for index in range(1, subplots + 1):
+        suffix = "" if index == 1 else str(index)
+        figure.update_layout(
+            {
+                f"xaxis{suffix}": dict(hidden, scaleanchor=f"y{suffix}"),
+                f"yaxis{suffix}": dict(hidden, autorange="reversed"),
+            }
+        )
+
+
+def _coloraxis(colorscale: str, limit: float | None, title: str = "", **colorbar) -> dict:
+    axis = {"colorscale": colorscale, "colorbar": {"title": {"text": title}, "thickness": 10, **colorbar}}
+    if limit is not None:
+        axis.update(cmin=-limit, cmax=limit)
+    return axis
+
+
+def feature_grid_figure(
+    maps: np.ndarray,
+    *,
+    order: Sequence[int] | np.ndarray | None = None,
+    per_map_scale: bool = False,
+    limit: float | None = None,
+    title: str = "",
+) -> go.Figure:
+    """All maps (C, H, W) as one heatmap trace; colour range ±``limit`` (default: the maps'
+    largest absolute value), or each map scaled to its own range with ``per_map_scale``."""
+    scale = 1.0 if per_map_scale else (limit or symmetric_limit(maps))
+    figure = go.Figure(_grid_trace(maps, order, per_map_scale, "maps", "coloraxis"))
+    figure.update_layout(title=title, coloraxis=_coloraxis(MAPS_COLORSCALE, scale), margin=dict(l=4, r=4, t=40, b=4))
+    _image_axes(figure)
+    return figure
+
+
+def before_after_figure(
+    before: np.ndarray,
+    after: np.ndarray,
+    *,
+    limit: float | None = None,
+    title: str = "",
+    height: int = 520,
+) -> go.Figure:
+    """Before above after, one trace each, on one colour range ±``limit`` (pass the same limit
+    to every column of a comparison so equal colours mean equal values)."""
+    limit = limit or symmetric_limit(before, after)
+    figure = make_subplots(rows=2, cols=1, subplot_titles=("before", "after"), vertical_spacing=0.06)
+    figure.add_trace(_grid_trace(before, None, False, "before", "coloraxis"), row=1, col=1)
+    figure.add_trace(_grid_trace(after, None, False, "after", "coloraxis"), row=2, col=1)
+    figure.update_layout(
+        title=title,
+        height=height,
+        coloraxis=_coloraxis(MAPS_COLORSCALE, limit, orientation="h", y=-0.02, yanchor="top"),
+        margin=dict(l=4, r=4, t=60, b=4),
+    )
+    _image_axes(figure, subplots=2)
+    return figure
+
+
+def explorer_grids_figure(
+    before: np.ndarray,
+    after: np.ndarray,
+    *,
+    order: Sequence[int] | np.ndarray | None = None,
+    per_map_scale: bool = False,
+    height: int = 480,
+) -> go.Figure:
+    """before | after | difference (after - before), all channels, one trace per grid. Before
+    and after share a colour range (per map with ``per_map_scale``); the difference has its own."""
+    difference = after - before
+    figure = make_subplots(
+        rows=1, cols=3, subplot_titles=("before", "after", "difference (after − before)"), horizontal_spacing=0.03
+    )
+    figure.add_trace(_grid_trace(before, order, per_map_scale, "before", "coloraxis"), row=1, col=1)
+    figure.add_trace(_grid_trace(after, order, per_map_scale, "after", "coloraxis"), row=1, col=2)
+    figure.add_trace(_grid_trace(difference, order, per_map_scale, "difference", "coloraxis2"), row=1, col=3)
+    maps_limit = 1.0 if per_map_scale else symmetric_limit(before, after)
+    difference_limit = 1.0 if per_map_scale else symmetric_limit(difference)
+    figure.update_layout(
+        height=height,
+        coloraxis=_coloraxis(MAPS_COLORSCALE, maps_limit, "map", x=1.0, len=0.45, y=0.75),
+        coloraxis2=_coloraxis(DIFFERENCE_COLORSCALE, difference_limit, "diff", x=1.0, len=0.45, y=0.22),
+        margin=dict(l=4, r=4, t=40, b=4),
+    )
+    _image_axes(figure, subplots=3)
+    return figure
+
+
+def channel_gate_figure(
+    gate: np.ndarray,
+    *,
+    sort: bool = True,
+    upper: float | None = None,
+    title: str = "channel gate",
+    height: int = 260,
+) -> go.Figure:
+    """The channel gate (C,) as one bar trace: sorted largest first (x = rank) or by channel
+    index; hover names the channel. ``upper`` fixes the y range to [min(0, gate), upper]."""
+    order = np.argsort(-gate, kind="stable") if sort else np.arange(gate.size)
+    figure = go.Figure(
+        go.Bar(
+            x=np.arange(gate.size),
+            y=gate[order].astype(np.float32),
+            customdata=order,
+            hovertemplate="channel %{customdata}<br>gate %{y:.4g}<extra></extra>",
+            marker_color=STAGE_COLOURS["channel"],
+            name="channel gate",
+        )
+    )
+    figure.update_layout(
+        title=title,
+        height=height,
+        bargap=0.05,
+        margin=dict(l=4, r=4, t=40, b=4),
+        xaxis_title="channels, largest gate first" if sort else "channel",
+    )
+    if upper is not None:
+        figure.update_yaxes(range=[min(0.0, float(gate.min())), upper])
+    return figure
+
+
+def spatial_gate_figure(gate: np.ndarray, *, title: str = "spatial gate", height: int = 260) -> go.Figure:
+    """The spatial gate (H, W) as one heatmap on the fixed range [0, 1]."""
+    figure = go.Figure(
+        go.Heatmap(
+            z=gate.astype(np.float32),
+            zmin=0.0,
+            zmax=1.0,
+            colorscale=GATE_COLORSCALE,
+            hovertemplate="row %{y}, column %{x}<br>gate %{z:.4g}<extra></extra>",
+            colorbar={"thickness": 10},
+        )
+    )
+    figure.update_layout(title=title, height=height, margin=dict(l=4, r=4, t=40, b=4))
+    _image_axes(figure)
+    return figure
+
+
+def spatial_overlay_figure(
+    image: np.ndarray,
+    gate: np.ndarray,
+    *,
+    opacity: float = 0.5,
+    title: str = "spatial gate over the input",
+    height: int = 320,
+) -> go.Figure:
+    """The spatial gate (h, w) stretched over ``image`` (H, W, 3 uint8): an image trace and one
+    semi-transparent heatmap whose cells each cover (H / h) x (W / w) image pixels."""
+    image_height, image_width = image.shape[:2]
+    gate_height, gate_width = gate.shape
+    dx, dy = image_width / gate_width, image_height / gate_height
+    figure = go.Figure(
+        [
+            go.Image(z=image, hoverinfo="skip"),
+            go.Heatmap(
+                z=gate.astype(np.float32),
+                x0=dx / 2 - 0.5,
+                dx=dx,
+                y0=dy / 2 - 0.5,
+                dy=dy,
+                zmin=0.0,
+                zmax=1.0,
+                opacity=opacity,
+                colorscale=GATE_COLORSCALE,
+                hovertemplate="gate %{z:.4g}<extra></extra>",
+                colorbar={"thickness": 10},
+            ),
+        ]
+    )
+    figure.update_layout(title=title, height=height, margin=dict(l=4, r=4, t=40, b=4))
+    _image_axes(figure)
+    return figure
+
+
+def gate_histogram_figure(
+    gate_values: dict[str, np.ndarray], *, title: str = "gate values", height: int = 280
+) -> go.Figure:
+    """Distribution of gate values, one histogram trace per stage ("channel", "spatial")."""
+    figure = go.Figure(
+        [
+            go.Histogram(
+                x=values.astype(np.float32),
+                name=f"{stage} gate",
+                nbinsx=40,
+                opacity=0.75,
+                marker_color=STAGE_COLOURS.get(stage),
+            )
+            for stage, values in gate_values.items()
+        ]
+    )
+    figure.update_layout(
+        title=title, height=height, barmode="overlay", margin=dict(l=4, r=4, t=40, b=4), xaxis_title="gate value"
+    )
+    return figure
+
+
+def channel_statistics_figure(
+    energy_ratio: np.ndarray,
+    gate_mean: np.ndarray | None = None,
+    gate_std: np.ndarray | None = None,
+    *,
+    title: str = "per channel",
+    height: int = 420,
+) -> go.Figure:
+    """Per channel: the mean channel gate with its spread (when the site has one) and the mean
+    energy ratio after/before on a log axis (1 = unchanged)."""
+    rows = 2 if gate_mean is not None else 1
+    titles = ("mean channel gate ± std", "energy after / before") if rows == 2 else ("energy after / before",)
+    figure = make_subplots(rows=rows, cols=1, subplot_titles=titles, vertical_spacing=0.18)
+    channels = np.arange(energy_ratio.size)
+    if gate_mean is not None:
+        figure.add_trace(
+            go.Bar(
+                x=channels,
+                y=gate_mean.astype(np.float32),
+                error_y=None if gate_std is None else dict(type="data", array=gate_std.astype(np.float32)),
+                name="mean gate",
+                marker_color=STAGE_COLOURS["channel"],
+                hovertemplate="channel %{x}<br>mean gate %{y:.4g}<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
+    figure.add_trace(
+        go.Bar(
+            x=channels,
+            y=energy_ratio.astype(np.float32),
+            name="energy ratio",
+            marker_color="#55a868",
+            hovertemplate="channel %{x}<br>after/before %{y:.4g}<extra></extra>",
+        ),
+        row=rows,
+        col=1,
+    )
+    figure.update_yaxes(type="log", row=rows, col=1)
+    figure.update_xaxes(title_text="channel", row=rows, col=1)
+    figure.update_layout(title=title, height=height, showlegend=False, bargap=0.05, margin=dict(l=4, r=4, t=60, b=4))
+    return figure
+
+
+def model_cards_figure(
+    names: Sequence[str],
+    top1: Sequence[float | None],
+    top1_weighting_off: Sequence[float | None],
+    multiply_adds: Sequence[int],
+    *,
+    height: int = 380,
+) -> go.Figure:
+    """Left: top-1 accuracy with and without weighting per checkpoint (grouped bars; missing
+    values are gaps). Right: accuracy against multiply-adds, one marker per checkpoint."""
+    figure = make_subplots(
+        rows=1, cols=2, subplot_titles=("top-1 accuracy (%)", "accuracy vs multiply-adds"), horizontal_spacing=0.12
+    )
+    figure.add_trace(go.Bar(x=list(names), y=list(top1), name="weighting on", marker_color="#4c72b0"), row=1, col=1)
+    figure.add_trace(
+        go.Bar(x=list(names), y=list(top1_weighting_off), name="weighting off", marker_color="#c44e52"), row=1, col=1
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=np.asarray(multiply_adds, dtype=np.float64) / 1e6,
+            y=list(top1),
+            text=list(names),
+            mode="markers+text",
+            textposition="top center",
+            name="checkpoints",
+            marker=dict(size=10, color="#4c72b0"),
+            showlegend=False,
+            hovertemplate="%{text}<br>%{x:.2f} M multiply-adds<br>top-1 %{y:.2f}%<extra></extra>",
+        ),
+        row=1,
+        col=2,
+    )
+    figure.update_xaxes(title_text="million multiply-adds per image", row=1, col=2)
+    figure.update_layout(height=height, barmode="group", margin=dict(l=4, r=4, t=40, b=4))
+    return figure
