@@ -1,7 +1,37 @@
-"""fmw dashboard entry point (placeholder until the dashboard issue lands)."""
+"""Entry point of the fmw dashboard (`streamlit run dashboard/app.py`): page setup, the sidebar
+and the list of views; each view is one page script under ``dashboard/views/``.
 
-import streamlit as st
+To add a view, write ``views/<name>.py`` (read ``current_context()``, render) and list it in VIEWS.
+"""
 
-st.set_page_config(page_title="fmw: feature-map weighting", layout="wide")
-st.title("fmw: feature-map weighting")
-st.write("The dashboard is being built; the library is in `fmw/`.")
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+if str(REPOSITORY) not in sys.path:  # `streamlit run` puts only dashboard/ on the path
+    sys.path.insert(0, str(REPOSITORY))
+
+import streamlit as st  # noqa: E402
+import torch  # noqa: E402
+
+from dashboard.inputs import sidebar  # noqa: E402
+from dashboard.services import guarded  # noqa: E402
+
+VIEWS_DIRECTORY = Path(__file__).resolve().parent / "views"
+VIEWS = [
+    st.Page(VIEWS_DIRECTORY / "compare.py", title="Compare", icon=":material/view_column:", default=True),
+    st.Page(VIEWS_DIRECTORY / "explorer.py", title="Layer explorer", icon=":material/layers:"),
+    st.Page(VIEWS_DIRECTORY / "batch.py", title="Batch statistics", icon=":material/bar_chart:"),
+    st.Page(VIEWS_DIRECTORY / "models.py", title="Models", icon=":material/table_chart:"),
+]
+# Interactive inference on small inputs is fastest single-threaded, and concurrent sessions then
+# each get a core instead of fighting over OpenMP threads; FMW_TORCH_THREADS overrides.
+torch.set_num_threads(int(os.environ.get("FMW_TORCH_THREADS", "1")))
+
+st.set_page_config(page_title="fmw: feature-map weighting", page_icon=":material/grid_view:", layout="wide")
+page = st.navigation(VIEWS)
+sidebar()
+guarded(f"The {page.title} view", page.run)

@@ -1,0 +1,53 @@
+"""Batch statistics: every image in the sidebar analysed by one checkpoint (with a progress bar),
+then per site the distribution of gate values, the per-channel mean gate and the energy ratio."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard.inputs import DashboardContext, current_context, require_checkpoints
+from dashboard.views.common import PLOT_CONFIG, analysis_of
+from fmw.analysis import SiteStatistics, batch_statistics
+from fmw.viz import channel_statistics_figure, gate_histogram_figure
+
+
+@st.fragment
+def site_statistics(statistics: list[SiteStatistics]) -> None:
+    names = [site.name for site in statistics]
+    name = st.radio("Weighting site", names, key="batch-site", horizontal=True)
+    site = statistics[names.index(name) if name in names else 0]
+    if site.gate_values:
+        figure = gate_histogram_figure(site.gate_values, title=f"gate values over {site.images} image(s)")
+        st.plotly_chart(figure, key="batch-histogram", config=PLOT_CONFIG)
+    else:
+        st.caption(f"`{site.name}` ({site.kind}) applies no gate.")
+    figure = channel_statistics_figure(site.energy_ratio_mean, site.channel_gate_mean, site.channel_gate_std,
+                                       title=f"{site.name} ({site.kind}) per channel, mean over images")
+    st.plotly_chart(figure, key="batch-channels", config=PLOT_CONFIG)
+
+
+def render(context: DashboardContext) -> None:
+    st.header("Batch statistics")
+    if not require_checkpoints(context):
+        return
+    if not context.images:
+        st.info("Upload images or pick sample photos in the sidebar; statistics are over all of them.")
+        return
+    names = [checkpoint.name for checkpoint in context.checkpoints]
+    name = st.selectbox("Checkpoint", names, key="batch-checkpoint")
+    checkpoint = context.checkpoints[names.index(name) if name in names else 0]
+    progress = st.progress(0.0, text="Analysing images…")
+    analyses = []
+    for done, image in enumerate(context.images, start=1):
+        analysis = analysis_of(context, checkpoint, image)
+        if analysis is not None:
+            analyses.append(analysis)
+        progress.progress(done / len(context.images), text=f"Analysed {done} of {len(context.images)} images")
+    progress.empty()
+    if not analyses:
+        return
+    st.caption(f"{len(analyses)} image(s) analysed by **{checkpoint.name}** at {analyses[0].resolution[0]} px.")
+    site_statistics(batch_statistics(analyses))
+
+
+render(current_context())

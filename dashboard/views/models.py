@@ -1,0 +1,51 @@
+"""Models page: the selected checkpoints' cards (weighting, accuracy with and without weighting,
+parameters, multiply-adds) as a table and a chart, read from checkpoint metadata."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard.inputs import DashboardContext, current_context, require_checkpoints
+from dashboard.services import checkpoint_card, guarded
+from dashboard.views.common import PLOT_CONFIG
+from fmw.viz import model_cards_figure
+
+
+def render(context: DashboardContext) -> None:
+    st.header("Models")
+    if not require_checkpoints(context):
+        return
+    cards = []
+    for checkpoint in context.checkpoints:
+        card = guarded(checkpoint.name, lambda: checkpoint_card(checkpoint.path, checkpoint.version, context.device))
+        if card is not None:
+            cards.append(card)
+    if not cards:
+        return
+    st.table(
+        [
+            {
+                "checkpoint": card.name,
+                "weighting": card.weighting,
+                "top-1 (%)": "—" if card.top1 is None else f"{card.top1:.2f}",
+                "top-1, weighting off (%)": "—" if card.top1_weighting_off is None else f"{card.top1_weighting_off:.2f}",
+                "parameters": f"{card.parameters:,}",
+                "multiply-adds": f"{card.multiply_adds / 1e6:.2f} M",
+                "input": f"{card.input_size[0]}×{card.input_size[1]}",
+            }
+            for card in cards
+        ]
+    )
+    if all(card.top1 is None for card in cards):
+        st.caption("These checkpoints record no test accuracy (e.g. untrained weights); `python -m fmw evaluate` adds it.")
+    figure = model_cards_figure(
+        [card.name for card in cards],
+        [card.top1 for card in cards],
+        [card.top1_weighting_off for card in cards],
+        [card.multiply_adds for card in cards],
+    )
+    st.plotly_chart(figure, key="models-chart", config=PLOT_CONFIG)
+    st.caption("Multiply-adds for one image at the checkpoint's input size. Model cards: `checkpoints/README.md`.")
+
+
+render(current_context())
