@@ -5,7 +5,7 @@ kind of weighting layer at the same sites, plus its JSON-serialisable configurat
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch import nn
@@ -24,7 +24,8 @@ class NetConfig:
     in_channels: int = 3
     stem_width: int = 24
     widths: tuple[int, ...] = (48, 96, 192)
-    family: str = field(default="fmw-resnet", compare=True)
+    logit_scale: float = 0.125
+    family: str = "fmw-resnet"
 
     def __post_init__(self) -> None:
         if self.weighting not in WEIGHTING_LAYERS:
@@ -32,6 +33,8 @@ class NetConfig:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         if not self.widths or any(w < 1 for w in self.widths):
             raise ValueError(f"widths must be positive integers, got {self.widths!r}")
+        if not self.logit_scale > 0:
+            raise ValueError(f"logit_scale must be positive, got {self.logit_scale!r}")
         if self.num_classes < 1 or self.in_channels < 1 or self.stem_width < 1:
             raise ValueError("num_classes, in_channels and stem_width must be positive")
         if self.family != "fmw-resnet":
@@ -92,7 +95,9 @@ class WeightedResidualStage(nn.Module):
 
 
 class FMWNet(nn.Module):
-    """Stem, one ``WeightedResidualStage`` per width, global max pool, linear classifier.
+    """Stem, one ``WeightedResidualStage`` per width, global max pool, linear classifier whose
+    output is multiplied by a fixed ``logit_scale`` (as airbench does; it keeps the max-pooled
+    logits small enough for a high learning rate from the first step).
 
     Fully convolutional: any input of at least ``2 ** len(widths)`` pixels per side works.
     """
@@ -112,7 +117,7 @@ class FMWNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.pool(self.stages(self.stem(x))).flatten(1)
-        return self.classifier(features)
+        return self.classifier(features) * self.config.logit_scale
 
 
 def build_model(config: NetConfig | None = None, **overrides) -> FMWNet:

@@ -1,0 +1,291 @@
+"""``python -m fmw train``: train one network of the fmw family and write a checkpoint with the
+recipe and measured metrics inside; runs unchanged under ``torchrun`` (DistributedDataParallel).
+
+Recipe (facts from the airbench line of work, Jordan 2024, and Page's DAWNBench ResNet, own
+code): flip + 2-pixel translate, label smoothing 0.2, Nesterov SGD with a triangular learning
+rate, no weight decay on 1-D parameters, bf16 autocast where the hardware has it, channels-last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from fmw.checkpoint import CheckpointMetadata, save_checkpoint
+from fmw.data import DataError, ImageSplit, augment_batch, batches, load_split, normalize
+from fmw.device import select_device
+from fmw.models import FMWNet, NetConfig, build_model, count_multiply_adds, count_parameters
+from fmw.weighting import WEIGHTING_LAYERS
+
+__all__ = ["Recipe", "train", "train_one_epoch", "build_optimizer", "main", "dataset_statistics"]
+
+
+@dataclass
+class Recipe:
+    weighting: str = "none"
+    epochs: int = 10
+    batch_size: int = 512
+    learning_rate: float = 0.4
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.2
+    warmup_fraction: float = 0.2
+    translate: int = 2
+    seed: int = 0
+    bf16: bool = True
+    widths: tuple[int, ...] = NetConfig.widths
+    stem_width: int = NetConfig.stem_width
+
+
+def dataset_statistics(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images, in 0..1 units, rounded to 4 decimals."""
+    values = images.float().div_(255).transpose(0, 1).reshape(images.shape[1], -1)
+    return tuple(round(v, 4) for v in values.mean(1).tolist()), tuple(round(v, 4) for v in values.std(1).tolist())
+
+
+def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """Nesterov SGD; weight decay only on conv and linear weights (not BN, biases or gate vectors)."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.SGD(groups, lr=recipe.learning_rate, momentum=recipe.momentum, nesterov=True)
+
+
+def triangular_rate(step: int, total: int, recipe: Recipe) -> float:
+    """Learning rate at ``step``: linear from 0.1x to peak over the warm-up, then linear to 0."""
+    warmup = max(1, int(total * recipe.warmup_fraction))
+    if step < warmup:
+        return recipe.learning_rate * (0.1 + 0.9 * step / warmup)
+    return recipe.learning_rate * max(0.0, (total - step) / max(1, total - warmup))
+
+
+def autocast_for(device: torch.device, enabled: bool):
+    usable = enabled and (device.type == "cuda" or (device.type == "cpu" and torch.backends.mkldnn.is_available()))
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=usable)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    split: ImageSplit,
+    recipe: Recipe,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    generator: torch.Generator,
+    device: torch.device,
+    step: int,
+    total_steps: int,
+    rank: int = 0,
+    world: int = 1,
+    progress: bool = True,
+) -> tuple[float, float, int]:
+    """One epoch over ``split``; returns (mean loss, train accuracy, steps done so far).
+
+    Every rank draws the same permutation and takes its own interleaved share of each batch.
+    """
+    model.train()
+    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    seen = 0
+    count = len(split)
+    steps_per_epoch = count // recipe.batch_size
+    bar = tqdm(total=steps_per_epoch, disable=not progress, leave=False, unit="batch", file=sys.stderr)
+    for indices in batches(count, recipe.batch_size, generator, drop_last=True):
+        indices = indices[rank::world]
+        images = normalize(split.images[indices].to(device, non_blocking=True), mean, std)
+        images = augment_batch(images, generator, recipe.translate).contiguous(memory_format=torch.channels_last)
+        labels = split.labels[indices].to(device, non_blocking=True)
+        for group in optimizer.param_groups:
+            group["lr"] = triangular_rate(step, total_steps, recipe)
+        with autocast_for(device, recipe.bf16):
+            logits = model(images)
+            loss = criterion(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        loss_sum += loss.detach() * len(indices)
+        correct += (logits.argmax(1) == labels).sum()
+        seen += len(indices)
+        bar.update(1)
+    bar.close()
+    return loss_sum.item() / max(1, seen), correct.item() / max(1, seen), step
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    split: ImageSplit,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    device: torch.device,
+    batch_size: int = 1000,
+) -> torch.Tensor:
+    """Predicted class of every image of ``split`` (single view, model in eval mode)."""
+    model.eval()
+    predictions = []
+    for indices in batches(len(split), batch_size, None):
+        images = normalize(split.images[indices].to(device), mean, std).contiguous(memory_format=torch.channels_last)
+        predictions.append(model(images).argmax(1).cpu())
+    return torch.cat(predictions)
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and os.environ.get("FMW_DEVICE", "") != "cpu" else "gloo"
+        dist.init_process_group(backend=backend)
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def train(
+    recipe: Recipe,
+    data: str | None,
+    out: Path | None,
+    device_name: str | None = None,
+    progress: bool = True,
+    log=print,
+    train_split: ImageSplit | None = None,
+    test_split: ImageSplit | None = None,
+) -> tuple[FMWNet, CheckpointMetadata]:
+    """Train a model by ``recipe`` and, on rank 0, write its checkpoint to ``out``."""
+    rank, world = _distributed()
+    device = select_device(device_name)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if recipe.batch_size % world:
+        raise ValueError(f"batch size {recipe.batch_size} is not divisible by the {world} processes")
+    torch.manual_seed(recipe.seed)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    train_split = train_split or load_split(data, "train")
+    test_split = test_split if test_split is not None else load_split(data, "test")
+    if len(train_split) < recipe.batch_size:
+        raise ValueError(f"{len(train_split)} training images are fewer than one batch of {recipe.batch_size}")
+    mean, std = dataset_statistics(train_split.images)
+    config = NetConfig(
+        weighting=recipe.weighting,
+        num_classes=len(train_split.class_names),
+        widths=tuple(recipe.widths),
+        stem_width=recipe.stem_width,
+    )
+    model = build_model(config).to(device).to(memory_format=torch.channels_last)
+    trained: nn.Module = model
+    if world > 1:
+        trained = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = build_optimizer(model, recipe)
+    generator = torch.Generator().manual_seed(recipe.seed)
+    total_steps = recipe.epochs * (len(train_split) // recipe.batch_size)
+    step = 0
+    history = []
+    started = time.perf_counter()
+    show = progress and rank == 0
+    for epoch in range(1, recipe.epochs + 1):
+        epoch_start = time.perf_counter()
+        loss, accuracy, step = train_one_epoch(
+            trained, optimizer, train_split, recipe, mean, std, generator, device, step, total_steps, rank, world, show
+        )
+        seconds = time.perf_counter() - epoch_start
+        rate = (len(train_split) // recipe.batch_size) * recipe.batch_size / seconds
+        history.append({"epoch": epoch, "loss": round(loss, 4), "train_top1": round(accuracy, 4), "images_per_s": round(rate, 1)})
+        if rank == 0:
+            log(f"epoch {epoch:>3}/{recipe.epochs}  loss {loss:.4f}  train top-1 {accuracy:.4f}  {rate:,.0f} images/s")
+    train_seconds = time.perf_counter() - started
+    model.eval()
+    metrics: dict = {"train_seconds": round(train_seconds, 1), "history": history}
+    if rank == 0 and len(test_split):
+        from fmw.evaluate import accuracy_report
+
+        metrics.update(accuracy_report(model, test_split, mean, std, device, ablate=True).summary())
+        log(f"test top-1 {metrics['test_top1']:.4f}  with weighting switched off {metrics['test_top1_weighting_off']:.4f}")
+    metrics.update(
+        parameters=count_parameters(model),
+        multiply_adds=count_multiply_adds(model),
+        machine=f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpu, torch {torch.__version__}, {device}".strip(),
+        world_size=world,
+    )
+    recipe_record = {**asdict(recipe), "widths": list(recipe.widths), "data": str(train_split.source)}
+    metadata = CheckpointMetadata(
+        architecture=config,
+        class_names=list(train_split.class_names),
+        mean=mean,
+        std=std,
+        input_size=tuple(train_split.images.shape[2:]),
+        metrics=metrics,
+        recipe=recipe_record,
+    )
+    if rank == 0 and out is not None:
+        save_checkpoint(out, model, metadata)
+        log(f"wrote {out}")
+    if world > 1:
+        dist.barrier()
+    return model, metadata
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    defaults = Recipe()
+    parser = argparse.ArgumentParser(prog="python -m fmw train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--weighting", choices=list(WEIGHTING_LAYERS), default=defaults.weighting)
+    parser.add_argument("--data", default=None, help="zip/dir in ImageFolder layout, or torchvision:DIR (default: ../shared/data/cifar10-jpg.zip)")
+    parser.add_argument("--download", action="store_true", help="with --data torchvision:DIR, download CIFAR-10 there")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--lr", type=float, default=defaults.learning_rate)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--widths", type=int, nargs="+", default=list(defaults.widths))
+    parser.add_argument("--no-bf16", action="store_true", help="train in float32 (bf16 autocast is the default)")
+    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps; or set FMW_DEVICE")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--subset", type=int, default=None, help="train on the first N images per class (quick runs)")
+    parser.add_argument("--out", type=Path, required=True, help="checkpoint path to write (.safetensors)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.epochs < 1 or args.batch_size < 1 or args.lr <= 0:
+        parser.error("--epochs and --batch-size must be positive integers and --lr positive")
+    if args.out.suffix != ".safetensors":
+        parser.error(f"--out must end in .safetensors, got {args.out}")
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    recipe = Recipe(
+        weighting=args.weighting,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        seed=args.seed,
+        bf16=not args.no_bf16,
+        widths=tuple(args.widths),
+    )
+    try:
+        train_split = load_split(args.data, "train", download=args.download)
+        if args.subset:
+            train_split = train_split.subset(args.subset)
+        test_split = load_split(args.data, "test", download=args.download)
+        _, metadata = train(recipe, args.data, args.out, args.device, not args.quiet, train_split=train_split, test_split=test_split)
+    except (DataError, ValueError) as error:
+        print(f"fmw train: {error}", file=sys.stderr)
+        return 2
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if int(os.environ.get("RANK", "0")) == 0:
+        summary = {k: v for k, v in metadata.metrics.items() if k != "history"}
+        print(json.dumps(summary, indent=2))
+    return 0
