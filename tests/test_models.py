@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import fields
 
 import pytest
 import torch
@@ -19,16 +20,11 @@ SMALL = {"stem_width": 8, "widths": (8, 16, 32)}
 
 
 def test_config_round_trips_through_json() -> None:
-    config = NetConfig(weighting="cbam", num_classes=7, in_channels=1, stem_width=12, widths=[16, 32])
+    config = NetConfig(weighting="cbam", num_classes=7, in_channels=1, stem_width=12, widths=[16, 32], logit_scale=0.1)
     text = config.to_json()
-    assert json.loads(text) == {
-        "weighting": "cbam",
-        "num_classes": 7,
-        "in_channels": 1,
-        "stem_width": 12,
-        "widths": [16, 32],
-        "family": "fmw-resnet",
-    }
+    data = json.loads(text)
+    assert set(data) == {f.name for f in fields(NetConfig)}, "every field is written"
+    assert data["widths"] == [16, 32] and data["weighting"] == "cbam" and data["logit_scale"] == 0.1
     again = NetConfig.from_json(text)
     assert again == config
     assert again.widths == (16, 32) and isinstance(again.widths, tuple)
@@ -110,6 +106,7 @@ def test_build_model_takes_a_config_and_overrides() -> None:
         ({"widths": (16, 0)}, ["widths", "(16, 0)"]),
         ({"num_classes": 0}, ["num_classes", "positive"]),
         ({"family": "vgg"}, ["'vgg'", "fmw-resnet"]),
+        ({"logit_scale": 0.0}, ["logit_scale must be positive", "0.0"]),
     ],
 )
 def test_invalid_config_is_refused_with_a_useful_message(arguments: dict, words: list[str]) -> None:
