@@ -1,0 +1,238 @@
+"""Every dashboard page through streamlit's AppTest: uploads (good and bad), page switches and
+controls, with assertions on the predictions shown and on the plotly figures' specs."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import CIFAR_CLASSES, REPO, make_checkpoint
+from fmw import viz
+from fmw.analysis import analyse_image, batch_statistics
+from fmw.checkpoint import CheckpointMetadata, load_checkpoint, save_checkpoint
+from fmw.models import build_model
+
+KINDS = ("none", "scale", "spatial", "channel", "cbam", "eca")
+GATE_CHARTS = {"none": 0, "cbam": 2}  # charts per gate on the Compare page; the others have one
+APP = str(REPO / "dashboard" / "app.py")
+
+
+def array(value) -> np.ndarray:
+    """A figure-spec array: plotly sends numpy arrays as base64 typed arrays."""
+    if isinstance(value, dict) and "bdata" in value:
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        if isinstance(shape, str):
+            shape = [int(size) for size in shape.split(",")]
+        return flat.reshape(shape) if shape else flat
+    return np.asarray(value, dtype=float)
+
+
+def figures(at) -> dict[str, dict]:
+    return {chart.key: json.loads(chart.proto.spec) for chart in at.get("plotly_chart")}
+
+
+def encoded(image: np.ndarray, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def selectbox(at, label: str):
+    return next(widget for widget in at.selectbox if widget.label == label)
+
+
+@pytest.fixture
+def checkpoints(tmp_path, monkeypatch):
+    directory = tmp_path / "checkpoints"
+    for seed, kind in enumerate(KINDS[:-1], start=11):
+        make_checkpoint(directory / f"{kind}.safetensors", kind, seed=seed)
+    torch.manual_seed(16)
+    model = build_model(weighting="eca").eval()
+    metadata = CheckpointMetadata(
+        architecture=model.config,
+        class_names=CIFAR_CLASSES,
+        metrics={"test_top1": 0.9125, "test_top1_weighting_off": 0.5},
+    )
+    save_checkpoint(directory / "eca.safetensors", model, metadata)
+    monkeypatch.setenv("FMW_CHECKPOINT_DIR", str(directory))
+    threads = torch.get_num_threads()
+    yield directory
+    torch.set_num_threads(threads)  # the app sets one thread for itself; do not leak that into other tests
+
+
+@pytest.fixture
+def app(checkpoints):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception
+    return at
+
+
+def expected_predictions(checkpoints, kind: str, rgb: np.ndarray, resolution: int | None = None) -> list[str]:
+    result = analyse_image(load_checkpoint(checkpoints / f"{kind}.safetensors"), rgb, resolution)
+    return [f"| {p.class_name} | {p.probability:.1%} |" for p in result.predictions]
+
+
+def test_compare_opens_on_a_sample_with_every_checkpoint(app, checkpoints):
+    import skimage.data
+
+    assert selectbox(app, "Image").value == "sample: chelsea"
+    assert app.multiselect(key="checkpoints").value == list(KINDS)
+    tables = [m.value for m in app.markdown if m.value.startswith("| class | probability |")]
+    assert len(tables) == len(KINDS)
+    for kind, table in zip(KINDS, tables):
+        assert table.splitlines()[2:] == expected_predictions(checkpoints, kind, skimage.data.chelsea())
+    specs = figures(app)
+    assert len(specs) == len(KINDS) + sum(GATE_CHARTS.get(kind, 1) for kind in KINDS)
+    maps = [specs[f"compare-maps-{kind}"] for kind in KINDS]
+    for spec in maps:
+        assert [trace["type"] for trace in spec["data"]] == ["heatmap", "heatmap"]
+        assert array(spec["data"][0]["z"]).shape == (7 * 17 - 1, 7 * 17 - 1)  # 48 maps of 16x16 in a 7x7 montage
+    assert len({spec["layout"]["coloraxis"]["cmax"] for spec in maps}) == 1, "columns must share one colour range"
+    cbam = analyse_image(load_checkpoint(checkpoints / "cbam.safetensors"), skimage.data.chelsea()).sites[0]
+    np.testing.assert_array_equal(array(specs["compare-maps-cbam"]["data"][1]["z"]), viz.montage(cbam.after).values)
+    np.testing.assert_allclose(array(specs["compare-channel-gate-cbam"]["data"][0]["y"]), cbam.channel_gate, rtol=1e-6)
+    np.testing.assert_allclose(array(specs["compare-spatial-gate-cbam"]["data"][0]["z"]), cbam.spatial_gate, rtol=1e-6)
+    assert "compare-channel-gate-none" not in specs and "compare-spatial-gate-channel" not in specs
+    gate_ranges = {tuple(specs[f"compare-channel-gate-{k}"]["layout"]["yaxis"]["range"]) for k in ("channel", "eca")}
+    assert len(gate_ranges) == 1, "channel gates share one axis range across columns"
+
+
+def test_depth_and_resolution_controls(app):
+    app.select_slider(key="compare-depth").set_value(1).run()
+    spec = figures(app)["compare-maps-channel"]
+    assert array(spec["data"][0]["z"]).shape == (10 * 9 - 1, 10 * 9 - 1)  # 96 maps of 8x8 in 10 columns
+    app.select_slider(key="resolution").set_value(64).run()
+    assert not app.exception
+    assert any("accuracy is for 32 px" in caption.value for caption in app.caption)
+    spec = figures(app)["compare-maps-channel"]
+    assert array(spec["data"][0]["z"]).shape == (10 * 17 - 1, 10 * 17 - 1)  # 96 maps of 16x16 at 64 px
+
+
+def test_uploads_good_and_bad_files_each_get_their_own_outcome(app, checkpoints):
+    good = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    png = encoded(good, "PNG")
+    jpeg = encoded(good, "JPEG")
+    app.file_uploader(key="uploads").set_value(
+        [
+            ("notes.png", b"this is not an image", "image/png"),
+            ("good.png", png, "image/png"),
+            ("cut.jpg", jpeg[: len(jpeg) // 2], "image/jpeg"),
+        ]
+    ).run()
+    assert not app.exception
+    errors = [error.value for error in app.error]
+    assert len(errors) == 2
+    assert errors[0].startswith("notes.png: not a supported image")
+    assert errors[1].startswith("cut.jpg: the JPEG data is damaged or truncated")
+    assert selectbox(app, "Image").value == "good.png"
+    assert selectbox(app, "Image").options == ["good.png", "sample: chelsea"]
+    table = next(m.value for m in app.markdown if m.value.startswith("| class"))
+    assert table.splitlines()[2:] == expected_predictions(checkpoints, "none", good)
+    assert all(spec["layout"]["meta"]["image"] == "good.png" for spec in figures(app).values())
+
+
+def test_layer_explorer_orders_channels_and_shows_both_cbam_stages(app, checkpoints):
+    import skimage.data
+
+    app.switch_page("views/explorer.py").run()
+    assert not app.exception
+    selectbox(app, "Checkpoint").set_value("cbam").run()
+    specs = figures(app)
+    assert set(specs) == {"explorer-grids", "explorer-channel", "explorer-spatial", "explorer-overlay"}
+    grids = specs["explorer-grids"]["data"]
+    assert [trace["name"] for trace in grids] == ["before", "after", "difference"]
+    site = analyse_image(load_checkpoint(checkpoints / "cbam.safetensors"), skimage.data.chelsea()).sites[0]
+    np.testing.assert_allclose(array(grids[2]["z"]), viz.montage(site.after - site.before).values, atol=1e-6)
+    assert [trace["type"] for trace in specs["explorer-overlay"]["data"]] == ["image", "heatmap"]
+    assert array(specs["explorer-channel"]["data"][0]["customdata"])[0] == int(np.argmax(site.channel_gate))
+
+    app.radio(key="explorer-order").set_value("gate").run()
+    channels = array(figures(app)["explorer-grids"]["data"][0]["customdata"])
+    assert channels[0, 0] == int(np.argmax(site.channel_gate))
+    app.radio(key="explorer-scale").set_value("per map").run()
+    before = figures(app)["explorer-grids"]["data"][0]
+    assert array(before["customdata"]).shape[-1] == 2
+    assert np.nanmax(np.abs(array(before["z"]))) == pytest.approx(1.0)
+
+    selectbox(app, "Weighting site").set_value("stages.2.weighting").run()
+    assert array(figures(app)["explorer-spatial"]["data"][0]["z"]).shape == (4, 4)
+    selectbox(app, "Checkpoint").set_value("none").run()
+    assert set(figures(app)) == {"explorer-grids"}
+    assert app.radio(key="explorer-order").options == ["index", "energy change"]
+
+
+def test_batch_statistics_over_uploads_and_samples(app, checkpoints):
+    rng = np.random.default_rng(1)
+    uploads = [rng.integers(0, 256, (40, 40, 3), dtype=np.uint8) for _ in range(2)]
+    app.file_uploader(key="uploads").set_value(
+        [(f"u{i}.png", encoded(image, "PNG"), "image/png") for i, image in enumerate(uploads)]
+    ).run()
+    app.switch_page("views/batch.py").run()
+    selectbox(app, "Checkpoint").set_value("channel").run()
+    assert not app.exception
+    assert any("3 image(s) analysed by **channel**" in c.value for c in app.caption)
+    specs = figures(app)
+    histogram = specs["batch-histogram"]["data"]
+    assert [trace["name"] for trace in histogram] == ["channel gate"]
+    assert array(histogram[0]["x"]).shape == (3 * 48,)
+    import skimage.data
+
+    loaded = load_checkpoint(checkpoints / "channel.safetensors")
+    statistics = batch_statistics([analyse_image(loaded, rgb) for rgb in [*uploads, skimage.data.chelsea()]])[0]
+    mean_gate, ratio = specs["batch-channels"]["data"]
+    np.testing.assert_allclose(array(mean_gate["y"]), statistics.channel_gate_mean, rtol=1e-5)
+    np.testing.assert_allclose(array(ratio["y"]), statistics.energy_ratio_mean, rtol=1e-5)
+    app.radio(key="batch-site").set_value("stages.1.weighting").run()
+    assert array(figures(app)["batch-histogram"]["data"][0]["x"]).shape == (3 * 96,)
+
+
+def test_models_page_shows_cards_as_table_and_chart(app):
+    app.switch_page("views/models.py").run()
+    assert not app.exception
+    rows = app.table[0].value
+    assert list(rows["checkpoint"]) == list(KINDS)
+    eca = rows[rows["checkpoint"] == "eca"].iloc[0]
+    assert (eca["top-1 (%)"], eca["top-1, weighting off (%)"]) == ("91.25", "50.00")
+    assert rows[rows["checkpoint"] == "none"].iloc[0]["top-1 (%)"] == "—"
+    chart = figures(app)["models-chart"]["data"]
+    assert [trace["type"] for trace in chart] == ["bar", "bar", "scatter"]
+    assert chart[0]["y"][-1] == pytest.approx(91.25) and chart[0]["y"][0] is None
+
+
+def test_no_checkpoints_is_said_clearly_and_the_app_still_works(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("FMW_CHECKPOINT_DIR", str(tmp_path / "empty"))
+    threads = torch.get_num_threads()
+    try:
+        at = AppTest.from_file(APP, default_timeout=120).run()
+        assert not at.exception and not at.error
+        assert any("No checkpoints found" in warning.value for warning in at.warning)
+        assert any("no checkpoints" in info.value for info in at.info)
+        assert len(at.get("image")) == 1  # the sample photo is still shown
+        for page in ("views/explorer.py", "views/batch.py", "views/models.py"):
+            at.switch_page(page).run()
+            assert not at.exception and not at.error and at.info
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_broken_checkpoint_is_reported_and_the_others_still_compared(checkpoints):
+    from streamlit.testing.v1 import AppTest
+
+    (checkpoints / "broken.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception
+    assert [error.value for error in at.error] == [
+        "broken: " + f"{checkpoints / 'broken.safetensors'}: the safetensors header is not valid JSON; the file is damaged"
+    ]
+    assert len([m for m in at.markdown if m.value.startswith("| class | probability |")]) == len(KINDS)
