@@ -88,8 +88,9 @@ def symmetric_limit(*arrays: np.ndarray) -> float:
 
 
 def _channel_indices(channels: np.ndarray) -> np.ndarray:
-    """The montage's channel map in the smallest integer type that holds it (fewer bytes to send)."""
-    return channels.astype(np.int16 if channels.max(initial=0) > 126 else np.int8)
+    """The montage's channel map in the smallest unsigned type that holds it (fewer bytes to
+    send); gaps become 0, which hover never shows since z is NaN there."""
+    return np.maximum(channels, 0).astype(np.uint8 if channels.max(initial=0) < 256 else np.uint16)
 
 
 def _grid_trace(
