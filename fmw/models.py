@@ -30,13 +30,17 @@ class NetConfig:
     def __post_init__(self) -> None:
         if self.weighting not in WEIGHTING_LAYERS:
             raise ValueError(f"unknown weighting kind {self.weighting!r}; expected one of: {', '.join(WEIGHTING_LAYERS)}")
-        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
-        if not self.widths or any(w < 1 for w in self.widths):
-            raise ValueError(f"widths must be positive integers, got {self.widths!r}")
-        if not self.logit_scale > 0:
-            raise ValueError(f"logit_scale must be positive, got {self.logit_scale!r}")
-        if self.num_classes < 1 or self.in_channels < 1 or self.stem_width < 1:
-            raise ValueError("num_classes, in_channels and stem_width must be positive")
+        def positive_integer(value) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+        if not isinstance(self.widths, (list, tuple)) or not self.widths or not all(map(positive_integer, self.widths)):
+            raise ValueError(f"widths must be a non-empty list of positive integers, got {self.widths!r}")
+        object.__setattr__(self, "widths", tuple(self.widths))
+        for name in ("num_classes", "in_channels", "stem_width"):
+            if not positive_integer(getattr(self, name)):
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if isinstance(self.logit_scale, bool) or not isinstance(self.logit_scale, (int, float)) or not self.logit_scale > 0:
+            raise ValueError(f"logit_scale must be a positive number, got {self.logit_scale!r}")
         if self.family != "fmw-resnet":
             raise ValueError(f"unknown network family {self.family!r}; this version of fmw builds 'fmw-resnet'")
 

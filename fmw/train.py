@@ -150,13 +150,29 @@ def _distributed() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
+def say(message: str) -> None:
+    """Print a progress line at once, also when stdout is a file or a pipe."""
+    print(message, flush=True)
+
+
+def check_ranks_agree(model: nn.Module, rank: int, world: int, log=say) -> None:
+    """Gather every rank's weights and buffers and fail unless all are bit-identical."""
+    state = torch.cat([tensor.detach().flatten().double() for tensor in model.state_dict().values()])
+    gathered = [torch.empty_like(state) for _ in range(world)]
+    dist.all_gather(gathered, state)
+    differing = [other for other in range(world) if not torch.equal(gathered[other], gathered[0])]
+    if differing:
+        raise RuntimeError(f"ranks {differing} ended with weights different from rank 0's")
+    log(f"rank {rank}: all {world} ranks hold identical weights ({state.numel()} values)")
+
+
 def train(
     recipe: Recipe,
     data: str | None,
     out: Path | None,
     device_name: str | None = None,
     progress: bool = True,
-    log=print,
+    log=say,
     train_split: ImageSplit | None = None,
     test_split: ImageSplit | None = None,
 ) -> tuple[FMWNet, CheckpointMetadata]:
@@ -231,7 +247,9 @@ def train(
         save_checkpoint(out, model, metadata)
         log(f"wrote {out}")
     if world > 1:
-        dist.barrier()
+        for buffer in model.buffers():  # BatchNorm statistics are per rank; rank 0's are the ones saved
+            dist.broadcast(buffer, src=0)
+        check_ranks_agree(model, rank, world, log)
     return model, metadata
 
 

@@ -106,7 +106,11 @@ def test_build_model_takes_a_config_and_overrides() -> None:
         ({"widths": (16, 0)}, ["widths", "(16, 0)"]),
         ({"num_classes": 0}, ["num_classes", "positive"]),
         ({"family": "vgg"}, ["'vgg'", "fmw-resnet"]),
-        ({"logit_scale": 0.0}, ["logit_scale must be positive", "0.0"]),
+        ({"logit_scale": 0.0}, ["logit_scale must be a positive number", "0.0"]),
+        ({"num_classes": 10.0}, ["num_classes must be a positive integer", "10.0"]),
+        ({"num_classes": True}, ["num_classes must be a positive integer", "True"]),
+        ({"widths": (16.7, 32)}, ["widths", "16.7"]),
+        ({"widths": ("a",)}, ["widths", "'a'"]),
     ],
 )
 def test_invalid_config_is_refused_with_a_useful_message(arguments: dict, words: list[str]) -> None:

@@ -1,0 +1,178 @@
+"""Training and evaluation CLIs on tiny generated datasets: determinism, checkpoint contents,
+the DistributedDataParallel path under torchrun, and clear errors for bad arguments."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fmw.checkpoint import load_checkpoint
+from fmw.data import DataError, augment_batch, load_split
+from fmw.evaluate import main as evaluate_main
+from fmw.train import Recipe, main as train_main, train
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSES = ["circle", "square"]
+
+
+def write_tiny_dataset(root: Path, per_class: int = 48, size: int = 16) -> Path:
+    """Two classes a small CNN separates quickly: a bright centre disc vs a bright border."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size]
+    disc = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 4) ** 2
+    border = np.zeros((size, size), bool)
+    border[:2], border[-2:], border[:, :2], border[:, -2:] = True, True, True, True
+    for split, count in (("train", per_class), ("test", per_class // 2)):
+        for label, mask in zip(CLASSES, (disc, border)):
+            folder = root / split / label
+            folder.mkdir(parents=True, exist_ok=True)
+            for index in range(count):
+                pixels = rng.integers(0, 80, (size, size, 3), dtype=np.uint8)
+                pixels[mask] = rng.integers(170, 255, (int(mask.sum()), 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{index:04d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory) -> Path:
+    return write_tiny_dataset(tmp_path_factory.mktemp("tiny"))
+
+
+TINY = ["--epochs", "3", "--batch-size", "16", "--lr", "0.2", "--widths", "8", "16", "16", "--quiet"]
+
+
+def test_load_split_from_directory_and_zip_agree(tiny_dataset, tmp_path):
+    archive = tmp_path / "tiny.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in sorted(tiny_dataset.rglob("*.png")):
+            zipped.write(path, path.relative_to(tiny_dataset).as_posix())
+    from_directory = load_split(tiny_dataset, "train")
+    from_zip = load_split(archive, "train")
+    assert from_directory.class_names == from_zip.class_names == CLASSES
+    assert from_directory.images.shape == (96, 3, 16, 16) and from_directory.images.dtype == torch.uint8
+    assert torch.equal(from_directory.images, from_zip.images)
+    assert torch.equal(from_directory.labels, from_zip.labels)
+    assert from_directory.labels.tolist() == [0] * 48 + [1] * 48
+
+
+def test_load_split_errors_are_clear(tmp_path):
+    with pytest.raises(DataError, match="no such file or directory"):
+        load_split(tmp_path / "missing.zip")
+    (tmp_path / "notazip.zip").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="not a readable zip"):
+        load_split(tmp_path / "notazip.zip")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="ImageFolder layout"):
+        load_split(tmp_path / "empty")
+    with pytest.raises(DataError, match="Add --download"):
+        load_split(f"torchvision:{tmp_path / 'nothing'}", "test")
+
+
+def test_augment_batch_flips_and_translates_within_bounds():
+    images = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).view(2, 1, 6, 6)
+    generator = torch.Generator().manual_seed(3)
+    out = augment_batch(images, generator, translate=0)
+    for original, augmented in zip(images, out):
+        assert torch.equal(augmented, original) or torch.equal(augmented, original.flip(2))
+    shifted = augment_batch(images, torch.Generator().manual_seed(4), translate=2)
+    assert shifted.shape == images.shape
+    # every output row is a window of the reflect-padded (possibly flipped) input
+    padded = torch.nn.functional.pad(torch.cat([images, images.flip(3)]), (2, 2, 2, 2), mode="reflect")
+    windows = {tuple(padded[i, 0, dy : dy + 6, dx : dx + 6].flatten().tolist()) for i in range(4) for dy in range(5) for dx in range(5)}
+    assert all(tuple(image[0].flatten().tolist()) in windows for image in shifted)
+
+
+def test_train_is_deterministic_and_writes_a_complete_checkpoint(tiny_dataset, tmp_path):
+    first, second = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    for out in (first, second):
+        assert train_main(["--weighting", "cbam", "--data", str(tiny_dataset), "--seed", "5", "--out", str(out), *TINY]) == 0
+    a, b = load_checkpoint(first), load_checkpoint(second)
+    for (name, tensor), other in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(tensor, other), name
+    metadata = a.metadata
+    assert metadata.weighting == "cbam" and metadata.class_names == CLASSES
+    assert metadata.input_size == (16, 16)
+    assert metadata.recipe["seed"] == 5 and metadata.recipe["epochs"] == 3 and metadata.recipe["batch_size"] == 16
+    assert len(metadata.metrics["history"]) == 3
+    assert metadata.metrics["test_images"] == 48
+    assert 0.0 <= metadata.metrics["test_top1_weighting_off"] <= 1.0
+    assert metadata.metrics["parameters"] == sum(p.numel() for p in a.model.parameters())
+    assert metadata.metrics["test_top1"] >= 0.9, "the tiny two-class task is easy; training should solve it"
+
+
+def test_evaluate_reproduces_the_training_metrics(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "m.safetensors"
+    assert train_main(["--weighting", "channel", "--data", str(tiny_dataset), "--out", str(out), *TINY]) == 0
+    capsys.readouterr()
+    report = tmp_path / "report.json"
+    assert evaluate_main([str(out), "--data", str(tiny_dataset), "--json", str(report)]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads(printed.strip().splitlines()[-1])
+    metadata = load_checkpoint(out).metadata
+    assert summary["test_top1"] == metadata.metrics["test_top1"]
+    assert summary["test_top1_weighting_off"] == metadata.metrics["test_top1_weighting_off"]
+    full = json.loads(report.read_text())
+    confusion = np.array(full["weighting_on"]["confusion"])
+    assert confusion.sum() == 48 and confusion.trace() / 48 == pytest.approx(full["weighting_on"]["top1"])
+    assert "circle" in printed and "confusion" in printed
+
+
+def test_weighting_off_changes_nothing_for_the_none_model(tiny_dataset, tmp_path):
+    out = tmp_path / "none.safetensors"
+    assert train_main(["--weighting", "none", "--data", str(tiny_dataset), "--out", str(out), *TINY]) == 0
+    metrics = load_checkpoint(out).metadata.metrics
+    assert metrics["test_top1"] == metrics["test_top1_weighting_off"]
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--weighting", "bogus"], "invalid choice"),
+        (["--epochs", "0"], "must be positive"),
+        (["--out", "model.pt"], "must end in .safetensors"),
+    ],
+)
+def test_train_rejects_bad_arguments(arguments, message, tmp_path, capsys):
+    base = ["--out", str(tmp_path / "x.safetensors")]
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(base + arguments)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_train_reports_a_missing_dataset(tmp_path, capsys):
+    code = train_main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.safetensors")])
+    assert code == 2
+    assert "no such file or directory" in capsys.readouterr().err
+
+
+def test_recipe_batch_larger_than_dataset_is_refused(tiny_dataset):
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        train(Recipe(batch_size=4096, widths=(8, 8, 8)), str(tiny_dataset), None, "cpu", progress=False)
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
+def test_torchrun_two_cpu_processes_end_with_identical_weights(tiny_dataset, tmp_path):
+    out = tmp_path / "ddp.safetensors"
+    environment = {**os.environ, "FMW_DEVICE": "cpu", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    command = [
+        "torchrun", "--standalone", "--nproc_per_node=2", "-m", "fmw", "train",
+        "--weighting", "eca", "--data", str(tiny_dataset), "--out", str(out), *TINY,
+    ]
+    result = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    agreed = [line for line in result.stdout.splitlines() if "all 2 ranks hold identical weights" in line]
+    assert sorted(line.split(":")[0] for line in agreed) == ["rank 0", "rank 1"]
+    metadata = load_checkpoint(out).metadata
+    assert metadata.metrics["world_size"] == 2
+    assert metadata.metrics["test_top1"] >= 0.9
