@@ -34,6 +34,7 @@ MAPS_COLORSCALE = "RdBu_r"
 DIFFERENCE_COLORSCALE = "PiYG"
 GATE_COLORSCALE = "Viridis"
 MAP_HOVER = "channel %{customdata[0]}<br>value %{customdata[1]:.4g}<extra>%{fullData.name}</extra>"
+TIGHT_MARGIN = {"l": 4, "r": 4, "t": 40, "b": 4}
 STAGE_COLOURS = {"channel": "#4c72b0", "spatial": "#dd8452"}
 
 
@@ -153,7 +154,7 @@ def feature_grid_figure(
     largest absolute value), or each map scaled to its own range with ``per_map_scale``."""
     scale = 1.0 if per_map_scale else (limit or symmetric_limit(maps))
     figure = go.Figure(_grid_trace(maps, order, per_map_scale, "maps", "coloraxis"))
-    figure.update_layout(title=title, coloraxis=_coloraxis(MAPS_COLORSCALE, scale), margin=dict(l=4, r=4, t=40, b=4))
+    figure.update_layout(title=title, coloraxis=_coloraxis(MAPS_COLORSCALE, scale), margin=TIGHT_MARGIN)
     _image_axes(figure)
     return figure
 
@@ -205,7 +206,7 @@ def explorer_grids_figure(
         height=height,
         coloraxis=_coloraxis(MAPS_COLORSCALE, maps_limit, "map", x=1.0, len=0.45, y=0.75),
         coloraxis2=_coloraxis(DIFFERENCE_COLORSCALE, difference_limit, "diff", x=1.0, len=0.45, y=0.22),
-        margin=dict(l=4, r=4, t=40, b=4),
+        margin=TIGHT_MARGIN,
     )
     _image_axes(figure, subplots=3)
     return figure
@@ -236,7 +237,7 @@ def channel_gate_figure(
         title=title,
         height=height,
         bargap=0.05,
-        margin=dict(l=4, r=4, t=40, b=4),
+        margin=TIGHT_MARGIN,
         xaxis_title="channels, largest gate first" if sort else "channel",
     )
     if upper is not None:
@@ -244,21 +245,29 @@ def channel_gate_figure(
     return figure
 
 
-def spatial_gate_figure(gate: np.ndarray, *, title: str = "spatial gate", height: int = 260) -> go.Figure:
-    """The spatial gate (H, W) as one heatmap on the fixed range [0, 1]."""
-    figure = go.Figure(
-        go.Heatmap(
-            z=gate.astype(np.float32),
-            zmin=0.0,
-            zmax=1.0,
-            colorscale=GATE_COLORSCALE,
-            hovertemplate="row %{y}, column %{x}<br>gate %{z:.4g}<extra></extra>",
-            colorbar={"thickness": 10},
-        )
+def _spatial_gate_trace(gate: np.ndarray, hovertemplate: str, **placement) -> go.Heatmap:
+    """A spatial gate (H, W) as a heatmap on the fixed range [0, 1]."""
+    return go.Heatmap(
+        z=gate.astype(np.float32),
+        zmin=0.0,
+        zmax=1.0,
+        colorscale=GATE_COLORSCALE,
+        hovertemplate=hovertemplate,
+        colorbar={"thickness": 10},
+        **placement,
     )
-    figure.update_layout(title=title, height=height, margin=dict(l=4, r=4, t=40, b=4))
+
+
+def _finish_image_figure(figure: go.Figure, title: str, height: int) -> go.Figure:
+    figure.update_layout(title=title, height=height, margin=TIGHT_MARGIN)
     _image_axes(figure)
     return figure
+
+
+def spatial_gate_figure(gate: np.ndarray, *, title: str = "spatial gate", height: int = 260) -> go.Figure:
+    """The spatial gate (H, W) as one heatmap on the fixed range [0, 1]."""
+    trace = _spatial_gate_trace(gate, "row %{y}, column %{x}<br>gate %{z:.4g}<extra></extra>")
+    return _finish_image_figure(go.Figure(trace), title, height)
 
 
 def spatial_overlay_figure(
@@ -274,27 +283,10 @@ def spatial_overlay_figure(
     image_height, image_width = image.shape[:2]
     gate_height, gate_width = gate.shape
     dx, dy = image_width / gate_width, image_height / gate_height
-    figure = go.Figure(
-        [
-            go.Image(z=image, hoverinfo="skip"),
-            go.Heatmap(
-                z=gate.astype(np.float32),
-                x0=dx / 2 - 0.5,
-                dx=dx,
-                y0=dy / 2 - 0.5,
-                dy=dy,
-                zmin=0.0,
-                zmax=1.0,
-                opacity=opacity,
-                colorscale=GATE_COLORSCALE,
-                hovertemplate="gate %{z:.4g}<extra></extra>",
-                colorbar={"thickness": 10},
-            ),
-        ]
+    cells = _spatial_gate_trace(
+        gate, "gate %{z:.4g}<extra></extra>", x0=dx / 2 - 0.5, dx=dx, y0=dy / 2 - 0.5, dy=dy, opacity=opacity
     )
-    figure.update_layout(title=title, height=height, margin=dict(l=4, r=4, t=40, b=4))
-    _image_axes(figure)
-    return figure
+    return _finish_image_figure(go.Figure([go.Image(z=image, hoverinfo="skip"), cells]), title, height)
 
 
 def gate_histogram_figure(
@@ -314,7 +306,7 @@ def gate_histogram_figure(
         ]
     )
     figure.update_layout(
-        title=title, height=height, barmode="overlay", margin=dict(l=4, r=4, t=40, b=4), xaxis_title="gate value"
+        title=title, height=height, barmode="overlay", margin=TIGHT_MARGIN, xaxis_title="gate value"
     )
     return figure
 
@@ -396,5 +388,5 @@ def model_cards_figure(
         col=2,
     )
     figure.update_xaxes(title_text="million multiply-adds per image", row=1, col=2)
-    figure.update_layout(height=height, barmode="group", margin=dict(l=4, r=4, t=40, b=4))
+    figure.update_layout(height=height, barmode="group", margin=TIGHT_MARGIN)
     return figure
