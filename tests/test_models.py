@@ -126,7 +126,7 @@ def test_invalid_config_is_refused_with_a_useful_message(arguments: dict, words:
         ("{not json", ["not valid JSON"]),
         ("[1, 2]", ["JSON object", "list"]),
         ('{"weighting": "none", "depth": 3}', ["unknown architecture config keys", "depth", "widths"]),
-        ('{"weighting": "none", "widths": 5}', ["malformed architecture config"]),
+        ('{"weighting": "none", "widths": 5}', ["widths must be a non-empty list", "got 5"]),
     ],
 )
 def test_malformed_config_json_is_refused_with_a_useful_message(text: str, words: list[str]) -> None:
