@@ -8,6 +8,7 @@ import sys
 COMMANDS = {
     "train": ("fmw.train", "train a network of the fmw family and write a checkpoint"),
     "evaluate": ("fmw.evaluate", "measure a checkpoint: top-1, per class, confusion, weighting switched off"),
+    "cards": ("fmw.cards", "print the model-card table of a directory of checkpoints"),
     "info": ("fmw.info", "show a checkpoint's metadata, or the family's parameter and multiply-add overheads"),
     "stats": ("fmw.stats", "per-site, per-class gate statistics over a dataset split"),
     "report": ("fmw.report", "write one self-contained HTML report for images and checkpoints"),

@@ -1,0 +1,104 @@
+"""``python -m fmw cards``: the model-card table of a directory of checkpoints, written from the
+metrics and recipe each checkpoint carries (so the cards never drift from the files)."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+from fmw.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint
+from fmw.weighting import WEIGHTING_LAYERS
+
+__all__ = ["training_command", "card_rows", "seed_noise", "render", "main"]
+
+
+def training_command(loaded: LoadedCheckpoint, out: str) -> str:
+    """The ``python -m fmw train`` command line that reproduces a checkpoint, from its recipe."""
+    recipe = loaded.metadata.recipe
+    parts = [
+        "python -m fmw train",
+        f"--weighting {loaded.metadata.weighting}",
+        f"--epochs {recipe.get('epochs')}",
+        f"--batch-size {recipe.get('batch_size')}",
+        f"--lr {recipe.get('learning_rate')}",
+        f"--seed {recipe.get('seed')}",
+    ]
+    if list(recipe.get("widths", [])) != list(loaded.metadata.architecture.widths):
+        parts.append("--widths " + " ".join(map(str, loaded.metadata.architecture.widths)))
+    if recipe.get("bf16") is False:
+        parts.append("--no-bf16")
+    parts.append(f"--out {out}")
+    return " ".join(parts)
+
+
+def _percent(value) -> str:
+    return f"{100 * value:.2f}" if isinstance(value, (int, float)) else "n/a"
+
+
+def card_rows(checkpoints: list[LoadedCheckpoint], directory: str) -> list[str]:
+    order = {kind: index for index, kind in enumerate(WEIGHTING_LAYERS)}
+    rows = [
+        "| weighting | parameters | multiply-adds | test top-1 (%) | top-1, weighting off (%) | training time | machine | seed | command |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
+    ]
+    for loaded in sorted(checkpoints, key=lambda c: order.get(c.metadata.weighting, 99)):
+        metrics = loaded.metadata.metrics
+        name = Path(loaded.source).name
+        minutes = metrics.get("train_seconds", 0) / 60
+        rows.append(
+            f"| {loaded.metadata.weighting} | {metrics.get('parameters', 0):,} | {metrics.get('multiply_adds', 0):,} "
+            f"| {_percent(metrics.get('test_top1'))} | {_percent(metrics.get('test_top1_weighting_off'))} "
+            f"| {minutes:.1f} min | {metrics.get('machine', 'n/a')} | {loaded.metadata.recipe.get('seed')} "
+            f"| `{training_command(loaded, f'{directory}/{name}')}` |"
+        )
+    return rows
+
+
+def seed_noise(checkpoints: list[LoadedCheckpoint]) -> list[str]:
+    """Mean, spread and range of test top-1 per weighting kind over checkpoints that differ only by seed."""
+    by_kind: dict[str, list[LoadedCheckpoint]] = {}
+    for loaded in checkpoints:
+        by_kind.setdefault(loaded.metadata.weighting, []).append(loaded)
+    lines = []
+    for kind, group in by_kind.items():
+        scores = [c.metadata.metrics.get("test_top1") for c in group]
+        scores = [s for s in scores if isinstance(s, (int, float))]
+        if len(scores) < 2:
+            continue
+        seeds = sorted(c.metadata.recipe.get("seed") for c in group)
+        lines.append(
+            f"- `{kind}`, seeds {seeds}: mean {_percent(statistics.mean(scores))}%, "
+            f"standard deviation {100 * statistics.stdev(scores):.2f} points, "
+            f"range {_percent(min(scores))}-{_percent(max(scores))}%"
+        )
+    return lines
+
+
+def _load_all(directory: Path) -> list[LoadedCheckpoint]:
+    files = sorted(directory.glob("*.safetensors"))
+    if not files:
+        raise CheckpointError(f"{directory}: no .safetensors checkpoints there")
+    return [load_checkpoint(path) for path in files]
+
+
+def render(directory: Path, seeds_directory: Path | None = None) -> str:
+    lines = card_rows(_load_all(directory), directory.as_posix())
+    if seeds_directory is not None:
+        noise = seed_noise(_load_all(seeds_directory))
+        lines += ["", f"Seed-to-seed spread (checkpoints in `{seeds_directory.as_posix()}`):", "", *noise]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fmw cards", description=__doc__.split("\n")[0])
+    parser.add_argument("directory", type=Path, help="directory of .safetensors checkpoints")
+    parser.add_argument("--seeds", type=Path, default=None, help="directory of same-recipe checkpoints with other seeds")
+    args = parser.parse_args(argv)
+    try:
+        print(render(args.directory, args.seeds), end="")
+    except CheckpointError as error:
+        print(f"fmw cards: {error}", file=sys.stderr)
+        return 2
+    return 0
