@@ -20,7 +20,7 @@ __all__ = [
     "montage",
     "symmetric_limit",
     "feature_grid_figure",
-    "before_after_figure",
+    "site_column_figure",
     "explorer_grids_figure",
     "channel_gate_figure",
     "spatial_gate_figure",
@@ -122,10 +122,10 @@ def _grid_trace(
     )
 
 
-def _image_axes(figure: go.Figure, subplots: int = 1) -> None:
-    """Square pixels, first row at the top, no ticks, for each of the first ``subplots`` axes pairs."""
+def _image_axes(figure: go.Figure, subplots: Sequence[int] = (1,)) -> None:
+    """Square pixels, first row at the top, no ticks, for the numbered subplots' axes."""
     hidden = dict(showticklabels=False, showgrid=False, zeroline=False, constrain="domain")
-    for index in range(1, subplots + 1):
+    for index in subplots:
         suffix = "" if index == 1 else str(index)
         figure.update_layout(
             {
@@ -159,27 +159,48 @@ def feature_grid_figure(
     return figure
 
 
-def before_after_figure(
+def site_column_figure(
     before: np.ndarray,
     after: np.ndarray,
+    channel_gate: np.ndarray | None = None,
+    spatial_gate: np.ndarray | None = None,
     *,
     limit: float | None = None,
+    gate_upper: float | None = None,
     title: str = "",
-    height: int = 520,
 ) -> go.Figure:
-    """Before above after, one trace each, on one colour range ±``limit`` (pass the same limit
-    to every column of a comparison so equal colours mean equal values)."""
+    """One site of one checkpoint, top to bottom in one figure (one column of the Compare view):
+    before and after grids on the colour range ±``limit``, then the channel gate by channel
+    index on [0, ``gate_upper``] and the spatial gate on [0, 1], when the site has them. Pass the
+    same ``limit`` and ``gate_upper`` to every column so equal colours and heights mean equal values."""
     limit = limit or symmetric_limit(before, after)
-    figure = make_subplots(rows=2, cols=1, subplot_titles=("before", "after"), vertical_spacing=0.06)
+    rows = [("before", 3.0), ("after", 3.0)]
+    if channel_gate is not None:
+        rows.append(("channel gate", 1.4))
+    if spatial_gate is not None:
+        rows.append(("spatial gate (0 to 1)", 2.0))
+    titles, heights = zip(*rows)
+    figure = make_subplots(rows=len(rows), cols=1, subplot_titles=titles, row_heights=heights, vertical_spacing=0.05)
     figure.add_trace(_grid_trace(before, None, False, "before", "coloraxis"), row=1, col=1)
     figure.add_trace(_grid_trace(after, None, False, "after", "coloraxis"), row=2, col=1)
+    image_subplots = [1, 2]
+    if channel_gate is not None:
+        figure.add_trace(_channel_gate_trace(channel_gate, np.arange(channel_gate.size)), row=3, col=1)
+        if gate_upper is not None:
+            figure.update_yaxes(range=[min(0.0, float(channel_gate.min())), gate_upper], row=3, col=1)
+    if spatial_gate is not None:
+        figure.add_trace(_spatial_gate_trace(spatial_gate, "gate %{z:.4g}<extra></extra>", showscale=False),
+                         row=len(titles), col=1)
+        image_subplots.append(len(titles))
     figure.update_layout(
         title=title,
-        height=height,
+        height=int(100 * sum(heights)) + 80,
+        showlegend=False,
+        bargap=0.05,
         coloraxis=_coloraxis(MAPS_COLORSCALE, limit, orientation="h", y=-0.02, yanchor="top"),
-        margin=dict(l=4, r=4, t=60, b=4),
+        margin={**TIGHT_MARGIN, "t": 60},
     )
-    _image_axes(figure, subplots=2)
+    _image_axes(figure, image_subplots)
     return figure
 
 
@@ -208,8 +229,20 @@ def explorer_grids_figure(
         coloraxis2=_coloraxis(DIFFERENCE_COLORSCALE, difference_limit, "diff", x=1.0, len=0.45, y=0.22),
         margin=TIGHT_MARGIN,
     )
-    _image_axes(figure, subplots=3)
+    _image_axes(figure, subplots=(1, 2, 3))
     return figure
+
+
+def _channel_gate_trace(gate: np.ndarray, order: np.ndarray) -> go.Bar:
+    """The channel gate as bars in ``order``; hover names each bar's channel."""
+    return go.Bar(
+        x=np.arange(gate.size),
+        y=gate[order].astype(np.float32),
+        customdata=order,
+        hovertemplate="channel %{customdata}<br>gate %{y:.4g}<extra></extra>",
+        marker_color=STAGE_COLOURS["channel"],
+        name="channel gate",
+    )
 
 
 def channel_gate_figure(
@@ -223,16 +256,7 @@ def channel_gate_figure(
     """The channel gate (C,) as one bar trace: sorted largest first (x = rank) or by channel
     index; hover names the channel. ``upper`` fixes the y range to [min(0, gate), upper]."""
     order = np.argsort(-gate, kind="stable") if sort else np.arange(gate.size)
-    figure = go.Figure(
-        go.Bar(
-            x=np.arange(gate.size),
-            y=gate[order].astype(np.float32),
-            customdata=order,
-            hovertemplate="channel %{customdata}<br>gate %{y:.4g}<extra></extra>",
-            marker_color=STAGE_COLOURS["channel"],
-            name="channel gate",
-        )
-    )
+    figure = go.Figure(_channel_gate_trace(gate, order))
     figure.update_layout(
         title=title,
         height=height,
@@ -351,7 +375,7 @@ def channel_statistics_figure(
     )
     figure.update_yaxes(type="log", row=rows, col=1)
     figure.update_xaxes(title_text="channel", row=rows, col=1)
-    figure.update_layout(title=title, height=height, showlegend=False, bargap=0.05, margin=dict(l=4, r=4, t=60, b=4))
+    figure.update_layout(title=title, height=height, showlegend=False, bargap=0.05, margin={**TIGHT_MARGIN, "t": 60})
     return figure
 
 

@@ -19,7 +19,7 @@ from fmw.checkpoint import CheckpointMetadata, load_checkpoint, save_checkpoint
 from fmw.models import build_model
 
 KINDS = ("none", "scale", "spatial", "channel", "cbam", "eca")
-GATE_CHARTS = {"none": 0, "cbam": 2}  # charts per gate on the Compare page; the others have one
+GATE_TRACES = {"none": 0, "cbam": 2}  # gate traces per Compare column; the other kinds have one
 APP = str(REPO / "dashboard" / "app.py")
 
 
@@ -91,29 +91,32 @@ def test_compare_opens_on_a_sample_with_every_checkpoint(app, checkpoints):
     for kind, table in zip(KINDS, tables):
         assert table.splitlines()[2:] == expected_predictions(checkpoints, kind, skimage.data.chelsea())
     specs = figures(app)
-    assert len(specs) == len(KINDS) + sum(GATE_CHARTS.get(kind, 1) for kind in KINDS)
-    maps = [specs[f"compare-maps-{kind}"] for kind in KINDS]
-    for spec in maps:
-        assert [trace["type"] for trace in spec["data"]] == ["heatmap", "heatmap"]
-        assert array(spec["data"][0]["z"]).shape == (7 * 17 - 1, 7 * 17 - 1)  # 48 maps of 16x16 in a 7x7 montage
-    assert len({spec["layout"]["coloraxis"]["cmax"] for spec in maps}) == 1, "columns must share one colour range"
+    assert set(specs) == {f"compare-{kind}" for kind in KINDS}, "one chart per checkpoint column"
+    for kind in KINDS:
+        traces = specs[f"compare-{kind}"]["data"]
+        assert len(traces) == 2 + GATE_TRACES.get(kind, 1)
+        assert [trace["name"] for trace in traces[:2]] == ["before", "after"]
+        assert array(traces[0]["z"]).shape == (7 * 17 - 1, 7 * 17 - 1)  # 48 maps of 16x16 in a 7x7 montage
+    ranges = {specs[f"compare-{kind}"]["layout"]["coloraxis"]["cmax"] for kind in KINDS}
+    assert len(ranges) == 1, "columns must share one colour range"
     cbam = analyse_image(load_checkpoint(checkpoints / "cbam.safetensors"), skimage.data.chelsea()).sites[0]
-    np.testing.assert_array_equal(array(specs["compare-maps-cbam"]["data"][1]["z"]), viz.montage(cbam.after).values)
-    np.testing.assert_allclose(array(specs["compare-channel-gate-cbam"]["data"][0]["y"]), cbam.channel_gate, rtol=1e-6)
-    np.testing.assert_allclose(array(specs["compare-spatial-gate-cbam"]["data"][0]["z"]), cbam.spatial_gate, rtol=1e-6)
-    assert "compare-channel-gate-none" not in specs and "compare-spatial-gate-channel" not in specs
-    gate_ranges = {tuple(specs[f"compare-channel-gate-{k}"]["layout"]["yaxis"]["range"]) for k in ("channel", "eca")}
+    before, after, channel, spatial = specs["compare-cbam"]["data"]
+    np.testing.assert_array_equal(array(after["z"]), viz.montage(cbam.after).values)
+    np.testing.assert_allclose(array(channel["y"]), cbam.channel_gate, rtol=1e-6)
+    np.testing.assert_allclose(array(spatial["z"]), cbam.spatial_gate, rtol=1e-6)
+    assert [trace["type"] for trace in specs["compare-spatial"]["data"]] == ["heatmap", "heatmap", "heatmap"]
+    gate_ranges = {tuple(specs[f"compare-{kind}"]["layout"]["yaxis3"]["range"]) for kind in ("channel", "eca", "cbam")}
     assert len(gate_ranges) == 1, "channel gates share one axis range across columns"
 
 
 def test_depth_and_resolution_controls(app):
     app.select_slider(key="compare-depth").set_value(1).run()
-    spec = figures(app)["compare-maps-channel"]
+    spec = figures(app)["compare-channel"]
     assert array(spec["data"][0]["z"]).shape == (10 * 9 - 1, 10 * 9 - 1)  # 96 maps of 8x8 in 10 columns
     app.select_slider(key="resolution").set_value(64).run()
     assert not app.exception
     assert any("accuracy is for 32 px" in caption.value for caption in app.caption)
-    spec = figures(app)["compare-maps-channel"]
+    spec = figures(app)["compare-channel"]
     assert array(spec["data"][0]["z"]).shape == (10 * 17 - 1, 10 * 17 - 1)  # 96 maps of 16x16 at 64 px
 
 

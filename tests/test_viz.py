@@ -80,10 +80,20 @@ def test_explorer_grids_are_three_traces_and_difference_is_after_minus_before():
     assert figure.data[2].coloraxis == "coloraxis2"
 
 
-def test_before_after_uses_the_given_shared_limit():
-    figure = viz.before_after_figure(maps(), maps(seed=3), limit=42.0)
-    assert len(figure.data) == 2
+def test_site_column_has_one_trace_per_grid_and_gate_with_shared_ranges():
+    before, after = maps(6, seed=1), maps(6, seed=2)
+    channel, spatial = np.array([0.2, 0.9, 0.5, 0.1, 0.3, 0.6], np.float32), np.full((3, 4), 0.5, np.float32)
+    figure = viz.site_column_figure(before, after, channel, spatial, limit=42.0, gate_upper=1.5)
+    assert [trace.type for trace in figure.data] == ["heatmap", "heatmap", "bar", "heatmap"]
     assert (figure.layout.coloraxis.cmin, figure.layout.coloraxis.cmax) == (-42.0, 42.0)
+    np.testing.assert_array_equal(figure.data[1].z, viz.montage(after).values)
+    np.testing.assert_allclose(figure.data[2].y, channel)  # by channel index, not sorted
+    assert tuple(figure.layout.yaxis3.range) == (0.0, 1.5)
+    assert figure.layout.yaxis4.autorange == "reversed" and figure.layout.yaxis3.autorange != "reversed"
+    assert [a.text for a in figure.layout.annotations] == ["before", "after", "channel gate", "spatial gate (0 to 1)"]
+    identity = viz.site_column_figure(before, before)
+    assert len(identity.data) == 2
+    assert identity.layout.coloraxis.cmax == pytest.approx(float(np.abs(before).max()))
 
 
 def test_channel_gate_sorted_bars_name_their_channels():

@@ -12,24 +12,22 @@ import streamlit as st
 from dashboard.inputs import DashboardContext, ImageChoice, choose_image, current_context, require_checkpoints
 from dashboard.views.common import analysis_of, predictions_table, show_figure
 from fmw.analysis import ImageAnalysis, SiteSummary, site_index_at_depth
-from fmw.viz import before_after_figure, channel_gate_figure, spatial_gate_figure, symmetric_limit
+from fmw.viz import site_column_figure, symmetric_limit
 
 
 def site_at(analysis: ImageAnalysis, depth: int, depths: int) -> SiteSummary:
     return analysis.sites[site_index_at_depth(depth, depths, len(analysis.sites))]
 
 
-def draw_column(name: str, analysis: ImageAnalysis, site: SiteSummary, limit: float, gate_upper: float,
-                image: ImageChoice) -> None:
+def draw_column(
+    name: str, analysis: ImageAnalysis, site: SiteSummary, limit: float, gate_upper: float, image: ImageChoice
+) -> None:
     st.markdown(f"**{name}**")
     st.caption(f"`{site.name}` · {site.kind} · {site.channels} maps of {site.before.shape[1]}×{site.before.shape[2]}")
     st.markdown(predictions_table(analysis.predictions))
-    show_figure(before_after_figure(site.before, site.after, limit=limit, height=460), image, f"compare-maps-{name}")
-    if site.channel_gate is not None:
-        figure = channel_gate_figure(site.channel_gate, sort=False, upper=gate_upper, height=220)
-        show_figure(figure, image, f"compare-channel-gate-{name}")
-    if site.spatial_gate is not None:
-        show_figure(spatial_gate_figure(site.spatial_gate, height=240), image, f"compare-spatial-gate-{name}")
+    figure = site_column_figure(site.before, site.after, site.channel_gate, site.spatial_gate, limit=limit,
+                                gate_upper=gate_upper)
+    show_figure(figure, image, f"compare-{name}")
     if not site.gates:
         st.caption("No gate: this site passes its input through unchanged.")
 
