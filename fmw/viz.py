@@ -383,34 +383,31 @@ def model_cards_figure(
     names: Sequence[str],
     top1: Sequence[float | None],
     top1_weighting_off: Sequence[float | None],
+    parameters: Sequence[int],
     multiply_adds: Sequence[int],
     *,
     height: int = 380,
 ) -> go.Figure:
-    """Left: top-1 accuracy with and without weighting per checkpoint (grouped bars; missing
-    values are gaps). Right: accuracy against multiply-adds, one marker per checkpoint."""
+    """Left: top-1 accuracy (%) with and without weighting per checkpoint (grouped bars; missing
+    values are gaps, and a note says when none is recorded). Right: the cost, millions of
+    parameters and of multiply-adds per image, per checkpoint."""
     figure = make_subplots(
-        rows=1, cols=2, subplot_titles=("top-1 accuracy (%)", "accuracy vs multiply-adds"), horizontal_spacing=0.12
+        rows=1, cols=2, subplot_titles=("top-1 accuracy (%)", "cost (millions)"), horizontal_spacing=0.1
     )
-    figure.add_trace(go.Bar(x=list(names), y=list(top1), name="weighting on", marker_color="#4c72b0"), row=1, col=1)
+    names = list(names)
+    figure.add_trace(go.Bar(x=names, y=list(top1), name="weighting on", marker_color="#4c72b0"), row=1, col=1)
     figure.add_trace(
-        go.Bar(x=list(names), y=list(top1_weighting_off), name="weighting off", marker_color="#c44e52"), row=1, col=1
+        go.Bar(x=names, y=list(top1_weighting_off), name="weighting off", marker_color="#c44e52"), row=1, col=1
     )
-    figure.add_trace(
-        go.Scatter(
-            x=np.asarray(multiply_adds, dtype=np.float64) / 1e6,
-            y=list(top1),
-            text=list(names),
-            mode="markers+text",
-            textposition="top center",
-            name="checkpoints",
-            marker=dict(size=10, color="#4c72b0"),
-            showlegend=False,
-            hovertemplate="%{text}<br>%{x:.2f} M multiply-adds<br>top-1 %{y:.2f}%<extra></extra>",
-        ),
-        row=1,
-        col=2,
-    )
-    figure.update_xaxes(title_text="million multiply-adds per image", row=1, col=2)
+    for label, counts, colour in (("parameters", parameters, "#8172b3"), ("multiply-adds", multiply_adds, "#937860")):
+        figure.add_trace(
+            go.Bar(x=names, y=np.asarray(counts, dtype=np.float64) / 1e6, name=label, marker_color=colour,
+                   hovertemplate="%{x}<br>%{y:.3f} M " + label + "<extra></extra>"),
+            row=1,
+            col=2,
+        )
+    if all(value is None for value in [*top1, *top1_weighting_off]):
+        figure.add_annotation(text="no accuracy recorded", showarrow=False, xref="x domain", yref="y domain",
+                              x=0.5, y=0.5)
     figure.update_layout(height=height, barmode="group", margin=TIGHT_MARGIN)
     return figure

@@ -16,7 +16,7 @@ from conftest import CIFAR_CLASSES, REPO, make_checkpoint
 from fmw import viz
 from fmw.analysis import analyse_image, batch_statistics
 from fmw.checkpoint import CheckpointMetadata, load_checkpoint, save_checkpoint
-from fmw.models import build_model
+from fmw.models import build_model, count_parameters
 
 KINDS = ("none", "scale", "spatial", "channel", "cbam", "eca")
 GATE_TRACES = {"none": 0, "cbam": 2}  # gate traces per Compare column; the other kinds have one
@@ -198,7 +198,7 @@ def test_batch_statistics_over_uploads_and_samples(app, checkpoints):
     assert array(figures(app)["batch-histogram"]["data"][0]["x"]).shape == (3 * 96,)
 
 
-def test_models_page_shows_cards_as_table_and_chart(app):
+def test_models_page_shows_cards_as_table_and_chart(app, checkpoints):
     app.switch_page("views/models.py").run()
     assert not app.exception
     rows = app.table[0].value
@@ -207,8 +207,11 @@ def test_models_page_shows_cards_as_table_and_chart(app):
     assert (eca["top-1 (%)"], eca["top-1, weighting off (%)"]) == ("91.25", "50.00")
     assert rows[rows["checkpoint"] == "none"].iloc[0]["top-1 (%)"] == "—"
     chart = figures(app)["models-chart"]["data"]
-    assert [trace["type"] for trace in chart] == ["bar", "bar", "scatter"]
+    assert [trace["name"] for trace in chart] == ["weighting on", "weighting off", "parameters", "multiply-adds"]
     assert chart[0]["y"][-1] == pytest.approx(91.25) and chart[0]["y"][0] is None
+    eca_parameters = count_parameters(load_checkpoint(checkpoints / "eca.safetensors").model)
+    assert array(chart[2]["y"])[-1] == pytest.approx(eca_parameters / 1e6)
+    assert eca["parameters"] == f"{eca_parameters:,}"
 
 
 def test_no_checkpoints_is_said_clearly_and_the_app_still_works(tmp_path, monkeypatch):

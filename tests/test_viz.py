@@ -128,10 +128,14 @@ def test_statistics_and_model_card_figures():
     assert len(both.data) == 2 and both.layout.yaxis2.type == "log"
     np.testing.assert_allclose(both.data[0].error_y.array, std)
     assert len(viz.channel_statistics_figure(ratio).data) == 1
-    cards = viz.model_cards_figure(["a", "b"], [91.0, None], [80.0, 70.0], [2_000_000, 3_000_000])
-    assert [trace.type for trace in cards.data] == ["bar", "bar", "scatter"]
+    cards = viz.model_cards_figure(["a", "b"], [91.0, None], [80.0, 70.0], [500_000, 600_000], [2_000_000, 3_000_000])
+    assert [trace.name for trace in cards.data] == ["weighting on", "weighting off", "parameters", "multiply-adds"]
     assert list(cards.data[0].y) == [91.0, None]
-    np.testing.assert_allclose(cards.data[2].x, [2.0, 3.0])
+    np.testing.assert_allclose(cards.data[2].y, [0.5, 0.6])
+    np.testing.assert_allclose(cards.data[3].y, [2.0, 3.0])
+    assert not cards.layout.annotations[2:]  # only the two subplot titles
+    unknown = viz.model_cards_figure(["a"], [None], [None], [1], [1])
+    assert unknown.layout.annotations[-1].text == "no accuracy recorded"
 
 
 def test_symmetric_limit():

@@ -42,6 +42,7 @@ def render(context: DashboardContext) -> None:
         [card.name for card in cards],
         [card.top1 for card in cards],
         [card.top1_weighting_off for card in cards],
+        [card.parameters for card in cards],
         [card.multiply_adds for card in cards],
     )
     st.plotly_chart(figure, key="models-chart", config=PLOT_CONFIG)
