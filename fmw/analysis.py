@@ -1,17 +1,19 @@
-"""The service layer behind the dashboard: find checkpoints, preprocess an RGB image for one,
-probe it, and summarise what every weighting site did (predictions, maps, gates, energies).
+"""The service layer behind the dashboard: find checkpoints, preprocess an RGB image for an fmw
+checkpoint or a zoo model, probe it, and summarise what every weighting site did (predictions, maps,
+gates, energies).
 
 Everything returned is numpy and dataclasses, so it can be cached, pickled and plotted without
 torch. Preprocessing: centre-crop the image to the model's aspect (square for fmw models), resize
 the crop to the analysis resolution with Lanczos filtering, then normalise with the checkpoint's
 mean and std; the crop keeps the whole centre of a photo, as CIFAR-style models expect objects
-filling the frame, and a plain resize would distort them.
+filling the frame, and a plain resize would distort them. Zoo models (torchvision, timm, uploaded
+state dicts) keep their own preprocessing (resize the short side, centre-crop, normalise).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,8 @@ from PIL import Image
 from fmw.checkpoint import CheckpointMetadata, LoadedCheckpoint
 from fmw.models import count_multiply_adds, count_parameters
 from fmw.probe import SiteRecord, probe
+from fmw.sites import find_sites
+from fmw.zoo import ZooModel
 
 __all__ = [
     "CHECKPOINT_DIRECTORY_VARIABLE",
@@ -30,10 +34,15 @@ __all__ = [
     "ImageAnalysis",
     "SiteStatistics",
     "ModelCard",
+    "Analysable",
+    "PreparedImage",
     "checkpoint_directory",
     "list_checkpoints",
     "center_crop",
     "prepare_input",
+    "class_names_of",
+    "prepare_image",
+    "batch_inputs",
     "analyse_image",
     "available_orderings",
     "channel_order",
@@ -47,6 +56,10 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 WEIGHTING_DISPLAY_ORDER = ("none", "scale", "spatial", "channel", "cbam", "eca")
 ORDERINGS = ("index", "gate", "energy change")
 ENERGY_FLOOR = 1e-12
+ZOO_MINIMUM_SIZE = 32  # torchvision and timm networks downsample by 32
+
+Analysable = LoadedCheckpoint | ZooModel
+"""What can be analysed: an fmw checkpoint or a model from ``fmw.zoo``."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +113,16 @@ class ImageAnalysis:
     predictions: list[Prediction]
     sites: list[SiteSummary]
     crop: np.ndarray  # the centre crop (uint8 RGB) at working resolution, for overlays
+
+
+@dataclass
+class PreparedImage:
+    """An image prepared for one model: the uint8 RGB ``crop`` it sees (for overlays), the
+    normalised ``inputs`` (1, 3, H, W) and the ``resolution`` (H, W)."""
+
+    crop: np.ndarray
+    inputs: torch.Tensor
+    resolution: tuple[int, int]
 
 
 @dataclass
@@ -181,34 +204,73 @@ def _summarise(record: SiteRecord) -> SiteSummary:
     )
 
 
+def class_names_of(source: Analysable) -> list[str]:
+    return source.class_names if isinstance(source, ZooModel) else source.metadata.class_names
+
+
+def _zoo_image(source: ZooModel, rgb: np.ndarray, resolution: int | None) -> PreparedImage:
+    """The zoo model's own preprocessing; at another ``resolution`` the crop keeps its share of the image."""
+    preprocessing = source.preprocessing
+    if resolution is not None:
+        if resolution < ZOO_MINIMUM_SIZE:
+            raise ValueError(f"{source.label}: resolution {resolution} is too small; use at least {ZOO_MINIMUM_SIZE} px")
+        scale = preprocessing.resize_size / preprocessing.crop_size
+        preprocessing = replace(preprocessing, resize_size=round(resolution * scale), crop_size=resolution)
+    inputs = preprocessing.transform()(Image.fromarray(rgb)).unsqueeze(0)
+    mean = torch.tensor(preprocessing.mean).view(1, -1, 1, 1)
+    std = torch.tensor(preprocessing.std).view(1, -1, 1, 1)
+    pixels = ((inputs * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8)
+    crop = np.ascontiguousarray(pixels[0].permute(1, 2, 0).numpy())
+    return PreparedImage(crop=crop, inputs=inputs, resolution=(inputs.shape[2], inputs.shape[3]))
+
+
+def prepare_image(source: Analysable, rgb: np.ndarray, resolution: int | None = None) -> PreparedImage:
+    """``rgb`` (H, W, 3 uint8) as ``source`` expects it, at ``resolution`` pixels square or, when
+    None, at the model's own input size: fmw checkpoints by ``center_crop`` and ``prepare_input``,
+    zoo models by their preprocessing (resize, centre-crop, normalise)."""
+    if isinstance(source, ZooModel):
+        return _zoo_image(source, rgb, resolution)
+    metadata = source.metadata
+    size = metadata.input_size if resolution is None else (resolution, resolution)
+    minimum = 2 ** len(metadata.architecture.widths)
+    if min(size) < minimum:
+        raise ValueError(f"{source.source}: resolution {size} is too small; this model needs at least {minimum} px")
+    crop = np.ascontiguousarray(center_crop(rgb, aspect=size[1] / size[0]))
+    return PreparedImage(crop=crop, inputs=prepare_input(crop, metadata, size), resolution=size)
+
+
+def batch_inputs(source: Analysable, images: list[np.ndarray], resolution: int | None = None) -> torch.Tensor:
+    """Several RGB images prepared for ``source`` as one normalised batch (N, 3, H, W)."""
+    if not images:
+        raise ValueError("no images to prepare; give at least one")
+    return torch.cat([prepare_image(source, rgb, resolution).inputs for rgb in images])
+
+
 def analyse_image(
-    loaded: LoadedCheckpoint,
+    loaded: Analysable,
     rgb: np.ndarray,
     resolution: int | None = None,
     top_k: int = 5,
     name: str | None = None,
 ) -> ImageAnalysis:
-    """Probe ``loaded``'s model on ``rgb`` (H, W, 3 uint8) at ``resolution`` pixels square, or at
-    the checkpoint's own input size when None; returns predictions and every site's summary."""
-    metadata = loaded.metadata
-    size = metadata.input_size if resolution is None else (resolution, resolution)
-    minimum = 2 ** len(metadata.architecture.widths)
-    if min(size) < minimum:
-        raise ValueError(f"{loaded.source}: resolution {size} is too small; this model needs at least {minimum} px")
-    crop = center_crop(rgb, aspect=size[1] / size[0])
-    result = probe(loaded.model, prepare_input(crop, metadata, size))
+    """Probe ``loaded``'s model (an fmw checkpoint or a zoo model) on ``rgb`` (H, W, 3 uint8) at
+    ``resolution`` pixels square, or at the model's own input size when None; returns predictions
+    and every site's summary."""
+    prepared = prepare_image(loaded, rgb, resolution)
+    class_names = class_names_of(loaded)
+    result = probe(loaded.model, prepared.inputs)
     probabilities = result.logits[0].float().softmax(dim=0)
     values, indices = probabilities.topk(min(top_k, probabilities.numel()))
     predictions = [
-        Prediction(index=int(i), class_name=metadata.class_names[int(i)], probability=float(p))
+        Prediction(index=int(i), class_name=class_names[int(i)], probability=float(p))
         for p, i in zip(values, indices)
     ]
     return ImageAnalysis(
         checkpoint=name or loaded.source,
-        resolution=size,
+        resolution=prepared.resolution,
         predictions=predictions,
         sites=[_summarise(record) for record in result.sites],
-        crop=np.ascontiguousarray(crop),
+        crop=prepared.crop,
     )
 
 
@@ -271,15 +333,22 @@ def _percent(value) -> float | None:
     return float(value) * 100.0 if 0.0 <= value <= 1.0 else float(value)
 
 
-def model_card(loaded: LoadedCheckpoint, name: str) -> ModelCard:
-    """Parameters, multiply-adds at the checkpoint's input size, and the recorded accuracies."""
-    metadata = loaded.metadata
+def model_card(loaded: Analysable, name: str) -> ModelCard:
+    """Parameters, multiply-adds at the model's input size, and the recorded accuracies (fmw
+    checkpoints only; a zoo model's weighting is the kinds of its sites)."""
+    if isinstance(loaded, ZooModel):
+        kinds = sorted({site.kind for site in find_sites(loaded.model)})
+        weighting, input_size, metrics, channels = f"{loaded.family}: {', '.join(kinds) or 'none'}", loaded.input_size, {}, 3
+    else:
+        metadata = loaded.metadata
+        weighting, input_size, metrics = metadata.weighting, metadata.input_size, metadata.metrics
+        channels = metadata.architecture.in_channels
     return ModelCard(
         name=name,
-        weighting=metadata.weighting,
+        weighting=weighting,
         parameters=count_parameters(loaded.model),
-        multiply_adds=count_multiply_adds(loaded.model, metadata.input_size, metadata.architecture.in_channels),
-        input_size=metadata.input_size,
-        top1=_percent(metadata.metrics.get("test_top1")),
-        top1_weighting_off=_percent(metadata.metrics.get("test_top1_weighting_off")),
+        multiply_adds=count_multiply_adds(loaded.model, input_size, channels),
+        input_size=input_size,
+        top1=_percent(metrics.get("test_top1")),
+        top1_weighting_off=_percent(metrics.get("test_top1_weighting_off")),
     )
