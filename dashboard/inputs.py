@@ -1,4 +1,4 @@
-"""The sidebar (checkpoints, device, images, resolution) and what it yields for the views: one
+"""The sidebar (models, device, images, resolution) and what it yields for the views: one
 ``DashboardContext`` per run, kept in the session so page scripts and fragments can read it."""
 
 from __future__ import annotations
@@ -10,20 +10,14 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from dashboard.services import SAMPLE_PHOTOS, decoded_upload, file_version, guarded, sample_photo, upload_digest
-from fmw.analysis import checkpoint_directory, list_checkpoints
+from dashboard.registry import ModelChoice, file_choices, model_inputs, opened_model
+from dashboard.services import SAMPLE_PHOTOS, decoded_upload, guarded, sample_photo, upload_digest
+from fmw.analysis import Analysable
 from fmw.device import available_devices, select_device
 
 CONTEXT_KEY = "fmw_dashboard_context"
 RESOLUTIONS = ("native", 64, 128, 256)
 UPLOAD_FORMATS = "PNG, JPEG, WebP, BMP, TIFF, GIF (first frame)"
-
-
-@dataclass(frozen=True)
-class CheckpointChoice:
-    name: str
-    path: str
-    version: float
 
 
 @dataclass(frozen=True)
@@ -39,23 +33,20 @@ class ImageChoice:
 class DashboardContext:
     checkpoint_directory: Path
     available_checkpoints: tuple[str, ...]
-    checkpoints: tuple[CheckpointChoice, ...]
+    models: tuple[ModelChoice, ...]
     device: str
     resolution: int | None  # None: each checkpoint's own input size
     images: tuple[ImageChoice, ...]
 
 
-def _checkpoint_inputs() -> tuple[Path, list[Path], list[Path]]:
-    directory = checkpoint_directory()
-    paths = list_checkpoints(directory)
-    if not paths:
+def _model_inputs() -> tuple[Path, list[ModelChoice], list[ModelChoice]]:
+    directory, files = file_choices()
+    if not files:
         st.warning(
             f"No checkpoints found in `{directory}`. Train them with `python -m fmw train` (see the README), "
             "or point the `FMW_CHECKPOINT_DIR` environment variable at a folder of fmw `.safetensors` files."
         )
-    by_name = {path.stem: path for path in paths}
-    chosen = st.multiselect("Checkpoints to compare", list(by_name), default=list(by_name), key="checkpoints")
-    return directory, paths, [by_name[name] for name in chosen if name in by_name]
+    return directory, files, model_inputs(files)
 
 
 def _device_input() -> str:
@@ -90,9 +81,10 @@ def _resolution_input() -> int | None:
         help="The models are fully convolutional: larger inputs give finer feature maps.",
     )
     if choice == "native":
-        st.caption("Native: each checkpoint's training size (32 px for the shipped models).")
+        st.caption("Native: each model's own input size (32 px for the shipped models, 224 px for torchvision's).")
         return None
-    st.caption(f"{choice} px gives finer maps, but the recorded accuracy is for 32 px inputs.")
+    st.caption(f"{choice} px for every model: finer maps for the shipped models, but their recorded accuracy is "
+               "for 32 px inputs; zoo models keep their crop and normalisation at this size.")
     return int(choice)
 
 
@@ -100,14 +92,14 @@ def sidebar() -> DashboardContext:
     """Draw the sidebar and store what it says as this session's ``DashboardContext``."""
     with st.sidebar:
         st.header("Inputs")
-        directory, available, chosen = _checkpoint_inputs()
+        directory, available, chosen = _model_inputs()
         device = _device_input()
         images = _image_inputs()
         resolution = _resolution_input()
     context = DashboardContext(
         checkpoint_directory=directory,
-        available_checkpoints=tuple(path.stem for path in available),
-        checkpoints=tuple(CheckpointChoice(path.stem, str(path), file_version(path)) for path in chosen),
+        available_checkpoints=tuple(choice.label for choice in available),
+        models=tuple(chosen),
         device=device,
         resolution=resolution,
         images=tuple(images),
@@ -131,15 +123,28 @@ def choose_image(context: DashboardContext, key: str) -> ImageChoice | None:
     return context.images[names.index(name)] if name in names else context.images[0]
 
 
-def require_checkpoints(context: DashboardContext) -> bool:
-    """True when at least one checkpoint is selected; otherwise say why nothing is shown."""
-    if context.checkpoints:
+def choose_model(context: DashboardContext, key: str) -> ModelChoice:
+    """A select box over the selected models (call after ``require_models``)."""
+    labels = [choice.label for choice in context.models]
+    label = st.selectbox("Checkpoint", labels, key=key)
+    return context.models[labels.index(label) if label in labels else 0]
+
+
+def open_model(context: DashboardContext, choice: ModelChoice) -> Analysable | None:
+    """The loaded model behind ``choice``; None after an ``st.error`` saying why it failed."""
+    return guarded(choice.label, lambda: opened_model(choice, context.device))
+
+
+def require_models(context: DashboardContext) -> bool:
+    """True when at least one model is selected; otherwise say why nothing is shown."""
+    if context.models:
         return True
     if context.available_checkpoints:
-        st.info("Select at least one checkpoint in the sidebar.")
+        st.info("Select at least one model in the sidebar.")
     else:
         st.info(
             f"There are no checkpoints in `{context.checkpoint_directory}` yet, so there is nothing to analyse. "
-            "Train them (`python -m fmw train`, see the README) or set `FMW_CHECKPOINT_DIR`."
+            "Train them (`python -m fmw train`, see the README), set `FMW_CHECKPOINT_DIR`, or add a torchvision "
+            "model or your own checkpoint under 'Add models' in the sidebar."
         )
     return False

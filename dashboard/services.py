@@ -1,26 +1,34 @@
-"""Cached calls from the dashboard into fmw: loaded checkpoints (``st.cache_resource``), decoded
-uploads, sample photos, analyses and model cards (``st.cache_data``), and guarded error reporting.
+"""Cached calls from the dashboard into fmw: loaded checkpoints and zoo models (``st.cache_resource``),
+decoded uploads, sample photos, analyses and model cards (``st.cache_data``), a per-session cache for
+slow results (attributions, statistics), and guarded error reporting.
 
-Analyses are keyed by checkpoint file (path and modification time), image digest, resolution
-and device; the pixels themselves ride along unhashed (leading underscore) since the digest names them.
+Analyses are keyed by a model key (checkpoint path and modification time, zoo name and weights, or a
+session-private key for uploaded models), image digest, resolution and device; the model and the
+pixels ride along unhashed (leading underscore) since the keys name them.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 import streamlit as st
 
-from fmw.analysis import ImageAnalysis, ModelCard, analyse_image, model_card
+from fmw.analysis import Analysable, ImageAnalysis, ModelCard, analyse_image, model_card
 from fmw.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint
 from fmw.decode import DecodedImage, DecodeError, decode_image
+from fmw.zoo import ZooError, ZooModel, build_timm_model, load_torchvision_model
 
 SAMPLE_PHOTOS = ("chelsea", "astronaut", "coffee", "rocket")
-EXPECTED_ERRORS = (DecodeError, CheckpointError, ValueError, RuntimeError, KeyError, OSError)
+EXPECTED_ERRORS = (DecodeError, CheckpointError, ZooError, ValueError, RuntimeError, KeyError, OSError)
+ALLOW_DOWNLOAD_VARIABLE = "FMW_ALLOW_DOWNLOAD"
+SESSION_CACHE_KEY = "fmw_session_cache"
+SESSION_CACHE_ENTRIES = 16
 Result = TypeVar("Result")
 
 
@@ -32,6 +40,21 @@ def file_version(path: Path) -> float:
 @st.cache_resource(max_entries=24, show_spinner=False)
 def loaded_checkpoint(path: str, version: float, device: str) -> LoadedCheckpoint:
     return load_checkpoint(path, device)
+
+
+def downloads_allowed() -> bool:
+    """Whether ImageNet weights missing from the torch cache may be downloaded (``FMW_ALLOW_DOWNLOAD=1``)."""
+    return os.environ.get(ALLOW_DOWNLOAD_VARIABLE, "").strip() == "1"
+
+
+@st.cache_resource(max_entries=8, show_spinner="Opening the torchvision model…")
+def torchvision_model(name: str, weights: str, device: str) -> ZooModel:
+    return load_torchvision_model(name, weights, device, allow_download=downloads_allowed())
+
+
+@st.cache_resource(max_entries=8, show_spinner="Building the timm model…")
+def timm_model(name: str, device: str) -> ZooModel:
+    return build_timm_model(name, device)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -55,15 +78,29 @@ def sample_photo(name: str) -> np.ndarray:
 
 @st.cache_data(max_entries=512, show_spinner=False)
 def image_analysis(
-    path: str, version: float, image_digest: str, resolution: int | None, device: str, _rgb: np.ndarray
+    model_key: str, image_digest: str, resolution: int | None, device: str, _model: Analysable, _rgb: np.ndarray,
+    label: str,
 ) -> ImageAnalysis:
-    loaded = loaded_checkpoint(path, version, device)
-    return analyse_image(loaded, _rgb, resolution, name=Path(path).stem)
+    return analyse_image(_model, _rgb, resolution, name=label)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def checkpoint_card(path: str, version: float, device: str) -> ModelCard:
-    return model_card(loaded_checkpoint(path, version, device), Path(path).stem)
+def cached_card(model_key: str, device: str, _model: Analysable, label: str) -> ModelCard:
+    return model_card(_model, label)
+
+
+def session_cached(key: Hashable, compute: Callable[[], Result]) -> Result:
+    """``compute()``, remembered in this session only (the last few results), for slow work that
+    draws its own progress bar (which ``st.cache_data`` cannot replay) and may involve uploaded models."""
+    cache: OrderedDict = st.session_state.setdefault(SESSION_CACHE_KEY, OrderedDict())
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    value = compute()
+    cache[key] = value
+    while len(cache) > SESSION_CACHE_ENTRIES:
+        cache.popitem(last=False)
+    return value
 
 
 def guarded(label: str, work: Callable[[], Result]) -> Result | None:

@@ -1,11 +1,11 @@
-"""Batch statistics: every image in the sidebar analysed by one checkpoint (with a progress bar),
+"""Batch statistics: every image in the sidebar analysed by one model (with a progress bar),
 then per site the distribution of gate values, the per-channel mean gate and the energy ratio."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.inputs import DashboardContext, current_context, require_checkpoints
+from dashboard.inputs import DashboardContext, choose_model, current_context, require_models
 from dashboard.views.common import PLOT_CONFIG, analysis_of
 from fmw.analysis import SiteStatistics, batch_statistics
 from fmw.viz import channel_statistics_figure, gate_histogram_figure
@@ -28,25 +28,23 @@ def site_statistics(statistics: list[SiteStatistics]) -> None:
 
 def render(context: DashboardContext) -> None:
     st.header("Batch statistics")
-    if not require_checkpoints(context):
+    if not require_models(context):
         return
     if not context.images:
         st.info("Upload images or pick sample photos in the sidebar; statistics are over all of them.")
         return
-    names = [checkpoint.name for checkpoint in context.checkpoints]
-    name = st.selectbox("Checkpoint", names, key="batch-checkpoint")
-    checkpoint = context.checkpoints[names.index(name) if name in names else 0]
+    choice = choose_model(context, key="batch-checkpoint")
     progress = st.progress(0.0, text="Analysing images…")
     analyses = []
     for done, image in enumerate(context.images, start=1):
-        analysis = analysis_of(context, checkpoint, image)
+        analysis = analysis_of(context, choice, image)
         if analysis is not None:
             analyses.append(analysis)
         progress.progress(done / len(context.images), text=f"Analysed {done} of {len(context.images)} images")
     progress.empty()
-    if not analyses:
+    if not analyses or not analyses[0].sites:
         return
-    st.caption(f"{len(analyses)} image(s) analysed by **{checkpoint.name}** at {analyses[0].resolution[0]} px.")
+    st.caption(f"{len(analyses)} image(s) analysed by **{choice.label}** at {analyses[0].resolution[0]} px.")
     site_statistics(batch_statistics(analyses))
 
 

@@ -1,25 +1,33 @@
-"""Pieces several views draw: the predictions table, the analysed crop, a checkpoint's analysis
-of an image (cached, errors reported per checkpoint), and the figure provenance tag."""
+"""Pieces several views draw: the predictions table, a model's analysis of an image (cached, errors
+reported per model), the target-class choice, the figure provenance tag and the download buttons."""
 
 from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
 
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard.inputs import CheckpointChoice, DashboardContext, ImageChoice
+from dashboard.inputs import DashboardContext, ImageChoice, open_model
+from dashboard.registry import ModelChoice
 from dashboard.services import guarded, image_analysis
 from fmw.analysis import ImageAnalysis, Prediction
+from fmw.export import FIGURE_CONFIG, analysis_arrays, figure_html, gates_csv, npz_bytes
 
-PLOT_CONFIG = {"displaylogo": False}
+PLOT_CONFIG = FIGURE_CONFIG
+PNG_NOTE = "PNG: the camera button in each chart's toolbar saves it as an image."
 
 
-def analysis_of(context: DashboardContext, checkpoint: CheckpointChoice, image: ImageChoice) -> ImageAnalysis | None:
-    """The cached analysis of ``image`` by ``checkpoint``; None after showing why it failed."""
+def analysis_of(context: DashboardContext, choice: ModelChoice, image: ImageChoice) -> ImageAnalysis | None:
+    """The cached analysis of ``image`` by ``choice``; None after showing why it failed."""
+    model = open_model(context, choice)
+    if model is None:
+        return None
     return guarded(
-        checkpoint.name,
-        lambda: image_analysis(
-            checkpoint.path, checkpoint.version, image.digest, context.resolution, context.device, image.rgb
-        ),
+        choice.label,
+        lambda: image_analysis(choice.key, image.digest, context.resolution, context.device, model, image.rgb,
+                               choice.label),
     )
 
 
@@ -29,8 +37,40 @@ def predictions_table(predictions: list[Prediction]) -> str:
     return "\n".join(["| class | probability |", "| --- | ---: |", *rows])
 
 
+def choose_target(class_names: Sequence[str], predicted: int, key: str) -> int:
+    """A select box over the class names, the predicted class preselected; returns the class index."""
+    indices = list(range(len(class_names)))
+    return st.selectbox(
+        "Target class", indices, index=predicted, key=key,
+        format_func=lambda i: f"{class_names[i]}{' (predicted)' if i == predicted else ''}",
+    )
+
+
 def show_figure(figure: go.Figure, image: ImageChoice, key: str) -> None:
     """Draw ``figure``, tagged (layout.meta) with the image it shows, so exports and browser
     tests can tell which image a chart belongs to."""
     figure.update_layout(meta={"image": image.name})
     st.plotly_chart(figure, key=key, config=PLOT_CONFIG)
+
+
+def file_stem(*parts: str) -> str:
+    """A file name stem from display names: letters, digits, dots and dashes only."""
+    return "-".join(re.sub(r"[^A-Za-z0-9.]+", "_", part).strip("_") for part in parts)
+
+
+def download(label: str, make: Callable[[], bytes | str], file_name: str, mime: str, key: str) -> None:
+    """A download button whose file is made only when clicked (no rerun on click)."""
+    st.download_button(label, data=make, file_name=file_name, mime=mime, key=key, on_click="ignore",
+                       icon=":material/download:")
+
+
+def analysis_downloads(analysis: ImageAnalysis, figure: go.Figure, stem: str, key: str) -> None:
+    """Gates (CSV), captured tensors (NPZ) and ``figure`` (HTML) of one analysis."""
+    gates, tensors, page = st.columns(3)
+    with gates:
+        download("Gates (CSV)", lambda: gates_csv(analysis.sites), f"{stem}-gates.csv", "text/csv", f"{key}-csv")
+    with tensors:
+        download("Tensors (NPZ)", lambda: npz_bytes(analysis_arrays(analysis)), f"{stem}-tensors.npz",
+                 "application/octet-stream", f"{key}-npz")
+    with page:
+        download("Figure (HTML)", lambda: figure_html(figure), f"{stem}.html", "text/html", f"{key}-html")

@@ -1,5 +1,5 @@
-"""Layer explorer: one checkpoint, one weighting site, one image: before | after | difference
-grids of all channels, the channel gate sorted, the spatial gate as a map and over the image.
+"""Layer explorer: one model, one weighting site, one image: before | after | difference grids of
+all channels, the channel gate sorted, the spatial gate as a map and over the image, and downloads.
 
 Channels can be ordered by index, gate or energy change, on a shared or a per-map colour scale.
 """
@@ -8,8 +8,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.inputs import DashboardContext, ImageChoice, choose_image, current_context, require_checkpoints
-from dashboard.views.common import analysis_of, predictions_table, show_figure
+from dashboard.inputs import (
+    DashboardContext,
+    ImageChoice,
+    choose_image,
+    choose_model,
+    current_context,
+    require_models,
+)
+from dashboard.registry import ModelChoice
+from dashboard.views.common import PNG_NOTE, analysis_downloads, analysis_of, file_stem, predictions_table, show_figure
 from fmw.analysis import ImageAnalysis, available_orderings, channel_order
 from fmw.viz import channel_gate_figure, explorer_grids_figure, spatial_gate_figure, spatial_overlay_figure
 
@@ -20,7 +28,7 @@ ORDERING_HELP = (
 
 
 @st.fragment
-def site_explorer(analysis: ImageAnalysis, image: ImageChoice) -> None:
+def site_explorer(choice: ModelChoice, analysis: ImageAnalysis, image: ImageChoice) -> None:
     names = [site.name for site in analysis.sites]
     controls = st.columns(3)
     name = controls[0].selectbox(
@@ -35,7 +43,10 @@ def site_explorer(analysis: ImageAnalysis, image: ImageChoice) -> None:
     order = channel_order(site, ordering)
     st.caption(f"{site.channels} channels of {site.before.shape[1]}×{site.before.shape[2]}, ordered by {ordering}.")
     grids = explorer_grids_figure(site.before, site.after, order=order, per_map_scale=scale == "per map")
+    grids.update_layout(title=f"{choice.label}: {site.name}")
     show_figure(grids, image, "explorer-grids")
+    analysis_downloads(analysis, grids, file_stem(choice.label, site.name, image.name), "explorer-download")
+    st.caption(f"The CSV and NPZ hold every site of this image; the HTML is the grids above. {PNG_NOTE}")
     if not site.gates:
         st.caption("This site applies no gate (kind 'none'): after equals before.")
     gate_columns = st.columns(3)
@@ -51,24 +62,26 @@ def site_explorer(analysis: ImageAnalysis, image: ImageChoice) -> None:
 
 def render(context: DashboardContext) -> None:
     st.header("Layer explorer")
-    if not require_checkpoints(context):
+    if not require_models(context):
         return
     top = st.columns(2)
     with top[0]:
         image = choose_image(context, key="explorer-image")
-    names = [checkpoint.name for checkpoint in context.checkpoints]
     with top[1]:
-        name = st.selectbox("Checkpoint", names, key="explorer-checkpoint")
+        choice = choose_model(context, key="explorer-checkpoint")
     if image is None:
         return
-    checkpoint = context.checkpoints[names.index(name) if name in names else 0]
-    analysis = analysis_of(context, checkpoint, image)
+    analysis = analysis_of(context, choice, image)
     if analysis is None:
+        return
+    if not analysis.sites:
+        st.info(f"{choice.label} has no weighting sites to explore.")
         return
     left, right = st.columns([1, 3])
     left.image(analysis.crop, caption=f"{image.name}, the crop the model sees", width=200)
+    right.markdown(f"**{choice.label}**")
     right.markdown(predictions_table(analysis.predictions))
-    site_explorer(analysis, image)
+    site_explorer(choice, analysis, image)
 
 
 render(current_context())

@@ -1,25 +1,27 @@
-"""Models page: the selected checkpoints' cards (weighting, accuracy with and without weighting,
-parameters, multiply-adds) as a table and a chart, read from checkpoint metadata."""
+"""Models page: the selected models' cards (weighting, accuracy with and without weighting,
+parameters, multiply-adds) as a table and a chart, read from checkpoint metadata or the zoo model."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.inputs import DashboardContext, current_context, require_checkpoints
-from dashboard.services import checkpoint_card, guarded
+from dashboard.inputs import DashboardContext, current_context, open_model, require_models
+from dashboard.services import cached_card, guarded
 from dashboard.views.common import PLOT_CONFIG
 from fmw.viz import model_cards_figure
 
 
 def render(context: DashboardContext) -> None:
     st.header("Models")
-    if not require_checkpoints(context):
+    if not require_models(context):
         return
     cards = []
-    for checkpoint in context.checkpoints:
-        card = guarded(checkpoint.name, lambda: checkpoint_card(checkpoint.path, checkpoint.version, context.device))
-        if card is not None:
-            cards.append(card)
+    for choice in context.models:
+        model = open_model(context, choice)
+        if model is not None:
+            made = guarded(choice.label, lambda: cached_card(choice.key, context.device, model, choice.label))
+            if made is not None:
+                cards.append(made)
     if not cards:
         return
     st.table(

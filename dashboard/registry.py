@@ -1,0 +1,210 @@
+"""The models a session can analyse and the sidebar section that picks them: checkpoint files, zoo
+models added from the sidebar (torchvision, timm) and uploaded checkpoints, kept in this session only.
+
+Uploaded models live in ``st.session_state`` and their cache keys carry a random per-session token,
+so no other session can reach them; a failed upload is reported and leaves every other model in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import streamlit as st
+
+from dashboard.services import (
+    EXPECTED_ERRORS,
+    downloads_allowed,
+    file_version,
+    loaded_checkpoint,
+    timm_model,
+    torchvision_model,
+)
+from fmw.analysis import Analysable, checkpoint_directory, list_checkpoints
+from fmw.checkpoint import load_checkpoint
+from fmw.device import select_device
+from fmw.zoo import TIMM_MODELS, TORCHVISION_MODELS, load_state_dict_upload, timm_available
+
+SELECTION_KEY = "checkpoints"
+ZOO_MODELS_KEY = "fmw_zoo_models"
+UPLOADED_KEY = "fmw_uploaded_models"
+UPLOAD_ERRORS_KEY = "fmw_upload_errors"
+ZOO_ERROR_KEY = "fmw_zoo_error"
+TOKEN_KEY = "fmw_session_token"
+WEIGHT_CHOICES = {"ImageNet weights": "default", "random weights": "random"}
+STATE_DICT_SUFFIXES = (".pth", ".pt")
+Origin = Literal["file", "torchvision", "timm", "upload"]
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model the views can analyse. ``label`` is shown everywhere (random weights say so);
+    ``key`` identifies its weights for caching (file and modification time, zoo name and weights,
+    or a session-private upload key)."""
+
+    label: str
+    key: str
+    origin: Origin
+    path: str = ""
+    version: float = 0.0
+    architecture: str = ""
+    weights: str = ""
+
+
+def _session_token() -> str:
+    return st.session_state.setdefault(TOKEN_KEY, secrets.token_hex(16))
+
+
+def _select(label: str) -> None:
+    """Add ``label`` to the models to compare (called from callbacks, before the widget is drawn)."""
+    selected = list(st.session_state.get(SELECTION_KEY, []))
+    if label not in selected:
+        st.session_state[SELECTION_KEY] = [*selected, label]
+
+
+def _zoo_choice(origin: Origin, architecture: str, weights: str) -> ModelChoice:
+    random = weights == "random"
+    label = f"{architecture} (random weights)" if random else architecture
+    return ModelChoice(label, f"{origin}:{architecture}:{weights}", origin, architecture=architecture, weights=weights)
+
+
+def _add_zoo_model(origin: Origin, architecture: str, weights: str) -> None:
+    """Open the model once (so a missing download is said now) and list it in this session."""
+    choice = _zoo_choice(origin, architecture, weights)
+    try:
+        opened_model(choice, str(select_device(st.session_state.get("device", "auto"))))
+    except EXPECTED_ERRORS as error:
+        st.session_state[ZOO_ERROR_KEY] = (architecture, str(error))
+        return
+    st.session_state.pop(ZOO_ERROR_KEY, None)
+    models: list[ModelChoice] = st.session_state.setdefault(ZOO_MODELS_KEY, [])
+    if choice not in models:
+        models.append(choice)
+    _select(choice.label)
+
+
+def _add_torchvision(weights: str | None = None) -> None:
+    choice = weights or WEIGHT_CHOICES[st.session_state["zoo-weights"]]
+    _add_zoo_model("torchvision", st.session_state["zoo-architecture"], choice)
+
+
+def _add_timm() -> None:
+    _add_zoo_model("timm", st.session_state["timm-architecture"], "random")
+
+
+def _open_upload(data: bytes, filename: str, architecture: str) -> Analysable:
+    """An fmw ``.safetensors`` checkpoint, or a torchvision state dict (``.pth``/``.pt``) for
+    ``architecture``; both readers refuse anything that could run code."""
+    if filename.lower().endswith(STATE_DICT_SUFFIXES):
+        return load_state_dict_upload(data, architecture, filename)
+    return load_checkpoint(data, name=filename)
+
+
+def _upload_label(model: Analysable, filename: str) -> str:
+    return model.label if hasattr(model, "label") else f"{Path(filename).stem} (uploaded)"
+
+
+def _process_uploads() -> None:
+    """Open every file in the uploader not opened yet; keep what opened, report what did not."""
+    architecture = st.session_state.get("upload-architecture", next(iter(TORCHVISION_MODELS)))
+    previous: dict[str, tuple[str, Analysable]] = st.session_state.get(UPLOADED_KEY, {})
+    kept: dict[str, tuple[str, Analysable]] = {}
+    errors: list[str] = []
+    for upload in st.session_state.get("model-uploads") or []:
+        data = upload.getvalue()
+        reader = architecture if upload.name.lower().endswith(STATE_DICT_SUFFIXES) else "fmw"
+        key = f"upload:{_session_token()}:{hashlib.sha256(data).hexdigest()}:{reader}"
+        if key in previous:
+            kept[key] = previous[key]
+            continue
+        try:
+            model = _open_upload(data, upload.name, architecture)
+        except EXPECTED_ERRORS as error:
+            message = str(error)
+            errors.append(message if message.startswith(upload.name) else f"{upload.name}: {message}")
+            continue
+        kept[key] = (_upload_label(model, upload.name), model)
+        _select(kept[key][0])
+    st.session_state[UPLOADED_KEY] = kept
+    st.session_state[UPLOAD_ERRORS_KEY] = errors
+
+
+def opened_model(choice: ModelChoice, device: str) -> Analysable:
+    """The loaded model behind ``choice`` on ``device``: cached for files and zoo models, from
+    this session's state for uploads."""
+    if choice.origin == "file":
+        return loaded_checkpoint(choice.path, choice.version, device)
+    if choice.origin == "torchvision":
+        return torchvision_model(choice.architecture, choice.weights, device)
+    if choice.origin == "timm":
+        return timm_model(choice.architecture, device)
+    uploaded = st.session_state.get(UPLOADED_KEY, {})
+    if choice.key not in uploaded:
+        raise KeyError(f"{choice.label} is no longer uploaded; upload the file again in the sidebar")
+    model = uploaded[choice.key][1]
+    model.model.to(device)  # private to this session, so moving it in place affects no one else
+    return model
+
+
+def _zoo_inputs() -> None:
+    st.selectbox("torchvision model", list(TORCHVISION_MODELS), key="zoo-architecture",
+                 help="\n".join(f"{name}: {text}" for name, text in TORCHVISION_MODELS.items()))
+    st.radio("Weights", list(WEIGHT_CHOICES), key="zoo-weights", horizontal=True)
+    st.button("Add torchvision model", key="zoo-add", on_click=_add_torchvision)
+    if not downloads_allowed():
+        st.caption("ImageNet weights come from the torch cache; set `FMW_ALLOW_DOWNLOAD=1` to let the dashboard "
+                   "download missing ones.")
+    failure = st.session_state.get(ZOO_ERROR_KEY)
+    if failure is not None:
+        architecture, message = failure
+        st.error(message)
+        st.button(f"Add {architecture} with random weights instead", key="zoo-add-random",
+                  on_click=_add_torchvision, args=("random",))
+    if timm_available():
+        st.selectbox("timm model (random weights)", list(TIMM_MODELS), key="timm-architecture",
+                     help="\n".join(f"{name}: {recipe.description}" for name, recipe in TIMM_MODELS.items()))
+        st.button("Add timm model", key="timm-add", on_click=_add_timm)
+    else:
+        st.caption("timm is not installed; `pip install timm` adds its SE, ECA and CBAM models here.")
+
+
+def _upload_inputs() -> None:
+    st.file_uploader(
+        "Your checkpoints", type=["safetensors", "pth", "pt"], accept_multiple_files=True, key="model-uploads",
+        on_change=_process_uploads,
+        help="An fmw .safetensors checkpoint, or a torchvision state dict (.pth/.pt, torch.save(model.state_dict())). "
+             "Pickled code is refused, never run. Uploaded models stay in this browser session only.",
+    )
+    st.selectbox("Architecture of .pth/.pt state dicts", list(TORCHVISION_MODELS), key="upload-architecture",
+                 on_change=_process_uploads)
+    for message in st.session_state.get(UPLOAD_ERRORS_KEY, []):
+        st.error(message)
+
+
+def file_choices() -> tuple[Path, list[ModelChoice]]:
+    """The checkpoint folder and one choice per ``.safetensors`` file in it."""
+    directory = checkpoint_directory()
+    return directory, [
+        ModelChoice(path.stem, f"file:{path}:{file_version(path)}", "file", str(path), file_version(path))
+        for path in list_checkpoints(directory)
+    ]
+
+
+def model_inputs(files: list[ModelChoice]) -> list[ModelChoice]:
+    """The sidebar's model section: which models to compare, adding zoo models, uploading files."""
+    uploaded = [
+        ModelChoice(label, key, "upload") for key, (label, _) in st.session_state.get(UPLOADED_KEY, {}).items()
+    ]
+    available = {choice.label: choice for choice in [*files, *st.session_state.get(ZOO_MODELS_KEY, []), *uploaded]}
+    selected = st.session_state.get(SELECTION_KEY)
+    if selected is not None and any(label not in available for label in selected):  # e.g. an upload removed
+        st.session_state[SELECTION_KEY] = [label for label in selected if label in available]
+    default = None if selected is not None else [choice.label for choice in files]
+    chosen = st.multiselect("Models to compare", list(available), default=default, key=SELECTION_KEY)
+    with st.expander("Add models: torchvision, timm, your own"):
+        _zoo_inputs()
+        _upload_inputs()
+    return [available[label] for label in chosen]
