@@ -7,6 +7,7 @@ Every refusal raises ``CheckpointError`` whose message says what was wrong and w
 from __future__ import annotations
 
 import json
+import math
 import struct
 import subprocess
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ __all__ = [
 FORMAT_NAME = "fmw-checkpoint"
 FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 16 * 1024 * 1024
+MAX_STAGES = 14  # each stage halves the input: 2**15 px per side is more than any decodable image (fmw.decode.MAX_SIDE)
+MAX_INPUT_SIDE = 4096  # the native analysis size is built at full size on every request
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
@@ -95,13 +98,15 @@ class CheckpointMetadata:
         def parse(key: str):
             try:
                 return json.loads(strings[key])
-            except (json.JSONDecodeError, TypeError):
+            except (json.JSONDecodeError, TypeError, RecursionError):
                 raise CheckpointError(f"{source}: metadata {key!r} is not valid JSON: {strings[key][:80]!r}") from None
 
         try:
             version = int(strings["format_version"])
         except ValueError:
             raise CheckpointError(f"{source}: format_version {strings['format_version']!r} is not an integer") from None
+        if version < 1:
+            raise CheckpointError(f"{source}: format_version {version} is not a version fmw ever wrote (they start at 1)")
         if version > FORMAT_VERSION:
             raise CheckpointError(
                 f"{source}: checkpoint format version {version} is newer than this fmw understands "
@@ -111,6 +116,13 @@ class CheckpointMetadata:
             architecture = NetConfig.from_dict(parse("architecture"))
         except ValueError as error:
             raise CheckpointError(f"{source}: {error}") from None
+        if len(architecture.widths) > MAX_STAGES:
+            raise CheckpointError(
+                f"{source}: the architecture declares {len(architecture.widths)} stages; at most {MAX_STAGES} can "
+                "see an image (each halves its size), so the file is damaged or not an fmw checkpoint."
+            )
+        if not _fits_a_tensor(architecture.logit_scale):
+            raise CheckpointError(f"{source}: logit_scale must be a finite number below 2**63, got {architecture.logit_scale!r}")
         if strings["weighting"] != architecture.weighting:
             raise CheckpointError(
                 f"{source}: metadata says weighting {strings['weighting']!r} but the architecture "
@@ -127,19 +139,26 @@ class CheckpointMetadata:
         try:
             mean = tuple(float(v) for v in normalization["mean"])
             std = tuple(float(v) for v in normalization["std"])
-        except (TypeError, KeyError, ValueError):
+        except (TypeError, KeyError, ValueError, OverflowError):
             raise CheckpointError(f"{source}: normalization must be {{'mean': [...], 'std': [...]}}") from None
-        if len(mean) != architecture.in_channels or len(std) != architecture.in_channels or min(std) <= 0:
+        if (
+            len(mean) != architecture.in_channels
+            or len(std) != architecture.in_channels
+            or not all(math.isfinite(v) for v in mean + std)
+            or min(std) <= 0
+        ):
             raise CheckpointError(
-                f"{source}: normalization needs {architecture.in_channels} means and as many positive stds"
+                f"{source}: normalization needs {architecture.in_channels} finite means and as many finite positive stds"
             )
         input_size = parse("input_size")
         if not (
             isinstance(input_size, list)
             and len(input_size) == 2
-            and all(isinstance(v, int) and v > 0 for v in input_size)
+            and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_INPUT_SIDE for v in input_size)
         ):
-            raise CheckpointError(f"{source}: input_size must be [height, width], got {input_size!r}")
+            raise CheckpointError(
+                f"{source}: input_size must be [height, width] of 1 to {MAX_INPUT_SIDE} px each, got {input_size!r}"
+            )
         metrics = parse("metrics") if "metrics" in strings else {}
         recipe = parse("recipe") if "recipe" in strings else {}
         return cls(
@@ -153,6 +172,14 @@ class CheckpointMetadata:
             code_version=strings.get("code_version", ""),
             format_version=version,
         )
+
+
+def _fits_a_tensor(number: float) -> bool:
+    """True for a finite number torch can multiply a tensor by (an int beyond 64 bits it cannot)."""
+    try:
+        return abs(float(number)) < 2.0**63
+    except OverflowError:
+        return False
 
 
 @dataclass
@@ -234,7 +261,7 @@ def read_safetensors(data: bytes, source: str = "checkpoint") -> tuple[dict[str,
     _refuse_non_safetensors(data, source)
     try:
         header = json.loads(data[8 : 8 + struct.unpack("<Q", data[:8])[0]])
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise CheckpointError(f"{source}: the safetensors header is not valid JSON; the file is damaged") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{source}: the safetensors header is not a JSON object; the file is damaged")
@@ -293,15 +320,31 @@ def load_checkpoint(
         data = path.read_bytes()
     tensors, strings = read_safetensors(data, label)
     metadata = CheckpointMetadata.from_strings(strings, label)
-    model = build_model(metadata.architecture)
-    expected = model.state_dict()
+    try:
+        with torch.device("meta"):  # shapes only: nothing is allocated until the file's tensors fit them
+            expected = build_model(metadata.architecture).state_dict()
+    except (RuntimeError, TypeError, OverflowError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"{label}: the declared architecture (widths {list(metadata.architecture.widths)[:8]}) cannot be built "
+            f"({first_line}); the file is damaged or not an fmw checkpoint."
+        ) from None
     problems = compare_state_dicts(expected, tensors)
     if problems:
         raise CheckpointError(
             f"{label}: the tensors do not fit the declared architecture "
             f"({metadata.architecture.weighting}, widths {list(metadata.architecture.widths)}): " + " | ".join(problems)
         )
-    model.load_state_dict({key: tensor.to(expected[key].dtype) for key, tensor in tensors.items()})
+    converted = {key: tensor.to(expected[key].dtype) for key, tensor in tensors.items()}
+    damaged = [key for key, tensor in converted.items() if tensor.is_floating_point() and not tensor.isfinite().all()]
+    if damaged:
+        more = f" (and {len(damaged) - 5} more)" if len(damaged) > 5 else ""
+        raise CheckpointError(
+            f"{label}: {len(damaged)} tensors hold NaN or infinite values ({', '.join(damaged[:5])}{more}); "
+            "the file is damaged or the training diverged."
+        )
+    model = build_model(metadata.architecture)
+    model.load_state_dict(converted)
     model.to(device).eval()
     return LoadedCheckpoint(model=model, metadata=metadata, source=label)
 
