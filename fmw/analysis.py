@@ -12,9 +12,12 @@ state dicts) keep their own preprocessing (resize the short side, centre-crop, n
 
 from __future__ import annotations
 
+import gc
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 import torch
@@ -22,7 +25,7 @@ from PIL import Image
 
 from fmw.checkpoint import CheckpointMetadata, LoadedCheckpoint
 from fmw.models import count_multiply_adds, count_parameters
-from fmw.probe import SiteRecord, probe
+from fmw.probe import ProbeResult, SiteRecord, probe
 from fmw.sites import find_sites
 from fmw.zoo import ZooModel
 
@@ -44,6 +47,11 @@ __all__ = [
     "prepare_image",
     "batch_inputs",
     "analyse_image",
+    "analyse_images",
+    "DeviceRun",
+    "release_cuda_memory",
+    "run_with_memory_fallback",
+    "analyse_images_on_device",
     "available_orderings",
     "channel_order",
     "site_index_at_depth",
@@ -59,6 +67,7 @@ ENERGY_FLOOR = 1e-12
 ZOO_MINIMUM_SIZE = 32  # torchvision and timm networks downsample by 32
 
 Analysable = LoadedCheckpoint | ZooModel
+Result = TypeVar("Result")
 """What can be analysed: an fmw checkpoint or a model from ``fmw.zoo``."""
 
 
@@ -187,9 +196,13 @@ def prepare_input(crop: np.ndarray, metadata: CheckpointMetadata, resolution: tu
     return ((pixels - mean) / std).unsqueeze(0)
 
 
-def _summarise(record: SiteRecord) -> SiteSummary:
-    before = record.before[0].float().numpy()
-    after = record.after[0].float().numpy()
+def _summarise(record: SiteRecord, index: int = 0) -> SiteSummary:
+    """Image ``index`` of the batch, copied out so that no summary keeps the whole batch alive."""
+
+    def of_image(tensor: torch.Tensor) -> np.ndarray:
+        return tensor[index if tensor.shape[0] > 1 else 0].float().numpy().copy()  # a parameter gate has N = 1
+
+    before, after = of_image(record.before), of_image(record.after)
     channel = record.gates.get("channel")
     spatial = record.gates.get("spatial")
     return SiteSummary(
@@ -197,8 +210,8 @@ def _summarise(record: SiteRecord) -> SiteSummary:
         kind=record.kind,
         before=before,
         after=after,
-        channel_gate=None if channel is None else channel[0].float().reshape(-1).numpy(),
-        spatial_gate=None if spatial is None else spatial[0, 0].float().numpy(),
+        channel_gate=None if channel is None else of_image(channel).reshape(-1),
+        spatial_gate=None if spatial is None else of_image(spatial)[0],
         energy_before=np.square(before, dtype=np.float64).mean(axis=(1, 2)).astype(np.float32),
         energy_after=np.square(after, dtype=np.float64).mean(axis=(1, 2)).astype(np.float32),
     )
@@ -246,6 +259,25 @@ def batch_inputs(source: Analysable, images: list[np.ndarray], resolution: int |
     return torch.cat([prepare_image(source, rgb, resolution).inputs for rgb in images])
 
 
+def _analysis_of(
+    result: ProbeResult, index: int, prepared: PreparedImage, class_names: list[str], top_k: int, name: str
+) -> ImageAnalysis:
+    """Image ``index`` of a probed batch: its top-k predictions and every site's summary."""
+    probabilities = result.logits[index].float().softmax(dim=0)
+    values, indices = probabilities.topk(min(top_k, probabilities.numel()))
+    predictions = [
+        Prediction(index=int(i), class_name=class_names[int(i)], probability=float(p))
+        for p, i in zip(values, indices)
+    ]
+    return ImageAnalysis(
+        checkpoint=name,
+        resolution=prepared.resolution,
+        predictions=predictions,
+        sites=[_summarise(record, index) for record in result.sites],
+        crop=prepared.crop,
+    )
+
+
 def analyse_image(
     loaded: Analysable,
     rgb: np.ndarray,
@@ -256,21 +288,90 @@ def analyse_image(
     """Probe ``loaded``'s model (an fmw checkpoint or a zoo model) on ``rgb`` (H, W, 3 uint8) at
     ``resolution`` pixels square, or at the model's own input size when None; returns predictions
     and every site's summary."""
-    prepared = prepare_image(loaded, rgb, resolution)
+    return analyse_images(loaded, [rgb], resolution, top_k, name)[0]
+
+
+def analyse_images(
+    loaded: Analysable,
+    rgbs: list[np.ndarray],
+    resolution: int | None = None,
+    top_k: int = 5,
+    name: str | None = None,
+    batch_size: int = 16,
+) -> list[ImageAnalysis]:
+    """``analyse_image`` for several images, probed ``batch_size`` at a time (one forward pass each)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     class_names = class_names_of(loaded)
-    result = probe(loaded.model, prepared.inputs)
-    probabilities = result.logits[0].float().softmax(dim=0)
-    values, indices = probabilities.topk(min(top_k, probabilities.numel()))
-    predictions = [
-        Prediction(index=int(i), class_name=class_names[int(i)], probability=float(p))
-        for p, i in zip(values, indices)
-    ]
-    return ImageAnalysis(
-        checkpoint=name or loaded.source,
-        resolution=prepared.resolution,
-        predictions=predictions,
-        sites=[_summarise(record) for record in result.sites],
-        crop=prepared.crop,
+    analyses = []
+    for start in range(0, len(rgbs), batch_size):
+        prepared = [prepare_image(loaded, rgb, resolution) for rgb in rgbs[start : start + batch_size]]
+        result = probe(loaded.model, torch.cat([image.inputs for image in prepared]))
+        analyses += [
+            _analysis_of(result, index, image, class_names, top_k, name or loaded.source)
+            for index, image in enumerate(prepared)
+        ]
+    return analyses
+
+
+@dataclass
+class DeviceRun(Generic[Result]):
+    """What ``run_with_memory_fallback`` computed, where, in batches of what size, and the notice
+    to show the user when it had to step down (None when the first attempt succeeded)."""
+
+    value: Result
+    device: str
+    batch_size: int
+    notice: str | None = None
+
+
+def release_cuda_memory() -> None:
+    """Drop unreachable tensors and return the CUDA caching allocator's free blocks to the driver."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def run_with_memory_fallback(
+    work: Callable[[str, int], Result], device: str, batch_size: int = 1
+) -> DeviceRun[Result]:
+    """``work(device, batch_size)``; on a CUDA out-of-memory error, release the memory and try
+    again with half the batch, down to 1, then on the CPU. The notice says what was done.
+    Out-of-memory on the CPU itself is not caught."""
+    steps: list[str] = []
+    while True:
+        try:
+            value = work(device, batch_size)
+        except torch.cuda.OutOfMemoryError:
+            pass  # released below, once the exception (and the frames holding tensors) is gone
+        else:
+            notice = None
+            if steps:
+                notice = f"The GPU ran out of memory, so this ran {' then '.join(steps)}. Results are the same."
+            return DeviceRun(value=value, device=device, batch_size=batch_size, notice=notice)
+        release_cuda_memory()
+        if torch.device(device).type != "cuda":
+            raise torch.cuda.OutOfMemoryError(f"out of memory on {device} even with a batch of {batch_size}")
+        if batch_size > 1:
+            batch_size //= 2
+            steps.append(f"in batches of {batch_size}")
+        else:
+            device = "cpu"
+            steps.append("on the CPU")
+
+
+def analyse_images_on_device(
+    load: Callable[[str], Analysable],
+    rgbs: list[np.ndarray],
+    device: str,
+    resolution: int | None = None,
+    name: str | None = None,
+    batch_size: int = 16,
+) -> DeviceRun[list[ImageAnalysis]]:
+    """``analyse_images`` on ``device`` with the out-of-memory fallback; ``load(device)`` gives the
+    model on a device (the dashboard's cached loader), so falling back never moves a shared model."""
+    return run_with_memory_fallback(
+        lambda on, batch: analyse_images(load(on), rgbs, resolution, name=name, batch_size=batch), device, batch_size
     )
 
 
