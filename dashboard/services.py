@@ -29,6 +29,7 @@ EXPECTED_ERRORS = (DecodeError, CheckpointError, ZooError, ValueError, RuntimeEr
 ALLOW_DOWNLOAD_VARIABLE = "FMW_ALLOW_DOWNLOAD"
 SESSION_CACHE_KEY = "fmw_session_cache"
 SESSION_CACHE_ENTRIES = 16
+CACHE_TTL_SECONDS = 3600  # decoded uploads and analyses: an hour, at most their max_entries (see docs/reliability.md)
 Result = TypeVar("Result")
 
 
@@ -57,7 +58,7 @@ def timm_model(name: str, device: str) -> ZooModel:
     return build_timm_model(name, device)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_data(max_entries=64, ttl=CACHE_TTL_SECONDS, show_spinner=False)
 def decoded_upload(digest: str, name: str, _data: bytes) -> DecodedImage:
     return decode_image(_data, name)
 
@@ -76,7 +77,7 @@ def sample_photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(getattr(skimage.data, name)())
 
 
-@st.cache_data(max_entries=512, show_spinner=False)
+@st.cache_data(max_entries=128, ttl=CACHE_TTL_SECONDS, show_spinner=False)
 def image_analysis(
     model_key: str, image_digest: str, resolution: int | None, device: str, _model: Analysable, _rgb: np.ndarray,
     label: str,
