@@ -24,7 +24,10 @@ VIEWS_DIRECTORY = Path(__file__).resolve().parent / "views"
 VIEWS = [
     st.Page(VIEWS_DIRECTORY / "compare.py", title="Compare", icon=":material/view_column:", default=True),
     st.Page(VIEWS_DIRECTORY / "explorer.py", title="Layer explorer", icon=":material/layers:"),
+    st.Page(VIEWS_DIRECTORY / "attribution.py", title="Attribution", icon=":material/target:"),
+    st.Page(VIEWS_DIRECTORY / "weighting_off.py", title="Weighting off", icon=":material/toggle_off:"),
     st.Page(VIEWS_DIRECTORY / "batch.py", title="Batch statistics", icon=":material/bar_chart:"),
+    st.Page(VIEWS_DIRECTORY / "statistics.py", title="Gate statistics", icon=":material/grid_on:"),
     st.Page(VIEWS_DIRECTORY / "models.py", title="Models", icon=":material/table_chart:"),
 ]
 # Interactive inference on small inputs is fastest single-threaded, and concurrent sessions then

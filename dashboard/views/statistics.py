@@ -1,0 +1,97 @@
+"""Gate statistics: per site and predicted class, the mean channel (or spatial) gate over the sidebar's
+images as a class x channel heatmap, and how class-specific each site is by depth; a JSON file from
+``python -m fmw stats`` (dataset-level, grouped by true label) can be uploaded and shown alongside."""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from dashboard.inputs import DashboardContext, choose_model, current_context, open_model, require_models
+from dashboard.services import guarded, session_cached
+from dashboard.views.common import PLOT_CONFIG
+from fmw.analysis import batch_inputs, class_names_of
+from fmw.figures import class_gate_heatmap_figure, specificity_figure
+from fmw.stats import GateStatistics, gate_statistics
+
+GROUPING_NOTE = (
+    "Uploaded images carry no labels, so they are grouped by the class the model **predicts**; with a few "
+    "images most classes are empty and the specificity is noisy. Dataset-level statistics, grouped by true "
+    "label, come from `python -m fmw stats CHECKPOINT --data ... --out stats.json`: upload that file below."
+)
+
+
+def statistics_file() -> GateStatistics | None:
+    upload = st.file_uploader("Statistics from `python -m fmw stats` (JSON, optional)", type=["json"],
+                              key="statistics-file")
+    if upload is None:
+        return None
+
+    def read() -> GateStatistics:
+        try:
+            data = json.loads(upload.getvalue())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"not JSON ({error}); upload the --out file of python -m fmw stats") from None
+        return GateStatistics.from_json(data)
+
+    return guarded(upload.name, read)
+
+
+@st.fragment
+def site_heatmaps(statistics: GateStatistics, key: str) -> None:
+    gated = [site for site in statistics.sites if site.stages]
+    if not gated:
+        st.caption("No site applies a gate.")
+        return
+    names = [site.name for site in gated]
+    name = st.selectbox("Weighting site", names, key=f"{key}-site")
+    site = gated[names.index(name) if name in names else 0]
+    present = [index for index, count in enumerate(statistics.class_counts) if count > 0]
+    labels = [f"{statistics.class_names[index]} ({statistics.class_counts[index]})" for index in present]
+    specificity = "n/a (needs two classes)" if site.specificity is None else f"{site.specificity:.3f}"
+    st.caption(f"`{site.name}` · {site.kind} · {site.channels} channels at {site.resolution[0]}×{site.resolution[1]} · "
+               f"class specificity {specificity}. Rows: classes with images (count in brackets).")
+    for stage in site.stages.values():
+        figure = class_gate_heatmap_figure(stage.class_mean[present], labels, stage=stage.stage, shape=stage.shape,
+                                           title=f"{statistics.source}: mean {stage.stage} gate per class at {site.name}")
+        st.plotly_chart(figure, key=f"{key}-{stage.stage}", config=PLOT_CONFIG)
+
+
+def render(context: DashboardContext) -> None:
+    st.header("Gate statistics")
+    st.info(GROUPING_NOTE)
+    if not require_models(context):
+        return
+    if not context.images:
+        st.info("Upload images or pick sample photos in the sidebar; statistics are over all of them.")
+        return
+    choice = choose_model(context, key="statistics-checkpoint")
+    model = open_model(context, choice)
+    if model is None:
+        return
+    key = ("statistics", choice.key, tuple(image.digest for image in context.images), context.resolution,
+           context.device)
+
+    def compute() -> GateStatistics:
+        inputs = batch_inputs(model, [image.rgb for image in context.images], context.resolution)
+        return gate_statistics(model.model, inputs, class_names_of(model), source=choice.label)
+
+    statistics = guarded(choice.label, lambda: session_cached(key, compute))
+    uploaded = statistics_file()
+    if statistics is None:
+        return
+    st.caption(f"{statistics.images} image(s) through **{choice.label}**, "
+               f"{int((statistics.class_counts > 0).sum())} predicted class(es).")
+    series = {f"{choice.label} (sidebar images)": statistics.specificity_by_depth()}
+    if uploaded is not None:
+        series[f"{uploaded.source} ({uploaded.images} images, by {uploaded.grouping})"] = uploaded.specificity_by_depth()
+    st.plotly_chart(specificity_figure(series), key="statistics-specificity", config=PLOT_CONFIG)
+    st.caption("0: every class gets the same gate profile; about 1: the gate is set by the class "
+               "(definition in fmw/stats.py).")
+    sources = {"sidebar images": statistics, **({"uploaded file": uploaded} if uploaded is not None else {})}
+    source = st.radio("Heatmaps of", list(sources), key="statistics-source", horizontal=True)
+    site_heatmaps(sources[source], "statistics-heatmap")
+
+
+render(current_context())

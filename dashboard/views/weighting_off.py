@@ -1,0 +1,142 @@
+"""Weighting off: one image, one model, chosen weighting sites switched off one at a time and all
+together (gate replaced by 1, or by its mean over the sidebar's images): how the top-5, the target's
+probability and, optionally, the input attribution change, site by site."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from dashboard.inputs import (
+    DashboardContext,
+    ImageChoice,
+    choose_image,
+    choose_model,
+    current_context,
+    open_model,
+    require_models,
+)
+from dashboard.registry import ModelChoice
+from dashboard.services import guarded, session_cached
+from dashboard.views.common import PLOT_CONFIG, analysis_of, choose_target, show_figure
+from fmw.analysis import Analysable, ImageAnalysis, batch_inputs, class_names_of, prepare_image
+from fmw.attribution import INPUT_METHODS, WeightingOffComparison, attributions_with_weighting_off, compare_weighting_off
+from fmw.figures import attribution_rows_figure, weighting_off_figure
+from fmw.stats import gate_statistics
+
+REPLACEMENTS = ("1 (weighting off)", "its mean over the sidebar's images")
+
+
+def mean_gates(context: DashboardContext, choice: ModelChoice, model: Analysable) -> dict:
+    """Per site, the mean gate over every image in the sidebar (``fmw.stats.gate_statistics``)."""
+    key = ("mean gates", choice.key, tuple(image.digest for image in context.images), context.resolution,
+           context.device)
+
+    def compute() -> dict:
+        inputs = batch_inputs(model, [image.rgb for image in context.images], context.resolution)
+        return gate_statistics(model.model, inputs, class_names_of(model), source="sidebar images").replacements()
+
+    return session_cached(key, compute)
+
+
+def comparison_table(comparison: WeightingOffComparison) -> list[dict]:
+    return [
+        {
+            "switched off": row["switched off"],
+            "predicted": row["predicted"],
+            f"p({row['target']})": f"{row['p(target)']:.2%}",
+            "change": f"{row['change']:+.2%}",
+            "top-5": ", ".join(row["top-k"]),
+            "prediction changed": "yes" if row["prediction changed"] else "",
+        }
+        for row in comparison.table(0)
+    ]
+
+
+def attribution_rows(
+    choice: ModelChoice, model: Analysable, inputs, image: ImageChoice, sites: list[str], gates: dict | None,
+    target: int, key: tuple,
+) -> None:
+    method = st.selectbox("Attribution method", INPUT_METHODS, key="off-method",
+                          format_func=lambda name: name.replace("_", " "))
+    progress = st.progress(0.0, text="Attributing under every step…")
+
+    def compute():
+        return attributions_with_weighting_off(
+            model.model, inputs, method, sites=sites, mean_gates=gates, target=target, n_steps=16,
+            internal_batch_size=16, progress=lambda fraction: progress.progress(fraction),
+        )
+
+    rows = guarded(choice.label, lambda: session_cached((*key, method), compute))
+    progress.empty()
+    if rows is None:
+        return
+    figure = attribution_rows_figure(np.stack([row.attribution.maps[0] for row in rows]), [row.label for row in rows],
+                                     title=f"{choice.label}: {method.replace('_', ' ')} site by site")
+    show_figure(figure, image, "off-attributions")
+
+
+@st.fragment
+def weighting_off_panel(
+    context: DashboardContext, choice: ModelChoice, model: Analysable, analysis: ImageAnalysis, image: ImageChoice
+) -> None:
+    gated = [site.name for site in analysis.sites if site.gates]
+    if not gated:
+        st.info(f"{choice.label} has no weighting site with a gate, so there is nothing to switch off.")
+        return
+    sites = st.multiselect("Sites to switch off", gated, default=gated, key=f"off-sites-{choice.key}")
+    controls = st.columns(2)
+    replacement = controls[0].radio("Replace each gate by", REPLACEMENTS, key="off-replacement",
+                                    help="1 removes the weighting; the mean keeps its average effect but not its "
+                                         "dependence on this image.")
+    class_names = class_names_of(model)
+    with controls[1]:
+        target = choose_target(class_names, analysis.predictions[0].index, key=f"off-target-{choice.key}")
+    if not sites:
+        st.info("Choose at least one site to switch off.")
+        return
+    gates = None
+    if replacement == REPLACEMENTS[1]:
+        gates = guarded(choice.label, lambda: mean_gates(context, choice, model))
+        if gates is None:
+            return
+        st.caption(f"Mean gates over the {len(context.images)} image(s) in the sidebar.")
+    inputs = prepare_image(model, image.rgb, context.resolution).inputs
+    comparison = guarded(choice.label, lambda: compare_weighting_off(model.model, inputs, class_names, sites=sites,
+                                                                      mean_gates=gates, target=target))
+    if comparison is None:
+        return
+    st.table(comparison_table(comparison))
+    rows = comparison.rows
+    figure = weighting_off_figure(
+        [row.label for row in rows], [float(row.target_probability[0]) for row in rows],
+        [class_names[int(row.predicted[0])] for row in rows], target=class_names[target],
+        title=f"{choice.label}: switching weighting off (gate = {comparison.replacement})",
+        height=120 + 28 * len(rows),
+    )
+    st.plotly_chart(figure, key="off-predictions", config=PLOT_CONFIG)
+    if st.toggle("Attributions site by site", key="off-attribute"):
+        key = ("weighting off", choice.key, image.digest, context.resolution, context.device, tuple(sites),
+               replacement, target)
+        attribution_rows(choice, model, inputs, image, sites, gates, target, key)
+
+
+def render(context: DashboardContext) -> None:
+    st.header("Switch weighting off")
+    if not require_models(context):
+        return
+    top = st.columns(2)
+    with top[0]:
+        image = choose_image(context, key="off-image")
+    with top[1]:
+        choice = choose_model(context, key="off-checkpoint")
+    if image is None:
+        return
+    model = open_model(context, choice)
+    analysis = None if model is None else analysis_of(context, choice, image)
+    if analysis is None:
+        return
+    weighting_off_panel(context, choice, model, analysis, image)
+
+
+render(current_context())

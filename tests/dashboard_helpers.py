@@ -1,0 +1,75 @@
+"""Helpers shared by the dashboard's AppTest files: figure specs, widgets by label, and the files
+behind download buttons (made on click, so the test runs the button's deferred callable)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO
+
+APP = str(REPO / "dashboard" / "app.py")
+TIMEOUT = 60
+
+
+def array(value) -> np.ndarray:
+    """A figure-spec array: plotly sends numpy arrays as base64 typed arrays."""
+    if isinstance(value, dict) and "bdata" in value:
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        if isinstance(shape, str):
+            shape = [int(size) for size in shape.split(",")]
+        return flat.reshape(shape) if shape else flat
+    return np.asarray(value, dtype=float)
+
+
+def figures(at) -> dict[str, dict]:
+    return {chart.key: json.loads(chart.proto.spec) for chart in at.get("plotly_chart")}
+
+
+def widget(widgets, label: str):
+    return next(item for item in widgets if item.label == label)
+
+
+@dataclass
+class DownloadedFile:
+    file_name: str
+    mime: str
+    data: bytes
+
+
+class Downloads:
+    """Records the media manager of every AppTest run, so a download button's file can be made."""
+
+    def __init__(self, monkeypatch) -> None:
+        from streamlit.runtime.media_file_manager import MediaFileManager
+        from streamlit.testing.v1 import app_test
+
+        self.managers: list[MediaFileManager] = []
+        recorded = self.managers
+
+        class RecordingManager(MediaFileManager):
+            def __init__(self, storage) -> None:
+                super().__init__(storage)
+                recorded.append(self)
+
+        monkeypatch.setattr(app_test, "MediaFileManager", RecordingManager)
+
+    def fetch(self, button) -> DownloadedFile:
+        """The file behind ``button`` (an AppTest download button) from the latest run."""
+        manager = self.managers[-1]
+        entry = manager._deferred_callables[button.proto.deferred_file_id]
+        data = entry["callable"]()
+        return DownloadedFile(entry["filename"], entry["mimetype"], data.encode() if isinstance(data, str) else data)
+
+
+@pytest.fixture
+def restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)  # the app sets one thread for itself; do not leak that into other tests
