@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import pickle
 
-import numpy as np
 import pytest
 import skimage.data
 import torch

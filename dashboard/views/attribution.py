@@ -13,18 +13,10 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard.inputs import (
-    DashboardContext,
-    ImageChoice,
-    choose_image,
-    choose_model,
-    current_context,
-    open_model,
-    require_models,
-)
+from dashboard.inputs import DashboardContext, ImageChoice, current_context
 from dashboard.registry import ModelChoice
 from dashboard.services import guarded, session_cached
-from dashboard.views.common import PNG_NOTE, analysis_of, choose_target, download, file_stem, show_figure
+from dashboard.views.common import PNG_NOTE, choose_analysis, choose_target, download, file_stem, show_figure
 from fmw.analysis import Analysable, ImageAnalysis, class_names_of, prepare_image
 from fmw.attribution import InputAttribution, LayerAttribution, attribute_input, attribute_site
 from fmw.export import figure_html, npz_bytes
@@ -137,19 +129,10 @@ def attribution_panel(
 
 def render(context: DashboardContext) -> None:
     st.header("Attribution")
-    if not require_models(context):
+    selection = choose_analysis(context, "attribution")
+    if selection is None:
         return
-    top = st.columns(2)
-    with top[0]:
-        image = choose_image(context, key="attribution-image")
-    with top[1]:
-        choice = choose_model(context, key="attribution-checkpoint")
-    if image is None:
-        return
-    model = open_model(context, choice)
-    analysis = None if model is None else analysis_of(context, choice, image)
-    if analysis is None:
-        return
+    choice, model, analysis, image = selection.choice, selection.model, selection.analysis, selection.image
     top = analysis.predictions[0]
     st.caption(f"**{choice.label}** predicts **{top.class_name}** ({top.probability:.1%}) at "
                f"{analysis.resolution[0]}×{analysis.resolution[1]} px.")

@@ -1,19 +1,21 @@
-"""Pieces several views draw: the predictions table, a model's analysis of an image (cached, errors
-reported per model), the target-class choice, the figure provenance tag and the download buttons."""
+"""Pieces several views draw: the image-and-model choice with its analysis (cached, errors reported
+per model), the predictions table, the target-class choice, the figure provenance tag and downloads."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard.inputs import DashboardContext, ImageChoice, open_model
+from dashboard.inputs import DashboardContext, ImageChoice, choose_image, choose_model, open_model, require_models
 from dashboard.registry import ModelChoice
-from dashboard.services import guarded, image_analysis
-from fmw.analysis import ImageAnalysis, Prediction
+from dashboard.services import guarded, image_analysis, session_cached
+from fmw.analysis import Analysable, ImageAnalysis, Prediction, batch_inputs, class_names_of
 from fmw.export import FIGURE_CONFIG, analysis_arrays, figure_html, gates_csv, npz_bytes
+from fmw.stats import GateStatistics, gate_statistics
 
 PLOT_CONFIG = FIGURE_CONFIG
 PNG_NOTE = "PNG: the camera button in each chart's toolbar saves it as an image."
@@ -29,6 +31,46 @@ def analysis_of(context: DashboardContext, choice: ModelChoice, image: ImageChoi
         lambda: image_analysis(choice.key, image.digest, context.resolution, context.device, model, image.rgb,
                                choice.label),
     )
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a one-image, one-model view works on."""
+
+    image: ImageChoice
+    choice: ModelChoice
+    model: Analysable
+    analysis: ImageAnalysis
+
+
+def choose_analysis(context: DashboardContext, key: str) -> Selection | None:
+    """Image and model select boxes side by side (keys ``<key>-image``, ``<key>-checkpoint``), then
+    the model's analysis of the image; None after saying why there is none."""
+    if not require_models(context):
+        return None
+    image_column, model_column = st.columns(2)
+    with image_column:
+        image = choose_image(context, key=f"{key}-image")
+    with model_column:
+        choice = choose_model(context, key=f"{key}-checkpoint")
+    if image is None:
+        return None
+    model = open_model(context, choice)
+    analysis = None if model is None else analysis_of(context, choice, image)
+    return None if analysis is None else Selection(image, choice, model, analysis)
+
+
+def sidebar_statistics(context: DashboardContext, choice: ModelChoice, model: Analysable) -> GateStatistics:
+    """Gate statistics of ``model`` over every image in the sidebar, grouped by predicted class
+    (uploads have no labels); remembered per session."""
+    key = ("statistics", choice.key, tuple(image.digest for image in context.images), context.resolution,
+           context.device)
+
+    def compute() -> GateStatistics:
+        inputs = batch_inputs(model, [image.rgb for image in context.images], context.resolution)
+        return gate_statistics(model.model, inputs, class_names_of(model), source=choice.label)
+
+    return session_cached(key, compute)
 
 
 def predictions_table(predictions: list[Prediction]) -> str:

@@ -8,16 +8,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.inputs import (
-    DashboardContext,
-    ImageChoice,
-    choose_image,
-    choose_model,
-    current_context,
-    require_models,
-)
+from dashboard.inputs import DashboardContext, ImageChoice, current_context
 from dashboard.registry import ModelChoice
-from dashboard.views.common import PNG_NOTE, analysis_downloads, analysis_of, file_stem, predictions_table, show_figure
+from dashboard.views.common import PNG_NOTE, analysis_downloads, choose_analysis, file_stem, predictions_table, show_figure
 from fmw.analysis import ImageAnalysis, available_orderings, channel_order
 from fmw.viz import channel_gate_figure, explorer_grids_figure, spatial_gate_figure, spatial_overlay_figure
 
@@ -62,18 +55,10 @@ def site_explorer(choice: ModelChoice, analysis: ImageAnalysis, image: ImageChoi
 
 def render(context: DashboardContext) -> None:
     st.header("Layer explorer")
-    if not require_models(context):
+    selection = choose_analysis(context, "explorer")
+    if selection is None:
         return
-    top = st.columns(2)
-    with top[0]:
-        image = choose_image(context, key="explorer-image")
-    with top[1]:
-        choice = choose_model(context, key="explorer-checkpoint")
-    if image is None:
-        return
-    analysis = analysis_of(context, choice, image)
-    if analysis is None:
-        return
+    choice, analysis, image = selection.choice, selection.analysis, selection.image
     if not analysis.sites:
         st.info(f"{choice.label} has no weighting sites to explore.")
         return

@@ -9,11 +9,10 @@ import json
 import streamlit as st
 
 from dashboard.inputs import DashboardContext, choose_model, current_context, open_model, require_models
-from dashboard.services import guarded, session_cached
-from dashboard.views.common import PLOT_CONFIG
-from fmw.analysis import batch_inputs, class_names_of
+from dashboard.services import guarded
+from dashboard.views.common import PLOT_CONFIG, sidebar_statistics
 from fmw.figures import class_gate_heatmap_figure, specificity_figure
-from fmw.stats import GateStatistics, gate_statistics
+from fmw.stats import GateStatistics
 
 GROUPING_NOTE = (
     "Uploaded images carry no labels, so they are grouped by the class the model **predicts**; with a few "
@@ -70,14 +69,7 @@ def render(context: DashboardContext) -> None:
     model = open_model(context, choice)
     if model is None:
         return
-    key = ("statistics", choice.key, tuple(image.digest for image in context.images), context.resolution,
-           context.device)
-
-    def compute() -> GateStatistics:
-        inputs = batch_inputs(model, [image.rgb for image in context.images], context.resolution)
-        return gate_statistics(model.model, inputs, class_names_of(model), source=choice.label)
-
-    statistics = guarded(choice.label, lambda: session_cached(key, compute))
+    statistics = guarded(choice.label, lambda: sidebar_statistics(context, choice, model))
     uploaded = statistics_file()
     if statistics is None:
         return

@@ -7,36 +7,15 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from dashboard.inputs import (
-    DashboardContext,
-    ImageChoice,
-    choose_image,
-    choose_model,
-    current_context,
-    open_model,
-    require_models,
-)
+from dashboard.inputs import DashboardContext, ImageChoice, current_context
 from dashboard.registry import ModelChoice
 from dashboard.services import guarded, session_cached
-from dashboard.views.common import PLOT_CONFIG, analysis_of, choose_target, show_figure
-from fmw.analysis import Analysable, ImageAnalysis, batch_inputs, class_names_of, prepare_image
+from dashboard.views.common import PLOT_CONFIG, choose_analysis, choose_target, show_figure, sidebar_statistics
+from fmw.analysis import Analysable, ImageAnalysis, class_names_of, prepare_image
 from fmw.attribution import INPUT_METHODS, WeightingOffComparison, attributions_with_weighting_off, compare_weighting_off
 from fmw.figures import attribution_rows_figure, weighting_off_figure
-from fmw.stats import gate_statistics
 
 REPLACEMENTS = ("1 (weighting off)", "its mean over the sidebar's images")
-
-
-def mean_gates(context: DashboardContext, choice: ModelChoice, model: Analysable) -> dict:
-    """Per site, the mean gate over every image in the sidebar (``fmw.stats.gate_statistics``)."""
-    key = ("mean gates", choice.key, tuple(image.digest for image in context.images), context.resolution,
-           context.device)
-
-    def compute() -> dict:
-        inputs = batch_inputs(model, [image.rgb for image in context.images], context.resolution)
-        return gate_statistics(model.model, inputs, class_names_of(model), source="sidebar images").replacements()
-
-    return session_cached(key, compute)
 
 
 def comparison_table(comparison: WeightingOffComparison) -> list[dict]:
@@ -97,7 +76,7 @@ def weighting_off_panel(
         return
     gates = None
     if replacement == REPLACEMENTS[1]:
-        gates = guarded(choice.label, lambda: mean_gates(context, choice, model))
+        gates = guarded(choice.label, lambda: sidebar_statistics(context, choice, model).replacements())
         if gates is None:
             return
         st.caption(f"Mean gates over the {len(context.images)} image(s) in the sidebar.")
@@ -123,19 +102,10 @@ def weighting_off_panel(
 
 def render(context: DashboardContext) -> None:
     st.header("Switch weighting off")
-    if not require_models(context):
+    selection = choose_analysis(context, "off")
+    if selection is None:
         return
-    top = st.columns(2)
-    with top[0]:
-        image = choose_image(context, key="off-image")
-    with top[1]:
-        choice = choose_model(context, key="off-checkpoint")
-    if image is None:
-        return
-    model = open_model(context, choice)
-    analysis = None if model is None else analysis_of(context, choice, image)
-    if analysis is None:
-        return
+    choice, model, analysis, image = selection.choice, selection.model, selection.analysis, selection.image
     weighting_off_panel(context, choice, model, analysis, image)
 
 
