@@ -121,7 +121,7 @@ class ImageAnalysis:
     resolution: tuple[int, int]
     predictions: list[Prediction]
     sites: list[SiteSummary]
-    crop: np.ndarray  # the centre crop (uint8 RGB) at working resolution, for overlays
+    crop: np.ndarray  # what the model saw, uint8 RGB, for overlays (fmw: the centre crop before resizing)
 
 
 @dataclass
