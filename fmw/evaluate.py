@@ -12,12 +12,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fmw.checkpoint import CheckpointError, load_checkpoint
+from fmw.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint
 from fmw.data import DataError, ImageSplit, load_split
 from fmw.device import select_device
 from fmw.probe import override_gates
 
-__all__ = ["Accuracy", "AccuracyReport", "measure", "accuracy_report", "main"]
+__all__ = ["Accuracy", "AccuracyReport", "measure", "accuracy_report", "load_checkpoint_and_split", "main"]
 
 
 @dataclass
@@ -110,6 +110,20 @@ def accuracy_report(
     return AccuracyReport(list(split.class_names), len(split), weighting_on, weighting_off)
 
 
+def load_checkpoint_and_split(
+    checkpoint: Path, data: str | None, split_name: str, device: torch.device
+) -> tuple[LoadedCheckpoint, ImageSplit]:
+    """A checkpoint and a dataset split, refusing a split whose classes differ from the checkpoint's."""
+    loaded = load_checkpoint(checkpoint, device)
+    split = load_split(data, split_name)
+    if split.class_names != loaded.metadata.class_names:
+        raise DataError(
+            f"the dataset's classes {split.class_names} differ from the checkpoint's {loaded.metadata.class_names}; "
+            "give the dataset the checkpoint was trained on"
+        )
+    return loaded, split
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m fmw evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint", type=Path)
@@ -121,12 +135,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         device = select_device(args.device)
-        loaded = load_checkpoint(args.checkpoint, device)
-        split = load_split(args.data, args.split)
-        if split.class_names != loaded.metadata.class_names:
-            raise DataError(
-                f"the dataset's classes {split.class_names} differ from the checkpoint's {loaded.metadata.class_names}"
-            )
+        loaded, split = load_checkpoint_and_split(args.checkpoint, args.data, args.split, device)
     except (CheckpointError, DataError, ValueError) as error:
         print(f"fmw evaluate: {error}", file=sys.stderr)
         return 2

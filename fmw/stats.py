@@ -34,10 +34,11 @@ import plotly.graph_objects as go
 import torch
 from torch import nn
 
-from fmw.checkpoint import CheckpointError, load_checkpoint
-from fmw.data import DataError, ImageSplit, batches, load_split, normalize
+from fmw.checkpoint import CheckpointError
+from fmw.data import DataError, ImageSplit, batches, normalize
 from fmw.depth import site_depths
 from fmw.device import select_device
+from fmw.evaluate import load_checkpoint_and_split
 from fmw.export import Section, write_page
 from fmw.figures import class_gate_heatmap_figure, specificity_figure
 from fmw.probe import probe
@@ -430,13 +431,7 @@ def main(argv: list[str]) -> int:
         if args.batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
         device = select_device(args.device)
-        loaded = load_checkpoint(args.checkpoint, device)
-        split = load_split(args.data, args.split)
-        if split.class_names != loaded.metadata.class_names:
-            raise DataError(
-                f"the dataset's classes {split.class_names} differ from the checkpoint's {loaded.metadata.class_names}; "
-                "give the dataset the checkpoint was trained on"
-            )
+        loaded, split = load_checkpoint_and_split(args.checkpoint, args.data, args.split, device)
         if args.limit is not None:
             split = split.subset(args.limit)
         metadata = loaded.metadata

@@ -3,16 +3,15 @@ controls, with assertions on the predictions shown and on the plotly figures' sp
 
 from __future__ import annotations
 
-import base64
 import io
-import json
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from conftest import CIFAR_CLASSES, REPO, make_checkpoint
+from conftest import CIFAR_CLASSES, make_checkpoint
+from dashboard_helpers import APP, array, figures
 from fmw import viz
 from fmw.analysis import analyse_image, batch_statistics
 from fmw.checkpoint import CheckpointMetadata, load_checkpoint, save_checkpoint
@@ -20,22 +19,6 @@ from fmw.models import build_model, count_parameters
 
 KINDS = ("none", "scale", "spatial", "channel", "cbam", "eca")
 GATE_TRACES = {"none": 0, "cbam": 2}  # gate traces per Compare column; the other kinds have one
-APP = str(REPO / "dashboard" / "app.py")
-
-
-def array(value) -> np.ndarray:
-    """A figure-spec array: plotly sends numpy arrays as base64 typed arrays."""
-    if isinstance(value, dict) and "bdata" in value:
-        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
-        shape = value.get("shape")
-        if isinstance(shape, str):
-            shape = [int(size) for size in shape.split(",")]
-        return flat.reshape(shape) if shape else flat
-    return np.asarray(value, dtype=float)
-
-
-def figures(at) -> dict[str, dict]:
-    return {chart.key: json.loads(chart.proto.spec) for chart in at.get("plotly_chart")}
 
 
 def encoded(image: np.ndarray, fmt: str) -> bytes:
