@@ -152,3 +152,11 @@ def test_gpu_memory_returns_to_its_baseline_after_probe_and_analysis(checkpoint_
     assert torch.cuda.memory_allocated() == baseline
     assert run.notice is None and len(analyses) == len(run.value) == IMAGES
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in loaded.model.modules())
+
+
+def test_probe_sees_a_site_replaced_after_an_earlier_probe(loaded) -> None:
+    model = loaded.model
+    images = torch.randn(1, 3, 32, 32)
+    assert probe(model, images).names == ["stages.0.weighting", "stages.1.weighting"]
+    model.stages[0].weighting = torch.nn.Identity()  # the remembered sites must not be reused
+    assert probe(model, images).names == ["stages.1.weighting"]
