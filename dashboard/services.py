@@ -19,7 +19,7 @@ from typing import TypeVar
 import numpy as np
 import streamlit as st
 
-from fmw.analysis import Analysable, ImageAnalysis, ModelCard, analyse_image, model_card
+from fmw.analysis import Analysable, DeviceRun, ImageAnalysis, ModelCard, analyse_images_on_device, model_card
 from fmw.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint
 from fmw.decode import DecodedImage, DecodeError, decode_image
 from fmw.zoo import ZooError, ZooModel, build_timm_model, load_torchvision_model
@@ -79,10 +79,12 @@ def sample_photo(name: str) -> np.ndarray:
 
 @st.cache_data(max_entries=128, ttl=CACHE_TTL_SECONDS, show_spinner=False)
 def image_analysis(
-    model_key: str, image_digest: str, resolution: int | None, device: str, _model: Analysable, _rgb: np.ndarray,
-    label: str,
-) -> ImageAnalysis:
-    return analyse_image(_model, _rgb, resolution, name=label)
+    model_key: str, image_digest: str, resolution: int | None, device: str, _load: Callable[[str], Analysable],
+    _rgb: np.ndarray, label: str,
+) -> DeviceRun[list[ImageAnalysis]]:
+    """The analysis on ``device``, falling back to a smaller batch or the CPU on a CUDA
+    out-of-memory error; ``_load(device)`` opens the model there (the notice says what happened)."""
+    return analyse_images_on_device(_load, [_rgb], device, resolution, name=label, batch_size=1)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

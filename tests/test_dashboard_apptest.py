@@ -225,3 +225,31 @@ def test_a_broken_checkpoint_is_reported_and_the_others_still_compared(checkpoin
         "broken: " + f"{checkpoints / 'broken.safetensors'}: the safetensors header is not valid JSON; the file is damaged"
     ]
     assert len([m for m in at.markdown if m.value.startswith("| class | probability |")]) == len(KINDS)
+
+
+def test_gpu_out_of_memory_falls_back_to_the_cpu_with_a_notice(checkpoints, monkeypatch):
+    """The analysis path runs through fmw.analysis.run_with_memory_fallback: a CUDA out-of-memory
+    error (simulated: this machine may have no GPU) reruns on the CPU and the page says so."""
+    import fmw.analysis
+    from streamlit.testing.v1 import AppTest
+
+    real = fmw.analysis.run_with_memory_fallback
+    attempts = []
+
+    def on_a_full_gpu(work, device, batch_size=1):
+        def flaky(on, batch):
+            attempts.append(on)
+            if on == "cuda":
+                raise torch.cuda.OutOfMemoryError("simulated: CUDA out of memory")
+            return work(on, batch)
+
+        return real(flaky, "cuda", batch_size)
+
+    monkeypatch.setattr(fmw.analysis, "run_with_memory_fallback", on_a_full_gpu)
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception
+    warnings = [w.value for w in at.warning if "ran out of memory" in w.value]
+    assert len(warnings) == len(KINDS) and all("on the CPU" in w for w in warnings)
+    assert attempts.count("cuda") == len(KINDS) and attempts.count("cpu") == len(KINDS)
+    tables = [m.value for m in at.markdown if m.value.startswith("| class | probability |")]
+    assert len(tables) == len(KINDS), "predictions are still shown after the fallback"

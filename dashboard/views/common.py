@@ -10,8 +10,15 @@ from dataclasses import dataclass
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard.inputs import DashboardContext, ImageChoice, choose_image, choose_model, open_model, require_models
-from dashboard.registry import ModelChoice
+from dashboard.inputs import (
+    DashboardContext,
+    ImageChoice,
+    choose_image,
+    choose_model,
+    open_model,
+    require_models,
+)
+from dashboard.registry import ModelChoice, opened_model
 from dashboard.services import guarded, image_analysis, session_cached
 from fmw.analysis import Analysable, ImageAnalysis, Prediction, batch_inputs, class_names_of
 from fmw.export import FIGURE_CONFIG, analysis_arrays, figure_html, gates_csv, npz_bytes
@@ -23,14 +30,18 @@ PNG_NOTE = "PNG: the camera button in each chart's toolbar saves it as an image.
 
 def analysis_of(context: DashboardContext, choice: ModelChoice, image: ImageChoice) -> ImageAnalysis | None:
     """The cached analysis of ``image`` by ``choice``; None after showing why it failed."""
-    model = open_model(context, choice)
-    if model is None:
+    if open_model(context, choice) is None:
         return None
-    return guarded(
+    run = guarded(
         choice.label,
-        lambda: image_analysis(choice.key, image.digest, context.resolution, context.device, model, image.rgb,
-                               choice.label),
+        lambda: image_analysis(choice.key, image.digest, context.resolution, context.device,
+                               lambda device: opened_model(choice, device), image.rgb, choice.label),
     )
+    if run is None:
+        return None
+    if run.notice:
+        st.warning(f"{choice.label}: {run.notice}")
+    return run.value[0]
 
 
 @dataclass(frozen=True)
