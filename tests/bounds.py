@@ -55,3 +55,19 @@ def time_limit(seconds: float) -> Iterator[None]:
         if outer_delay:
             remaining = max(outer_delay - (time.monotonic() - started), 0.001)
             signal.setitimer(signal.ITIMER_REAL, remaining, outer_interval)
+
+
+def record_pixel_loads(monkeypatch) -> list[str]:
+    """Record every pixel decode PIL starts (``ImageFile.load``) from now on, by format: a refusal
+    "before decoding" must leave the list empty."""
+    from PIL import ImageFile
+
+    loads: list[str] = []
+    original = ImageFile.ImageFile.load
+
+    def recording_load(image):
+        loads.append(str(image.format))
+        return original(image)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", recording_load)
+    return loads
