@@ -60,7 +60,7 @@ def _only_in_thread(owner: int, hook: Callable) -> Callable:
     return guarded
 
 
-_SITES: weakref.WeakKeyDictionary[nn.Module, tuple[list[nn.Module], list[SiteSpec]]] = weakref.WeakKeyDictionary()
+_SITES: weakref.WeakKeyDictionary[nn.Module, tuple[list[weakref.ref], list[SiteSpec]]] = weakref.WeakKeyDictionary()
 _SITES_LOCK = threading.Lock()
 
 
@@ -78,14 +78,18 @@ def _module_tree(model: nn.Module) -> list[nn.Module]:
 def _sites_of(model: nn.Module) -> list[SiteSpec]:
     """``find_sites(model)``, remembered per model until its module tree changes (a submodule
     added, removed or replaced: the cached tree is compared module by module, by identity)."""
-    tree = _module_tree(model)
+    descendants = _module_tree(model)[1:]  # weak references only: the cache must not keep models alive
     with _SITES_LOCK:
         cached = _SITES.get(model)
-    if cached is not None and cached[0] == tree:
+    if (
+        cached is not None
+        and len(cached[0]) == len(descendants)
+        and all(reference() is module for reference, module in zip(cached[0], descendants))
+    ):
         return cached[1]
     sites = find_sites(model)
     with _SITES_LOCK:
-        _SITES[model] = (tree, sites)
+        _SITES[model] = ([weakref.ref(module) for module in descendants], sites)
     return sites
 
 

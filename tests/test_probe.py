@@ -351,3 +351,17 @@ def test_override_refuses_unknown_sites() -> None:
         with override_gates(model, {"nowhere": 1.0}):
             pass
     assert_no_hooks(model)
+
+
+def test_remembered_sites_do_not_keep_a_model_alive() -> None:
+    import gc
+    import weakref
+
+    from fmw.models import build_model
+
+    model = build_model(weighting="cbam").eval()
+    probe(model, torch.randn(1, 3, 32, 32))
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None, "the probe's site cache must hold models weakly"
