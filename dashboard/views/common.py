@@ -117,13 +117,16 @@ def download(label: str, make: Callable[[], bytes | str], file_name: str, mime: 
                        icon=":material/download:")
 
 
-def analysis_downloads(analysis: ImageAnalysis, figure: go.Figure, stem: str, key: str) -> None:
-    """Gates (CSV), captured tensors (NPZ) and ``figure`` (HTML) of one analysis."""
-    gates, tensors, page = st.columns(3)
-    with gates:
+def analysis_downloads(
+    analysis: ImageAnalysis, figure: go.Figure, stem: str, key: str, *, side_by_side: bool = True
+) -> None:
+    """Gates (CSV), captured tensors (NPZ) and ``figure`` (HTML) of one analysis: in a row, or
+    stacked when the caller is already a narrow column (labels would be cut off)."""
+    places = st.columns(3) if side_by_side else [st.container(), st.container(), st.container()]
+    with places[0]:
         download("Gates (CSV)", lambda: gates_csv(analysis.sites), f"{stem}-gates.csv", "text/csv", f"{key}-csv")
-    with tensors:
+    with places[1]:
         download("Tensors (NPZ)", lambda: npz_bytes(analysis_arrays(analysis)), f"{stem}-tensors.npz",
                  "application/octet-stream", f"{key}-npz")
-    with page:
+    with places[2]:
         download("Figure (HTML)", lambda: figure_html(figure), f"{stem}.html", "text/html", f"{key}-html")

@@ -32,7 +32,8 @@ def draw_column(
     show_figure(figure, image, f"compare-{choice.label}")
     if not site.gates:
         st.caption("No gate: this site passes its input through unchanged.")
-    analysis_downloads(analysis, figure, file_stem(choice.label, image.name), f"compare-download-{choice.label}")
+    analysis_downloads(analysis, figure, file_stem(choice.label, image.name), f"compare-download-{choice.label}",
+                       side_by_side=False)
 
 
 @st.fragment
