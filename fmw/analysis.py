@@ -245,7 +245,7 @@ def prepare_image(source: Analysable, rgb: np.ndarray, resolution: int | None = 
         return _zoo_image(source, rgb, resolution)
     metadata = source.metadata
     size = metadata.input_size if resolution is None else (resolution, resolution)
-    minimum = 2 ** len(metadata.architecture.widths)
+    minimum = metadata.architecture.minimum_input_size
     if min(size) < minimum:
         raise ValueError(f"{source.source}: resolution {size} is too small; this model needs at least {minimum} px")
     crop = np.ascontiguousarray(center_crop(rgb, aspect=size[1] / size[0]))

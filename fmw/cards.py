@@ -50,7 +50,7 @@ def card_rows(checkpoints: list[LoadedCheckpoint], directory: str) -> list[str]:
         rows.append(
             f"| {loaded.metadata.weighting} | {metrics.get('parameters', 0):,} | {metrics.get('multiply_adds', 0):,} "
             f"| {_percent(metrics.get('test_top1'))} | {_percent(metrics.get('test_top1_weighting_off'))} "
-            f"| {minutes:.1f} min | {metrics.get('machine', 'n/a')} | {loaded.metadata.recipe.get('seed')} "
+            f"| {minutes:.1f} min | {' '.join(str(metrics.get('machine', 'n/a')).split())} | {loaded.metadata.recipe.get('seed')} "
             f"| `{training_command(loaded, f'{directory}/{name}')}` |"
         )
     return rows

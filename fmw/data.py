@@ -48,6 +48,22 @@ class ImageSplit:
         keep = torch.cat([torch.nonzero(self.labels == c).flatten()[:count] for c in range(len(self.class_names))])
         return ImageSplit(self.images[keep], self.labels[keep], self.class_names, f"{self.source} (subset)")
 
+    def jpeg_reencoded(self, quality: int) -> "ImageSplit":
+        """Every image encoded once more as a baseline JPEG at ``quality`` (1-95, PIL's default
+        4:2:0 chroma subsampling) and decoded: a probe of how sensitive a model is to compression."""
+        if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 95:
+            raise ValueError(f"JPEG quality must be an integer from 1 to 95, got {quality!r}")
+        if self.images.shape[1] not in (1, 3):
+            raise ValueError(f"JPEG holds 1 or 3 channels; these images have {self.images.shape[1]}")
+        decoded = []
+        for pixels in self.images.permute(0, 2, 3, 1).numpy():
+            buffer = io.BytesIO()
+            Image.fromarray(pixels.squeeze(2) if pixels.shape[2] == 1 else pixels).save(buffer, "JPEG", quality=quality)
+            with Image.open(buffer) as image:
+                decoded.append(np.asarray(image).reshape(pixels.shape))
+        images = torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2).contiguous()
+        return ImageSplit(images, self.labels, self.class_names, f"{self.source} (JPEG quality {quality})")
+
 
 def default_cifar10_path() -> Path | None:
     """The project's shared CIFAR-10 (JPEG) zip, ``../shared/data/cifar10-jpg.zip``, if present."""
@@ -160,11 +176,15 @@ def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, .
     return (images.float().div_(255) - mean_t) / std_t
 
 
-def augment_batch(images: torch.Tensor, generator: torch.Generator, translate: int = 2) -> torch.Tensor:
-    """Random horizontal flip and random translation by up to ``translate`` pixels (reflect
-    padding, then a random crop), for a whole float batch at once on tensors."""
+def augment_batch(
+    images: torch.Tensor, generator: torch.Generator, translate: int = 2, flip: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Horizontal flip (random, or where the bool mask ``flip`` says) and random translation by
+    up to ``translate`` pixels (reflect padding, then a random crop), for a whole float batch at
+    once on tensors."""
     n, _, h, w = images.shape
-    flip = torch.rand(n, generator=generator) < 0.5
+    if flip is None:
+        flip = torch.rand(n, generator=generator) < 0.5
     images = torch.where(flip.view(n, 1, 1, 1).to(images.device), images.flip(3), images)
     if translate <= 0:
         return images

@@ -132,10 +132,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--device", default=None)
     parser.add_argument("--no-ablation", action="store_true", help="skip the weighting-switched-off pass")
     parser.add_argument("--json", type=Path, default=None, help="also write the full report as JSON here")
+    parser.add_argument("--jpeg-quality", type=int, default=None, metavar="Q",
+                        help="re-encode every image as JPEG at quality Q (1-95) first: a compression-sensitivity probe")
     args = parser.parse_args(argv)
     try:
         device = select_device(args.device)
         loaded, split = load_checkpoint_and_split(args.checkpoint, args.data, args.split, device)
+        if args.jpeg_quality is not None:
+            split = split.jpeg_reencoded(args.jpeg_quality)
     except (CheckpointError, DataError, ValueError) as error:
         print(f"fmw evaluate: {error}", file=sys.stderr)
         return 2

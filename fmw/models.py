@@ -1,5 +1,10 @@
-"""The fmw network family: one small residual CNN whose ``weighting=`` switch puts the same
-kind of weighting layer at the same sites, plus its JSON-serialisable configuration.
+"""The fmw network family: one small plain CNN whose ``weighting=`` switch puts the same kind of
+weighting layer at the same sites, plus its JSON-serialisable configuration.
+
+The backbone follows the published airbench93 network (Jordan, 2024, "94% on CIFAR-10 in 3.29
+seconds on a single GPU", arXiv:2404.00498): a frozen 2x2 patch-whitening convolution, then three
+conv-pool-BN-GELU / conv-BN-GELU blocks of 64, 128 and 128 channels, a global max pool and a
+linear head with a fixed output scale. fmw's change: a weighting layer on every block's output.
 """
 
 from __future__ import annotations
@@ -12,7 +17,19 @@ from torch import nn
 
 from fmw.weighting import WEIGHTING_LAYERS, create_weighting
 
-__all__ = ["NetConfig", "WeightedResidualStage", "FMWNet", "build_model", "count_parameters", "count_multiply_adds"]
+__all__ = [
+    "NetConfig",
+    "PatchWhitening",
+    "WeightedBlock",
+    "FMWNet",
+    "build_model",
+    "count_parameters",
+    "count_multiply_adds",
+    "FAMILY",
+]
+
+FAMILY = "fmw-whiten"
+WHITEN_KERNEL = 2
 
 
 @dataclass(frozen=True)
@@ -23,9 +40,9 @@ class NetConfig:
     num_classes: int = 10
     in_channels: int = 3
     stem_width: int = 24
-    widths: tuple[int, ...] = (48, 96, 192)
-    logit_scale: float = 0.125
-    family: str = "fmw-resnet"
+    widths: tuple[int, ...] = (64, 128, 128)
+    logit_scale: float = 1 / 9
+    family: str = FAMILY
 
     def __post_init__(self) -> None:
         if self.weighting not in WEIGHTING_LAYERS:
@@ -41,8 +58,23 @@ class NetConfig:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if isinstance(self.logit_scale, bool) or not isinstance(self.logit_scale, (int, float)) or not self.logit_scale > 0:
             raise ValueError(f"logit_scale must be a positive number, got {self.logit_scale!r}")
-        if self.family != "fmw-resnet":
-            raise ValueError(f"unknown network family {self.family!r}; this version of fmw builds 'fmw-resnet'")
+        patch_values = self.in_channels * WHITEN_KERNEL**2
+        if self.stem_width % 2 or self.stem_width > 2 * patch_values:
+            raise ValueError(
+                f"stem_width must be even and at most {2 * patch_values} (two filters, + and -, per whitened "
+                f"direction of a {WHITEN_KERNEL}x{WHITEN_KERNEL}x{self.in_channels} patch), got {self.stem_width}"
+            )
+        if self.family != FAMILY:
+            raise ValueError(
+                f"unknown network family {self.family!r}; this version of fmw builds {FAMILY!r} "
+                "(checkpoints of the earlier 'fmw-resnet' family must be retrained)"
+            )
+
+    @property
+    def minimum_input_size(self) -> int:
+        """Smallest image side the network accepts: the whitening conv takes one pixel, then
+        every block halves the size."""
+        return 2 ** len(self.widths) + WHITEN_KERNEL - 1
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -74,50 +106,92 @@ class NetConfig:
         return cls.from_dict(data)
 
 
-def conv_bn(in_channels: int, out_channels: int) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
-    return nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels)
-
-
-class WeightedResidualStage(nn.Module):
-    """One stage: conv-pool-BN-GELU to downsample, then a residual conv branch whose output is
-    weighted before the addition (the SE-ResNet / CBAM placement):
-    ``y = gelu(h + weighting(bn(conv(h))))`` with ``h`` the downsampled input.
+class PatchWhitening(nn.Conv2d):
+    """A 2x2 convolution whose filters whiten image patches: for the leading ``out // 2``
+    eigenvectors ``v`` of the patch covariance of the training images, the filters
+    ``v / sqrt(lambda + eps)`` and their negatives (so the following GELU keeps both signs).
+    Its weight is frozen during training; its bias trains (airbench93: for the first epochs).
     """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, WHITEN_KERNEL, padding=0, bias=True)
+        self.weight.requires_grad_(False)
+
+    @torch.no_grad()
+    def fit(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+        """Set the filters from normalised float ``images`` (N, C, H, W) and zero the bias."""
+        k = self.kernel_size[0]
+        patches = images.float().unfold(2, k, 1).unfold(3, k, 1)  # N, C, H', W', k, k
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, self.in_channels * k * k).double()
+        covariance = patches.T @ patches / len(patches)
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending
+        keep = self.out_channels // 2
+        order = torch.arange(len(eigenvalues) - 1, len(eigenvalues) - 1 - keep, -1)
+        filters = eigenvectors[:, order].T / torch.sqrt(eigenvalues[order] + eps).unsqueeze(1)
+        filters = filters.reshape(keep, self.in_channels, k, k)
+        self.weight.copy_(torch.cat([filters, -filters]).to(self.weight))
+        self.bias.zero_()
+
+
+def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
+    """3x3 'same' convolution, identity-initialised on its first ``in_channels`` outputs (a
+    Dirac kernel), as airbench does to give a plain network an implicit residual path at start."""
+    conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+    with torch.no_grad():
+        nn.init.dirac_(conv.weight[: min(in_channels, out_channels)])
+    return conv
+
+
+def batch_norm(channels: int) -> nn.BatchNorm2d:
+    """BatchNorm with a frozen unit weight (only the bias trains), eps 1e-12, momentum 0.4."""
+    norm = nn.BatchNorm2d(channels, eps=1e-12, momentum=0.4)
+    norm.weight.requires_grad_(False)
+    return norm
+
+
+class WeightedBlock(nn.Module):
+    """conv - maxpool - BN - GELU - conv - BN - GELU, then the weighting layer on the block's
+    output: ``y = weighting(gelu(bn(conv(gelu(bn(pool(conv(x))))))))``."""
 
     def __init__(self, in_channels: int, out_channels: int, weighting: str) -> None:
         super().__init__()
-        self.conv_in, self.bn_in = conv_bn(in_channels, out_channels)
+        self.conv1 = conv3x3(in_channels, out_channels)
         self.pool = nn.MaxPool2d(2)
-        self.conv_branch, self.bn_branch = conv_bn(out_channels, out_channels)
-        self.weighting = create_weighting(weighting, out_channels)
+        self.norm1 = batch_norm(out_channels)
+        self.conv2 = conv3x3(out_channels, out_channels)
+        self.norm2 = batch_norm(out_channels)
         self.activation = nn.GELU()
+        self.weighting = create_weighting(weighting, out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.activation(self.bn_in(self.pool(self.conv_in(x))))
-        branch = self.weighting(self.bn_branch(self.conv_branch(h)))
-        return self.activation(h + branch)
+        x = self.activation(self.norm1(self.pool(self.conv1(x))))
+        x = self.activation(self.norm2(self.conv2(x)))
+        return self.weighting(x)
 
 
 class FMWNet(nn.Module):
-    """Stem, one ``WeightedResidualStage`` per width, global max pool, linear classifier whose
-    output is multiplied by a fixed ``logit_scale`` (as airbench does; it keeps the max-pooled
-    logits small enough for a high learning rate from the first step).
+    """Patch-whitening stem, one ``WeightedBlock`` per width, global max pool, linear classifier
+    whose output is multiplied by a fixed ``logit_scale`` (1/9, as airbench93).
 
-    Fully convolutional: any input of at least ``2 ** len(widths)`` pixels per side works.
+    Fully convolutional: any input of at least ``config.minimum_input_size`` pixels per side works.
     """
 
     def __init__(self, config: NetConfig) -> None:
         super().__init__()
         self.config = config
-        self.stem = nn.Sequential(*conv_bn(config.in_channels, config.stem_width), nn.GELU())
+        self.stem = nn.Sequential(PatchWhitening(config.in_channels, config.stem_width), nn.GELU())
         stages = []
         in_channels = config.stem_width
         for width in config.widths:
-            stages.append(WeightedResidualStage(in_channels, width, config.weighting))
+            stages.append(WeightedBlock(in_channels, width, config.weighting))
             in_channels = width
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.classifier = nn.Linear(in_channels, config.num_classes, bias=False)
+
+    @property
+    def whitening(self) -> PatchWhitening:
+        return self.stem[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.pool(self.stages(self.stem(x))).flatten(1)

@@ -71,9 +71,9 @@ def test_analysis_predictions_are_the_models_own_and_sites_are_summarised():
     assert result.predictions[0].probability == pytest.approx(float(probabilities[best[0]]), rel=1e-5)
     assert result.checkpoint == "channel" and result.resolution == (32, 32) and result.crop.shape == (60, 60, 3)
     assert [(s.name, s.before.shape) for s in result.sites] == [
-        ("stages.0.weighting", (48, 16, 16)),
-        ("stages.1.weighting", (96, 8, 8)),
-        ("stages.2.weighting", (192, 4, 4)),
+        ("stages.0.weighting", (64, 15, 15)),
+        ("stages.1.weighting", (128, 7, 7)),
+        ("stages.2.weighting", (128, 3, 3)),
     ]
     site = result.sites[0]
     np.testing.assert_allclose(site.after, site.before * site.channel_gate[:, None, None], rtol=1e-6, atol=1e-6)
@@ -86,19 +86,19 @@ def test_resolution_changes_map_sizes_and_too_small_is_refused():
     checkpoint = loaded("spatial")
     result = analysis.analyse_image(checkpoint, photo(), resolution=64)
     assert result.resolution == (64, 64)
-    assert result.sites[0].spatial_gate.shape == (32, 32) and result.sites[0].channel_gate is None
-    with pytest.raises(ValueError, match="at least 8 px"):
+    assert result.sites[0].spatial_gate.shape == (31, 31) and result.sites[0].channel_gate is None
+    with pytest.raises(ValueError, match="at least 9 px"):
         analysis.analyse_image(checkpoint, photo(), resolution=4)
 
 
 def test_cbam_has_both_gates_and_none_changes_nothing():
     cbam = analysis.analyse_image(loaded("cbam"), photo()).sites[1]
     assert list(cbam.gates) == ["channel", "spatial"]
-    assert cbam.channel_gate.shape == (96,) and cbam.spatial_gate.shape == (8, 8)
+    assert cbam.channel_gate.shape == (128,) and cbam.spatial_gate.shape == (7, 7)
     identity = analysis.analyse_image(loaded("none"), photo()).sites[0]
     assert identity.gates == {}
     np.testing.assert_array_equal(identity.after, identity.before)
-    np.testing.assert_array_equal(identity.energy_ratio, np.ones(48, np.float32))
+    np.testing.assert_array_equal(identity.energy_ratio, np.ones(64, np.float32))
 
 
 def test_channel_orderings():
@@ -107,7 +107,7 @@ def test_channel_orderings():
     assert np.all(np.diff(site.channel_gate[by_gate]) <= 0)
     by_change = analysis.channel_order(site, "energy change")
     assert np.all(np.diff(np.abs(np.log(site.energy_ratio[by_change]))) <= 1e-6)
-    np.testing.assert_array_equal(analysis.channel_order(site, "index"), np.arange(48))
+    np.testing.assert_array_equal(analysis.channel_order(site, "index"), np.arange(64))
     spatial = analysis.analyse_image(loaded("spatial"), photo()).sites[0]
     assert analysis.available_orderings(spatial) == ("index", "energy change")
     assert analysis.available_orderings(site) == analysis.ORDERINGS
@@ -131,7 +131,7 @@ def test_batch_statistics_average_over_images():
     assert [s.name for s in statistics] == [s.name for s in analyses[0].sites]
     first = statistics[0]
     assert first.images == 3
-    assert first.gate_values["channel"].shape == (3 * 48,) and first.gate_values["spatial"].shape == (3 * 16 * 16,)
+    assert first.gate_values["channel"].shape == (3 * 64,) and first.gate_values["spatial"].shape == (3 * 15 * 15,)
     gates = np.stack([a.sites[0].channel_gate for a in analyses])
     np.testing.assert_allclose(first.channel_gate_mean, gates.mean(0), rtol=1e-6)
     np.testing.assert_allclose(first.channel_gate_std, gates.std(0), rtol=1e-5, atol=1e-7)

@@ -144,12 +144,12 @@ def test_dataset_mean_gates_replace_gates_and_spatial_means_are_resized():
     inputs = tiny_inputs(2, size=16)
     site = "stages.0.weighting"
     channel_mean = torch.linspace(0.2, 0.9, 8).view(1, 8, 1, 1)
-    spatial_mean = torch.full((1, 1, 4, 4), 0.5)  # from another input size: resized to 8x8
+    spatial_mean = torch.full((1, 1, 4, 4), 0.5)  # from another input size: resized to 7x7
     mean_gates = {name: {"channel": channel_mean, "spatial": spatial_mean}
                   for name in ("stages.0.weighting", "stages.1.weighting")}
     comparison = compare_weighting_off(model, inputs, CLASSES, sites=[site], mean_gates=mean_gates)
     assert comparison.replacement == "dataset mean" and [r.label for r in comparison.rows] == [WEIGHTING_ON, site, ALL_SITES]
-    with override_gates(model, {site: {"channel": channel_mean, "spatial": torch.full((1, 1, 8, 8), 0.5)}}):
+    with override_gates(model, {site: {"channel": channel_mean, "spatial": torch.full((1, 1, 7, 7), 0.5)}}):
         with torch.no_grad():
             expected = model(inputs).softmax(1).numpy()
     np.testing.assert_allclose(comparison.rows[1].probabilities, expected, rtol=0, atol=1e-7)

@@ -75,7 +75,7 @@ def test_round_trip_is_bit_exact(kind: str, tmp_path: Path) -> None:
     for key in original:
         assert restored[key].dtype == original[key].dtype, key
         assert torch.equal(restored[key], original[key]), key
-    assert original["stages.0.bn_in.num_batches_tracked"].item() == 1
+    assert original["stages.0.norm1.num_batches_tracked"].item() == 1
 
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     before, after = probe(model, x), probe(loaded.model, x)
@@ -247,8 +247,8 @@ def test_tensors_of_other_widths_are_refused_naming_the_first_mismatches(tmp_pat
     claimed = metadata_for(NetConfig(widths=(32, 64, 128)))
     path = write_safetensors(tmp_path / "liar.safetensors", tensors, claimed.to_strings())
     message = refusal(path, "do not fit the declared architecture", "widths [32, 64, 128]", "shape mismatches")
-    assert "stages.0.conv_in.weight: file (48, 24, 3, 3) vs model (32, 24, 3, 3)" in message
-    assert "stages.0.bn_in.weight: file (48,) vs model (32,)" in message
+    assert "stages.0.conv1.weight: file (48, 24, 3, 3) vs model (32, 24, 3, 3)" in message
+    assert "stages.0.norm1.weight: file (48,) vs model (32,)" in message
     assert "more)" in message, "long lists are cut, saying how many more"
     assert "stem.0.weight" not in message, "tensors that fit are not listed"
 

@@ -79,7 +79,7 @@ def test_compare_opens_on_a_sample_with_every_checkpoint(app, checkpoints):
         traces = specs[f"compare-{kind}"]["data"]
         assert len(traces) == 2 + GATE_TRACES.get(kind, 1)
         assert [trace["name"] for trace in traces[:2]] == ["before", "after"]
-        assert array(traces[0]["z"]).shape == (7 * 17 - 1, 7 * 17 - 1)  # 48 maps of 16x16 in a 7x7 montage
+        assert array(traces[0]["z"]).shape == (8 * 16 - 1, 8 * 16 - 1)  # 64 maps of 15x15 in an 8x8 montage
     ranges = {specs[f"compare-{kind}"]["layout"]["coloraxis"]["cmax"] for kind in KINDS}
     assert len(ranges) == 1, "columns must share one colour range"
     cbam = analyse_image(load_checkpoint(checkpoints / "cbam.safetensors"), skimage.data.chelsea()).sites[0]
@@ -95,12 +95,12 @@ def test_compare_opens_on_a_sample_with_every_checkpoint(app, checkpoints):
 def test_depth_and_resolution_controls(app):
     app.select_slider(key="compare-depth").set_value(1).run()
     spec = figures(app)["compare-channel"]
-    assert array(spec["data"][0]["z"]).shape == (10 * 9 - 1, 10 * 9 - 1)  # 96 maps of 8x8 in 10 columns
+    assert array(spec["data"][0]["z"]).shape == (11 * 8 - 1, 12 * 8 - 1)  # 128 maps of 7x7: 11 rows of 12
     app.select_slider(key="resolution").set_value(64).run()
     assert not app.exception
     assert any("accuracy is for 32 px" in caption.value for caption in app.caption)
     spec = figures(app)["compare-channel"]
-    assert array(spec["data"][0]["z"]).shape == (10 * 17 - 1, 10 * 17 - 1)  # 96 maps of 16x16 at 64 px
+    assert array(spec["data"][0]["z"]).shape == (11 * 16 - 1, 12 * 16 - 1)  # 128 maps of 15x15 at 64 px: 11 rows of 12
 
 
 def test_uploads_good_and_bad_files_each_get_their_own_outcome(app, checkpoints):
@@ -150,7 +150,7 @@ def test_layer_explorer_orders_channels_and_shows_both_cbam_stages(app, checkpoi
     assert np.nanmax(np.abs(array(before["z"]))) == pytest.approx(1.0)
 
     selectbox(app, "Weighting site").set_value("stages.2.weighting").run()
-    assert array(figures(app)["explorer-spatial"]["data"][0]["z"]).shape == (4, 4)
+    assert array(figures(app)["explorer-spatial"]["data"][0]["z"]).shape == (3, 3)
     selectbox(app, "Checkpoint").set_value("none").run()
     assert set(figures(app)) == {"explorer-grids"}
     assert app.radio(key="explorer-order").options == ["index", "energy change"]
@@ -169,7 +169,7 @@ def test_batch_statistics_over_uploads_and_samples(app, checkpoints):
     specs = figures(app)
     histogram = specs["batch-histogram"]["data"]
     assert [trace["name"] for trace in histogram] == ["channel gate"]
-    assert array(histogram[0]["x"]).shape == (3 * 48,)
+    assert array(histogram[0]["x"]).shape == (3 * 64,)
     import skimage.data
 
     loaded = load_checkpoint(checkpoints / "channel.safetensors")
@@ -178,7 +178,7 @@ def test_batch_statistics_over_uploads_and_samples(app, checkpoints):
     np.testing.assert_allclose(array(mean_gate["y"]), statistics.channel_gate_mean, rtol=1e-5)
     np.testing.assert_allclose(array(ratio["y"]), statistics.energy_ratio_mean, rtol=1e-5)
     app.radio(key="batch-site").set_value("stages.1.weighting").run()
-    assert array(figures(app)["batch-histogram"]["data"][0]["x"]).shape == (3 * 96,)
+    assert array(figures(app)["batch-histogram"]["data"][0]["x"]).shape == (3 * 128,)
 
 
 def test_models_page_shows_cards_as_table_and_chart(app, checkpoints):

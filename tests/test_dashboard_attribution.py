@@ -104,13 +104,13 @@ def test_grad_cam_at_a_site_shows_both_sides(app, checkpoints, downloads):
     expected = attribute_site(loaded.model, inputs, "stages.1.weighting", "grad_cam")
     for side, maps in (("before", expected.maps_before), ("after", expected.maps_after)):
         overlay = array(specs[f"attribution-{side}"]["data"][1]["z"])
-        assert overlay.shape == (8, 8)
+        assert overlay.shape == (7, 7)
         np.testing.assert_allclose(overlay, maps[0], rtol=1e-4, atol=1e-6)
     assert "output side (after weighting)" in specs["attribution-after"]["layout"]["title"]["text"]
     files = [downloads.fetch(button) for button in app.get("download_button")]
     assert [file.mime for file in files] == ["application/octet-stream", "text/html", "text/html"]
     arrays = np.load(io.BytesIO(files[0].data))
-    assert arrays["before"].shape == arrays["after"].shape == (1, 1, 8, 8)
+    assert arrays["before"].shape == arrays["after"].shape == (1, 1, 7, 7)
 
 
 def test_weighting_off_table_changes_site_by_site(app, checkpoints):
@@ -184,9 +184,9 @@ def test_compare_and_explorer_downloads(app, downloads):
     assert (csv.mime, npz.mime, page.mime) == ("text/csv", "application/octet-stream", "text/html")
     lines = csv.data.decode().splitlines()
     assert lines[0] == "site,kind,stage,channel,row,column,gate"
-    assert len(lines) == 1 + 48 + 96 + 192  # every channel gate of the three sites
+    assert len(lines) == 1 + 64 + 128 + 128  # every channel gate of the three sites
     arrays = np.load(io.BytesIO(npz.data))
-    assert arrays["stages.0.weighting.before"].shape == (48, 16, 16)
+    assert arrays["stages.0.weighting.before"].shape == (64, 15, 15)
     assert csv.file_name == "channel-sample_chelsea-gates.csv"
 
     open_page(app, "views/explorer.py", "cbam")

@@ -177,7 +177,7 @@ def test_uploaded_fmw_checkpoint_works_and_stays_in_its_session(app, checkpoints
     assert app.multiselect(key="checkpoints").value == ["channel", "mine (uploaded)"]
     assert compare_columns(app) == ["channel", "mine (uploaded)"]
     spatial = figures(app)["compare-mine (uploaded)"]["data"][3]
-    assert array(spatial["z"]).shape == (32, 32)  # CBAM's spatial gate at 64 px
+    assert array(spatial["z"]).shape == (31, 31)  # CBAM's spatial gate at 64 px
 
     other = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert not other.exception

@@ -21,8 +21,9 @@ def number(text: str) -> int:
 
 
 def gated_values(config: NetConfig, size: int = 32) -> int:
-    """Values entering the weighting sites of one image: stage i has widths[i] maps of size/2^(i+1)."""
-    return sum(width * (size >> (i + 1)) ** 2 for i, width in enumerate(config.widths))
+    """Values entering the weighting sites of one image: the whitening conv leaves size - 1
+    pixels a side, then block i has widths[i] maps of (size - 1) // 2^(i+1)."""
+    return sum(width * ((size - 1) >> (i + 1)) ** 2 for i, width in enumerate(config.widths))
 
 
 def field(output: str, label: str) -> str:
@@ -81,7 +82,7 @@ def test_overhead_table_matches_the_library_counts(capsys) -> None:
     base = build_model()
     base_parameters, base_multiply_adds = count_parameters(base), count_multiply_adds(base)
     per_stage_gate = gated_values(NetConfig())
-    assert per_stage_gate == 21_504
+    assert per_stage_gate == 64 * 15 * 15 + 128 * 7 * 7 + 128 * 3 * 3 == 21_824
     for kind, (parameters, parameter_overhead, multiply_adds, multiply_add_overhead, gates) in rows.items():
         model = build_model(weighting=kind)
         assert number(parameters) == count_parameters(model), kind
@@ -92,9 +93,9 @@ def test_overhead_table_matches_the_library_counts(capsys) -> None:
         assert multiply_add_overhead == f"{extra_multiply_adds:+,} ({100 * extra_multiply_adds / base_multiply_adds:.3f}%)"
         stages = {"none": 0, "cbam": 2}.get(kind, 1)
         assert number(gates) == stages * per_stage_gate, kind
-    # by hand: SE on widths 48, 96, 192 uses hidden widths 8, 8, 12
-    assert number(rows["channel"][1]) == sum(2 * c * h + h + c for c, h in ((48, 8), (96, 8), (192, 12)))
-    assert number(rows["scale"][1]) == 48 + 96 + 192
+    # by hand: SE on widths 64, 128, 128 uses hidden widths max(C // 16, 8) = 8, 8, 8
+    assert number(rows["channel"][1]) == sum(2 * c * h + h + c for c, h in ((64, 8), (128, 8), (128, 8)))
+    assert number(rows["scale"][1]) == 64 + 128 + 128
 
 
 def test_a_missing_checkpoint_exits_2_with_one_line(tmp_path: Path, capsys) -> None:

@@ -20,7 +20,7 @@ SMALL = {"stem_width": 8, "widths": (8, 16, 32)}
 
 
 def test_config_round_trips_through_json() -> None:
-    config = NetConfig(weighting="cbam", num_classes=7, in_channels=1, stem_width=12, widths=[16, 32], logit_scale=0.1)
+    config = NetConfig(weighting="cbam", num_classes=7, in_channels=1, stem_width=6, widths=[16, 32], logit_scale=0.1)
     text = config.to_json()
     data = json.loads(text)
     assert set(data) == {f.name for f in fields(NetConfig)}, "every field is written"
@@ -78,11 +78,12 @@ def test_default_model_fits_the_budget() -> None:
     multiply_adds = count_multiply_adds(model)
     assert 500_000 <= parameters <= 700_000, parameters
     assert multiply_adds < 100_000_000, multiply_adds
-    # stem 3->24 at 32x32, then per stage a 3x3 conv at full and one at half resolution, plus 192x10
-    by_hand = 3 * 24 * 9 * 32 * 32 + 1920
-    for in_width, width, side in ((24, 48, 32), (48, 96, 16), (96, 192, 8)):
+    # whitening 3->24 with 2x2 kernels at 31x31, then per block a 3x3 conv at its input size and
+    # one at half of it, plus the 128x10 head
+    by_hand = 3 * 24 * 4 * 31 * 31 + 1280
+    for in_width, width, side in ((24, 64, 31), (64, 128, 15), (128, 128, 7)):
         by_hand += in_width * width * 9 * side * side + width * width * 9 * (side // 2) ** 2
-    assert multiply_adds == by_hand == hand_counted_multiply_adds(model, (32, 32)) == 48_441_216
+    assert multiply_adds == by_hand == hand_counted_multiply_adds(model, (32, 32)) == 54_223_904
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -105,7 +106,10 @@ def test_build_model_takes_a_config_and_overrides() -> None:
         ({"widths": ()}, ["widths", "positive"]),
         ({"widths": (16, 0)}, ["widths", "(16, 0)"]),
         ({"num_classes": 0}, ["num_classes", "positive"]),
-        ({"family": "vgg"}, ["'vgg'", "fmw-resnet"]),
+        ({"family": "vgg"}, ["'vgg'", "fmw-whiten"]),
+        ({"family": "fmw-resnet"}, ["'fmw-resnet'", "retrained"]),
+        ({"stem_width": 7}, ["stem_width must be even", "7"]),
+        ({"stem_width": 26}, ["at most 24", "26"]),
         ({"logit_scale": 0.0}, ["logit_scale must be a positive number", "0.0"]),
         ({"num_classes": 10.0}, ["num_classes must be a positive integer", "10.0"]),
         ({"num_classes": True}, ["num_classes must be a positive integer", "True"]),

@@ -150,7 +150,7 @@ def test_stats_cli_writes_json_and_html(tmp_path, checkpoint_factory, capsys):
             "sites"} <= set(data)
     assert data["images"] == 6 and data["class_counts"] == [2, 2, 2]
     assert [site["name"] for site in data["sites"]] == ["stages.0.weighting", "stages.1.weighting"]
-    for site, size in zip(data["sites"], (8, 4)):
+    for site, size in zip(data["sites"], (7, 3)):
         assert site["resolution"] == [size, size] and site["channels"] == 8
         assert set(site["stages"]) == {"channel", "spatial"}
         assert np.array(site["stages"]["channel"]["class_mean"]).shape == (3, 8)
@@ -174,8 +174,8 @@ def test_split_statistics_report_progress(tmp_path, checkpoint_factory):
                                        loaded.metadata.std, batch_size=4, progress=fractions.append)
     assert fractions == [4 / 6, 1.0]
     (site,) = statistics.sites
-    assert set(site.stages) == {"spatial"} and site.stages["spatial"].class_mean.shape == (2, 64)
-    assert statistics.replacements()[site.name]["spatial"].shape == (1, 1, 8, 8)
+    assert set(site.stages) == {"spatial"} and site.stages["spatial"].class_mean.shape == (2, 49)
+    assert statistics.replacements()[site.name]["spatial"].shape == (1, 1, 7, 7)
 
 
 def test_stats_cli_errors_are_one_line(tmp_path, checkpoint_factory, capsys):

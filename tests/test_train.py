@@ -47,7 +47,7 @@ def tiny_dataset(tmp_path_factory) -> Path:
     return write_tiny_dataset(tmp_path_factory.mktemp("tiny"))
 
 
-TINY = ["--epochs", "3", "--batch-size", "16", "--lr", "0.2", "--widths", "8", "16", "16", "--quiet"]
+TINY = ["--epochs", "3", "--batch-size", "16", "--lr", "0.4", "--widths", "16", "16", "--quiet"]
 
 
 def test_load_split_from_directory_and_zip_agree(tiny_dataset, tmp_path):
@@ -124,6 +124,27 @@ def test_evaluate_reproduces_the_training_metrics(tiny_dataset, tmp_path, capsys
     confusion = np.array(full["weighting_on"]["confusion"])
     assert confusion.sum() == 48 and confusion.trace() / 48 == pytest.approx(full["weighting_on"]["top1"])
     assert "circle" in printed and "confusion" in printed
+
+
+def test_jpeg_reencoding_degrades_with_quality_and_evaluate_takes_it(tiny_dataset, tmp_path, capsys):
+    split = load_split(tiny_dataset, "test")
+    errors = {}
+    for quality in (95, 40, 5):
+        again = split.jpeg_reencoded(quality)
+        assert again.images.shape == split.images.shape and again.images.dtype == torch.uint8
+        assert torch.equal(again.labels, split.labels) and f"JPEG quality {quality}" in again.source
+        errors[quality] = (again.images.float() - split.images.float()).abs().mean().item()
+    assert 0 < errors[95] < errors[40] < errors[5], errors
+    for bad in (0, 96, 2.5, True):
+        with pytest.raises(ValueError, match="JPEG quality must be an integer from 1 to 95"):
+            split.jpeg_reencoded(bad)
+    out = tmp_path / "m.safetensors"
+    assert train_main(["--weighting", "scale", "--data", str(tiny_dataset), "--out", str(out), *TINY]) == 0
+    capsys.readouterr()
+    assert evaluate_main([str(out), "--data", str(tiny_dataset), "--jpeg-quality", "5", "--no-ablation"]) == 0
+    assert "(JPEG quality 5): 48 images" in capsys.readouterr().out
+    assert evaluate_main([str(out), "--data", str(tiny_dataset), "--jpeg-quality", "0"]) == 2
+    assert "JPEG quality must be an integer from 1 to 95, got 0" in capsys.readouterr().err
 
 
 def test_weighting_off_changes_nothing_for_the_none_model(tiny_dataset, tmp_path):
