@@ -108,6 +108,12 @@ async def one_session(browser, image: Path, expected: dict[int | None, list[Tabl
         await page.get_by_role("slider", name="Analysis resolution (px)").press("ArrowRight")
         await wait_for_tables(page, expected[SECOND_RESOLUTION], f"{image.name} at {SECOND_RESOLUTION} px")
         await page.wait_for_function(CHARTS_SHOW, arg=[image.name, len(KINDS)], timeout=timeout, polling=100)
+        # Streamlit removes the previous run's (stale) charts a moment after the new ones are drawn;
+        # on a loaded machine that moment can be long. Wait for it, so the count below is of the page
+        # the user ends up with (a chart that never goes away still fails the test, by timeout).
+        await page.wait_for_function(
+            "(count) => document.querySelectorAll('.js-plotly-plot').length === count", arg=len(KINDS),
+            timeout=timeout, polling=100)
         problems = page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]')
         return {
             "problems": [text[:300] for text in await problems.all_inner_texts()],
