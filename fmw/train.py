@@ -31,7 +31,7 @@ from fmw.device import select_device
 from fmw.models import FMWNet, NetConfig, PatchWhitening, build_model, count_multiply_adds, count_parameters
 from fmw.weighting import WEIGHTING_LAYERS
 
-__all__ = ["Recipe", "train", "train_one_epoch", "build_optimizer", "main", "dataset_statistics"]
+__all__ = ["Recipe", "Lookahead", "train", "train_one_epoch", "build_optimizer", "main", "dataset_statistics"]
 
 
 @dataclass
@@ -107,12 +107,26 @@ def triangular_rate(step: int, total: int, recipe: Recipe) -> float:
 
 
 class Lookahead:
-    """Weight averaging as airbench does it: every few steps the running average moves towards
-    the weights and the weights are set to the average, with a decay that grows over training
-    (``0.95**5 x (step / total)**3``); at the end the model holds the average."""
+    """Weight averaging as airbench does it: from epoch ``from_epoch`` (0-based), every ``every``
+    steps the running average moves towards the weights and the weights are set to the average,
+    with a decay that grows over training (``0.95**every x (step / total)**3``); at the end of
+    every epoch the model is set to the average, so training ends holding it."""
 
-    def __init__(self, model: nn.Module) -> None:
-        self.average = {key: value.detach().clone() for key, value in model.state_dict().items()}
+    def __init__(self, from_epoch: int, every: int) -> None:
+        self.from_epoch, self.every = from_epoch, every
+        self.average: dict[str, torch.Tensor] | None = None
+
+    def after_step(self, model: nn.Module, epoch: int, step: int, total: int) -> None:
+        if epoch < self.from_epoch or step % self.every:
+            return
+        if self.average is None:
+            self.average = {key: value.detach().clone() for key, value in model.state_dict().items()}
+        else:
+            self.update(model, 0.95**self.every * (step / total) ** 3)
+
+    def end_epoch(self, model: nn.Module) -> None:
+        if self.average is not None:
+            self.update(model, 1.0)
 
     @torch.no_grad()
     def update(self, model: nn.Module, decay: float) -> None:
@@ -120,6 +134,7 @@ class Lookahead:
             if value.is_floating_point():
                 self.average[key].lerp_(value, 1 - decay)
                 value.copy_(self.average[key])
+
 
 def autocast_for(device: torch.device, enabled: bool):
     usable = enabled and (device.type == "cuda" or (device.type == "cpu" and torch.backends.mkldnn.is_available()))
@@ -142,14 +157,14 @@ def train_one_epoch(
     progress: bool = True,
     epoch: int = 0,
     flip_base: torch.Tensor | None = None,
-    lookahead: list | None = None,
+    lookahead: Lookahead | None = None,
 ) -> tuple[float, float, int]:
     """One epoch over ``split``; returns (mean loss, train accuracy, steps done so far).
 
     Every rank draws the same permutation and takes its own interleaved share of each batch.
     ``flip_base`` (one bool per image) gives alternating flips: image i is mirrored in even
-    epochs when ``flip_base[i]`` and in odd epochs when not. ``lookahead`` is a one-element list
-    holding the ``Lookahead`` state (or None before it starts) when averaging is on.
+    epochs when ``flip_base[i]`` and in odd epochs when not. ``lookahead``, when given, averages
+    the weights (``Lookahead``).
     """
     model.train()
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
@@ -176,18 +191,15 @@ def train_one_epoch(
         loss.backward()
         optimizer.step()
         step += 1
-        if lookahead is not None and epoch >= recipe.lookahead_from_epoch and step % recipe.lookahead_every == 0:
-            if lookahead[0] is None:
-                lookahead[0] = Lookahead(_unwrap(model))
-            else:
-                lookahead[0].update(_unwrap(model), 0.95**recipe.lookahead_every * (step / total_steps) ** 3)
+        if lookahead is not None:
+            lookahead.after_step(_unwrap(model), epoch, step, total_steps)
         loss_sum += loss.detach() * len(indices)
         correct += (logits.argmax(1) == labels).sum()
         seen += len(indices)
         bar.update(1)
     bar.close()
-    if lookahead is not None and lookahead[0] is not None:
-        lookahead[0].update(_unwrap(model), 1.0)  # the model leaves every epoch holding the average
+    if lookahead is not None:
+        lookahead.end_epoch(_unwrap(model))
     return loss_sum.item() / max(1, seen), correct.item() / max(1, seen), step
 
 
@@ -279,7 +291,7 @@ def train(
     optimizer = build_optimizer(model, recipe)
     generator = torch.Generator().manual_seed(recipe.seed)
     flip_base = torch.rand(len(train_split), generator=generator) < 0.5
-    lookahead: list = [None]
+    lookahead = Lookahead(recipe.lookahead_from_epoch, recipe.lookahead_every)
     total_steps = recipe.epochs * (len(train_split) // recipe.batch_size)
     step = 0
     history = []

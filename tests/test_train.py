@@ -18,7 +18,7 @@ from PIL import Image
 from fmw.checkpoint import load_checkpoint
 from fmw.data import DataError, augment_batch, load_split
 from fmw.evaluate import main as evaluate_main
-from fmw.train import Recipe, main as train_main, train
+from fmw.train import Lookahead, Recipe, main as train_main, train
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["circle", "square"]
@@ -89,6 +89,43 @@ def test_augment_batch_flips_and_translates_within_bounds():
     padded = torch.nn.functional.pad(torch.cat([images, images.flip(3)]), (2, 2, 2, 2), mode="reflect")
     windows = {tuple(padded[i, 0, dy : dy + 6, dx : dx + 6].flatten().tolist()) for i in range(4) for dy in range(5) for dx in range(5)}
     assert all(tuple(image[0].flatten().tolist()) in windows for image in shifted)
+
+
+def test_lookahead_starts_late_averages_with_a_growing_decay_and_leaves_integers_alone():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
+    lookahead = Lookahead(from_epoch=1, every=2)
+    lookahead.after_step(model, epoch=0, step=2, total=6)
+    lookahead.after_step(model, epoch=1, step=3, total=6)
+    assert lookahead.average is None, "nothing before from_epoch, and only every `every` steps"
+    lookahead.after_step(model, epoch=1, step=4, total=6)
+    start = model[0].weight.detach().clone()
+    assert torch.equal(lookahead.average["0.weight"], start)
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+        model[1].num_batches_tracked.fill_(7)
+    lookahead.after_step(model, epoch=1, step=6, total=6)
+    decay = 0.95**2 * (6 / 6) ** 3
+    expected = start + (1 - decay) * 1.0
+    torch.testing.assert_close(model[0].weight.detach(), expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(lookahead.average["0.weight"], expected, rtol=0, atol=1e-6)
+    assert model[1].num_batches_tracked.item() == 7, "integer buffers are not averaged"
+    with torch.no_grad():
+        model[0].weight.add_(5.0)
+    lookahead.end_epoch(model)
+    torch.testing.assert_close(model[0].weight.detach(), expected, rtol=0, atol=1e-6)
+
+
+def test_training_past_the_lookahead_start_stays_deterministic(tiny_dataset, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.safetensors"
+        arguments = [arg if arg != "3" else "5" for arg in TINY]  # 5 epochs: averaging runs in epochs 4 and 5
+        assert train_main(["--weighting", "spatial", "--data", str(tiny_dataset), "--out", str(out), *arguments]) == 0
+        runs.append(load_checkpoint(out))
+    assert runs[0].metadata.recipe["epochs"] == 5
+    for (key, tensor), other in zip(runs[0].model.state_dict().items(), runs[1].model.state_dict().values()):
+        assert torch.equal(tensor, other), key
+    assert runs[0].metadata.metrics["test_top1"] >= 0.9
 
 
 def test_train_is_deterministic_and_writes_a_complete_checkpoint(tiny_dataset, tmp_path):
