@@ -12,6 +12,7 @@ bf16 autocast where the hardware has it, channels-last.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -385,6 +386,14 @@ def main(argv: list[str]) -> int:
             train_split = train_split.subset(args.subset)
         test_split = load_split(args.data, "test", download=args.download)
         _, metadata = train(recipe, args.data, args.out, args.device, not args.quiet, train_split=train_split, test_split=test_split)
+        if dist.is_initialized():
+            # Free the DistributedDataParallel wrapper (reference cycles: only the cycle collector frees
+            # it) while the process group is alive, then wait for every rank, before destroying the
+            # group. Rank 0 aborted now and then at exit ("terminate called without an active
+            # exception"); Gloo work outliving its group at interpreter shutdown is the suspected cause
+            # (cf. pytorch PR 179291), not a proven one.
+            gc.collect()
+            dist.barrier()
     except (DataError, ValueError) as error:
         print(f"fmw train: {error}", file=sys.stderr)
         return 2
