@@ -48,6 +48,8 @@ def tiny_dataset(tmp_path_factory) -> Path:
 
 
 TINY = ["--epochs", "3", "--batch-size", "16", "--lr", "0.4", "--widths", "16", "16", "--quiet"]
+# 5 epochs: past the whitening bias (3 epochs, then the model is re-wrapped under DDP) and into averaging
+TINY_PAST_WHITENING = [arg if arg != "3" else "5" for arg in TINY]
 
 
 def test_load_split_from_directory_and_zip_agree(tiny_dataset, tmp_path):
@@ -119,13 +121,33 @@ def test_training_past_the_lookahead_start_stays_deterministic(tiny_dataset, tmp
     runs = []
     for name in ("a", "b"):
         out = tmp_path / f"{name}.safetensors"
-        arguments = [arg if arg != "3" else "5" for arg in TINY]  # 5 epochs: averaging runs in epochs 4 and 5
-        assert train_main(["--weighting", "spatial", "--data", str(tiny_dataset), "--out", str(out), *arguments]) == 0
+        assert train_main(["--weighting", "spatial", "--data", str(tiny_dataset), "--out", str(out), *TINY_PAST_WHITENING]) == 0
         runs.append(load_checkpoint(out))
     assert runs[0].metadata.recipe["epochs"] == 5
     for (key, tensor), other in zip(runs[0].model.state_dict().items(), runs[1].model.state_dict().values()):
         assert torch.equal(tensor, other), key
     assert runs[0].metadata.metrics["test_top1"] >= 0.9
+
+
+def test_whitening_bias_trains_for_its_epochs_then_leaves_autograd(tiny_dataset, monkeypatch):
+    import fmw.train as train_module
+
+    seen = []
+    original = train_module.train_one_epoch
+
+    def recording(model, *args, **kwargs):
+        whitening = train_module._unwrap(model).whitening
+        seen.append((whitening.bias.requires_grad, whitening.bias.detach().clone()))
+        return original(model, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_one_epoch", recording)
+    recipe = Recipe(weighting="eca", epochs=5, batch_size=16, learning_rate=0.4, widths=(16, 16))
+    model, _ = train(recipe, str(tiny_dataset), None, "cpu", progress=False)
+    assert [flag for flag, _ in seen] == [True, True, True, False, False]
+    biases = [bias for _, bias in seen] + [model.whitening.bias.detach()]
+    assert not torch.equal(biases[0], biases[3]), "the bias trains in the first 3 epochs"
+    assert torch.equal(biases[3], biases[4]) and torch.equal(biases[4], biases[5]), "and is fixed afterwards"
+    assert model.whitening.bias.requires_grad, "the returned model is left trainable"
 
 
 def test_train_is_deterministic_and_writes_a_complete_checkpoint(tiny_dataset, tmp_path):
@@ -224,7 +246,7 @@ def test_torchrun_two_cpu_processes_end_with_identical_weights(tiny_dataset, tmp
     environment = {**os.environ, "FMW_DEVICE": "cpu", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     command = [
         "torchrun", "--standalone", "--nproc_per_node=2", "-m", "fmw", "train",
-        "--weighting", "eca", "--data", str(tiny_dataset), "--out", str(out), *TINY,
+        "--weighting", "eca", "--data", str(tiny_dataset), "--out", str(out), *TINY_PAST_WHITENING,
     ]
     result = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
