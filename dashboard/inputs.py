@@ -123,10 +123,14 @@ def choose_image(context: DashboardContext, key: str) -> ImageChoice | None:
     return context.images[names.index(name)] if name in names else context.images[0]
 
 
-def choose_model(context: DashboardContext, key: str) -> ModelChoice:
-    """A select box over the selected models (call after ``require_models``)."""
+def choose_model(context: DashboardContext, key: str, prefer_weighted: bool = False) -> ModelChoice:
+    """A select box over the selected models (call after ``require_models``). ``prefer_weighted``
+    preselects the first model not known to lack weighting layers (pages about gates)."""
     labels = [choice.label for choice in context.models]
-    label = st.selectbox("Checkpoint", labels, key=key)
+    index = 0
+    if prefer_weighted:
+        index = next((i for i, choice in enumerate(context.models) if not choice.known_unweighted), 0)
+    label = st.selectbox("Checkpoint", labels, index=index, key=key)
     return context.models[labels.index(label) if label in labels else 0]
 
 

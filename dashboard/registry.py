@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import streamlit as st
+from safetensors import safe_open
 
 from dashboard.services import (
     EXPECTED_ERRORS,
@@ -52,6 +53,12 @@ class ModelChoice:
     version: float = 0.0
     architecture: str = ""
     weights: str = ""
+    weighting: str = ""  # checkpoint files: the kind their header names ("" where unknown)
+
+    @property
+    def known_unweighted(self) -> bool:
+        """True only for a checkpoint whose header says it has no weighting layer."""
+        return self.weighting == "none"
 
 
 def _session_token() -> str:
@@ -184,13 +191,27 @@ def _upload_inputs() -> None:
         st.error(message)
 
 
+@st.cache_data(max_entries=512, show_spinner=False)
+def header_weighting(path: str, version: float) -> str:
+    """The weighting kind named in a ``.safetensors`` header, read without loading any tensor ("" when
+    the header is unreadable or names none: the file's own load reports what is wrong with it)."""
+    try:
+        with safe_open(path, "pt") as handle:
+            value = (handle.metadata() or {}).get("weighting", "")
+    except Exception:  # a hint for preselection only; never let a bad file break the listing
+        return ""
+    return value if isinstance(value, str) else ""
+
+
 def file_choices() -> tuple[Path, list[ModelChoice]]:
     """The checkpoint folder and one choice per ``.safetensors`` file in it."""
     directory = checkpoint_directory()
-    return directory, [
-        ModelChoice(path.stem, f"file:{path}:{file_version(path)}", "file", str(path), file_version(path))
-        for path in list_checkpoints(directory)
-    ]
+    choices = []
+    for path in list_checkpoints(directory):
+        version = file_version(path)
+        choices.append(ModelChoice(path.stem, f"file:{path}:{version}", "file", str(path), version,
+                                   weighting=header_weighting(str(path), version)))
+    return directory, choices
 
 
 def model_inputs(files: list[ModelChoice]) -> list[ModelChoice]:

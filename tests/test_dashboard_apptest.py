@@ -253,3 +253,19 @@ def test_gpu_out_of_memory_falls_back_to_the_cpu_with_a_notice(checkpoints, monk
     assert attempts.count("cuda") == len(KINDS) and attempts.count("cpu") == len(KINDS)
     tables = [m.value for m in at.markdown if m.value.startswith("| class | probability |")]
     assert len(tables) == len(KINDS), "predictions are still shown after the fallback"
+
+
+def test_pages_about_gates_preselect_a_model_that_has_them(app, checkpoints):
+    from dashboard.registry import header_weighting
+
+    assert [header_weighting(str(checkpoints / f"{kind}.safetensors"), 0.0) for kind in KINDS] == list(KINDS)
+    assert selectbox(app.switch_page("views/explorer.py").run(), "Checkpoint").value == KINDS[0] == "none"
+    for page, first_weighted in (("views/weighting_off.py", KINDS[1]), ("views/statistics.py", KINDS[1])):
+        app.switch_page(page).run()
+        assert not app.exception and not app.error
+        assert selectbox(app, "Checkpoint").value == first_weighted != "none"
+    app.switch_page("views/weighting_off.py").run()
+    assert app.table, "the preselected model has gates, so the page shows its table at once"
+    broken = checkpoints / "broken.safetensors"
+    broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+    assert header_weighting(str(broken), 1.0) == "", "an unreadable header is only a missing hint"

@@ -54,16 +54,17 @@ class Selection:
     analysis: ImageAnalysis
 
 
-def choose_analysis(context: DashboardContext, key: str) -> Selection | None:
+def choose_analysis(context: DashboardContext, key: str, prefer_weighted: bool = False) -> Selection | None:
     """Image and model select boxes side by side (keys ``<key>-image``, ``<key>-checkpoint``), then
-    the model's analysis of the image; None after saying why there is none."""
+    the model's analysis of the image; None after saying why there is none. ``prefer_weighted``: see
+    ``choose_model``."""
     if not require_models(context):
         return None
     image_column, model_column = st.columns(2)
     with image_column:
         image = choose_image(context, key=f"{key}-image")
     with model_column:
-        choice = choose_model(context, key=f"{key}-checkpoint")
+        choice = choose_model(context, key=f"{key}-checkpoint", prefer_weighted=prefer_weighted)
     if image is None:
         return None
     model = open_model(context, choice)

@@ -65,7 +65,7 @@ def render(context: DashboardContext) -> None:
     if not context.images:
         st.info("Upload images or pick sample photos in the sidebar; statistics are over all of them.")
         return
-    choice = choose_model(context, key="statistics-checkpoint")
+    choice = choose_model(context, key="statistics-checkpoint", prefer_weighted=True)
     model = open_model(context, choice)
     if model is None:
         return

@@ -102,7 +102,7 @@ def weighting_off_panel(
 
 def render(context: DashboardContext) -> None:
     st.header("Switch weighting off")
-    selection = choose_analysis(context, "off")
+    selection = choose_analysis(context, "off", prefer_weighted=True)
     if selection is None:
         return
     choice, model, analysis, image = selection.choice, selection.model, selection.analysis, selection.image
