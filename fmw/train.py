@@ -367,6 +367,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps; or set FMW_DEVICE")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--subset", type=int, default=None, help="train on the first N images per class (quick runs)")
+    parser.add_argument("--jpeg-quality", type=int, default=None, metavar="Q",
+                        help="re-encode every train and test image as JPEG at quality Q (1-95) first: what more "
+                             "compression costs (the split's source in the checkpoint says so)")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint path to write (.safetensors)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -395,6 +398,8 @@ def main(argv: list[str]) -> int:
         if args.subset:
             train_split = train_split.subset(args.subset)
         test_split = load_split(args.data, "test", download=args.download)
+        if args.jpeg_quality is not None:
+            train_split, test_split = (split.jpeg_reencoded(args.jpeg_quality) for split in (train_split, test_split))
         _, metadata = train(recipe, args.data, args.out, args.device, not args.quiet, train_split=train_split, test_split=test_split)
         if dist.is_initialized():
             # Free the DistributedDataParallel wrapper (reference cycles: only the cycle collector frees

@@ -204,6 +204,12 @@ def test_jpeg_reencoding_degrades_with_quality_and_evaluate_takes_it(tiny_datase
     assert "(JPEG quality 5): 48 images" in capsys.readouterr().out
     assert evaluate_main([str(out), "--data", str(tiny_dataset), "--jpeg-quality", "0"]) == 2
     assert "JPEG quality must be an integer from 1 to 95, got 0" in capsys.readouterr().err
+    again = tmp_path / "q40.safetensors"
+    assert train_main(["--weighting", "scale", "--data", str(tiny_dataset), "--jpeg-quality", "40", "--out", str(again), *TINY]) == 0
+    recipe = load_checkpoint(again).metadata.recipe
+    assert recipe["data"].endswith("train (JPEG quality 40)"), recipe["data"]
+    assert train_main(["--data", str(tiny_dataset), "--jpeg-quality", "96", "--out", str(again), *TINY]) == 2
+    assert "fmw train: JPEG quality must be an integer from 1 to 95, got 96" in capsys.readouterr().err
 
 
 def test_weighting_off_changes_nothing_for_the_none_model(tiny_dataset, tmp_path):
