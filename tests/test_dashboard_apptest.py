@@ -269,3 +269,16 @@ def test_pages_about_gates_preselect_a_model_that_has_them(app, checkpoints):
     broken = checkpoints / "broken.safetensors"
     broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
     assert header_weighting(str(broken), 1.0) == "", "an unreadable header is only a missing hint"
+
+
+def test_gate_statistics_say_why_a_chart_is_missing(app):
+    app.switch_page("views/statistics.py").run()
+    assert selectbox(app, "Checkpoint").value == "scale"  # the one sample photo: a single predicted class
+    assert "statistics-specificity" not in figures(app), "no empty chart"
+    notes = [info.value for info in app.info if "needs images of at least two classes" in info.value]
+    assert len(notes) == 1 and "all predicted" in notes[0] and "scale (sidebar images)" in notes[0]
+    assert "statistics-heatmap-channel" in figures(app), "the per-class heatmap of the one class still shows"
+    selectbox(app, "Checkpoint").set_value("none").run()
+    assert not app.exception and not app.error
+    assert any("none has no weighting site with a gate" in info.value for info in app.info)
+    assert not [name for name in figures(app) if name.startswith("statistics-")]

@@ -153,9 +153,9 @@ def test_gate_statistics_of_the_batch_and_of_an_uploaded_file(app, checkpoints):
     inputs = torch.cat([prepare_image(loaded, rgb).inputs for rgb in photos])
     expected = gate_statistics(loaded.model, inputs, loaded.metadata.class_names)
     specs = figures(app)
-    line = specs["statistics-specificity"]["data"]
-    assert len(line) == 1
-    np.testing.assert_allclose(array(line[0]["x"]), [0.0, 0.5, 1.0])
+    assert list(np.flatnonzero(expected.class_counts)) == [7], "all three photos are predicted 'horse'"
+    assert "statistics-specificity" not in specs, "undefined with one class: said, not drawn empty"
+    assert any("all predicted horse" in info.value for info in app.info)
     heatmap = specs["statistics-heatmap-channel"]["data"][0]
     present = np.flatnonzero(expected.class_counts)
     stage = expected.sites[0].stages["channel"]
@@ -167,14 +167,17 @@ def test_gate_statistics_of_the_batch_and_of_an_uploaded_file(app, checkpoints):
     upload = json.dumps(dataset.to_json()).encode()
     app.file_uploader(key="statistics-file").set_value([("stats.json", upload, "application/json")]).run()
     assert not app.exception and not app.error
-    assert len(figures(app)["statistics-specificity"]["data"]) == 2
+    line = figures(app)["statistics-specificity"]["data"]
+    assert [trace["name"] for trace in line] == ["tiny split (3 images, by label)"], "the defined series only"
+    np.testing.assert_allclose(array(line[0]["x"]), [0.0, 0.5, 1.0])
+    np.testing.assert_allclose(array(line[0]["y"]), [site.specificity for site in dataset.sites], rtol=1e-6)
     widget(app.radio, "Heatmaps of").set_value("uploaded file").run()
     assert len(figures(app)["statistics-heatmap-channel"]["data"][0]["y"]) == 3
 
     app.file_uploader(key="statistics-file").set_value([("stats.json", b"{not json", "application/json")]).run()
     assert not app.exception
     assert [error.value.split(":")[0] for error in app.error] == ["stats.json"]
-    assert "statistics-specificity" in figures(app), "the batch statistics still show"
+    assert "statistics-heatmap-channel" in figures(app), "the batch statistics still show"
 
 
 def test_compare_and_explorer_downloads(app, downloads):

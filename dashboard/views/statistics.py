@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import streamlit as st
 
 from dashboard.inputs import DashboardContext, choose_model, current_context, open_model, require_models
@@ -75,12 +76,29 @@ def render(context: DashboardContext) -> None:
         return
     st.caption(f"{statistics.images} image(s) through **{choice.label}**, "
                f"{int((statistics.class_counts > 0).sum())} predicted class(es).")
-    series = {f"{choice.label} (sidebar images)": statistics.specificity_by_depth()}
+    series_name, series = f"{choice.label} (sidebar images)", {}
+    own = statistics.specificity_by_depth()
+    if len(own[0]):
+        series[series_name] = own
+    else:
+        st.info(f"{choice.label} has no weighting site with a gate, so it has no gate statistics; pick a model "
+                "with weighting layers.")
     if uploaded is not None:
         series[f"{uploaded.source} ({uploaded.images} images, by {uploaded.grouping})"] = uploaded.specificity_by_depth()
-    st.plotly_chart(specificity_figure(series), key="statistics-specificity", config=PLOT_CONFIG)
-    st.caption("0: every class gets the same gate profile; about 1: the gate is set by the class "
-               "(definition in fmw/stats.py).")
+    undefined = [name for name, (_, values, _) in series.items() if not np.isfinite(values).any()]
+    if len(undefined) < len(series):
+        defined = {name: values for name, values in series.items() if name not in undefined}
+        st.plotly_chart(specificity_figure(defined), key="statistics-specificity", config=PLOT_CONFIG)
+        st.caption("0: every class gets the same gate profile; about 1: the gate is set by the class "
+                   "(definition in fmw/stats.py).")
+    if undefined:
+        note = ("Class specificity compares the gates of different classes, so it needs images of at least two "
+                f"classes; not drawn for {'; '.join(undefined)}.")
+        if series_name in undefined:
+            predicted = [name for name, count in zip(statistics.class_names, statistics.class_counts) if count]
+            note += (f" The sidebar's {statistics.images} image(s) are all predicted {', '.join(predicted)}: add "
+                     "images of other classes, or upload statistics of a labelled split (above).")
+        st.info(note)
     sources = {"sidebar images": statistics, **({"uploaded file": uploaded} if uploaded is not None else {})}
     source = st.radio("Heatmaps of", list(sources), key="statistics-source", horizontal=True)
     site_heatmaps(sources[source], "statistics-heatmap")
