@@ -192,13 +192,14 @@ def site_column_figure(
         figure.add_trace(_spatial_gate_trace(spatial_gate, "gate %{z:.4g}<extra></extra>", showscale=False),
                          row=len(titles), col=1)
         image_subplots.append(len(titles))
+    title_lines = title.count("<br>") + 1 if title else 1  # columns are narrow: callers break long titles
     figure.update_layout(
-        title=title,
-        height=int(100 * sum(heights)) + 80,
+        title={"text": title, "font": {"size": 14}},
+        height=int(100 * sum(heights)) + 70 + 20 * title_lines,
         showlegend=False,
         bargap=0.05,
         coloraxis=_coloraxis(MAPS_COLORSCALE, limit, orientation="h", y=-0.02, yanchor="top"),
-        margin={**TIGHT_MARGIN, "t": 60},
+        margin={**TIGHT_MARGIN, "t": 50 + 20 * title_lines},
     )
     _image_axes(figure, image_subplots)
     return figure

@@ -69,7 +69,7 @@ def test_compare_opens_on_a_sample_with_every_checkpoint(app, checkpoints):
 
     assert selectbox(app, "Image").value == "sample: chelsea"
     assert app.multiselect(key="checkpoints").value == list(KINDS)
-    tables = [m.value for m in app.markdown if m.value.startswith("| class | probability |")]
+    tables = [m.value for m in app.markdown if m.value.startswith("| class | p |")]
     assert len(tables) == len(KINDS)
     for kind, table in zip(KINDS, tables):
         assert table.splitlines()[2:] == expected_predictions(checkpoints, kind, skimage.data.chelsea())
@@ -224,7 +224,7 @@ def test_a_broken_checkpoint_is_reported_and_the_others_still_compared(checkpoin
     assert [error.value for error in at.error] == [
         "broken: " + f"{checkpoints / 'broken.safetensors'}: the safetensors header is not valid JSON; the file is damaged"
     ]
-    assert len([m for m in at.markdown if m.value.startswith("| class | probability |")]) == len(KINDS)
+    assert len([m for m in at.markdown if m.value.startswith("| class | p |")]) == len(KINDS)
 
 
 def test_gpu_out_of_memory_falls_back_to_the_cpu_with_a_notice(checkpoints, monkeypatch):
@@ -251,7 +251,7 @@ def test_gpu_out_of_memory_falls_back_to_the_cpu_with_a_notice(checkpoints, monk
     warnings = [w.value for w in at.warning if "ran out of memory" in w.value]
     assert len(warnings) == len(KINDS) and all("on the CPU" in w for w in warnings)
     assert attempts.count("cuda") == len(KINDS) and attempts.count("cpu") == len(KINDS)
-    tables = [m.value for m in at.markdown if m.value.startswith("| class | probability |")]
+    tables = [m.value for m in at.markdown if m.value.startswith("| class | p |")]
     assert len(tables) == len(KINDS), "predictions are still shown after the fallback"
 
 

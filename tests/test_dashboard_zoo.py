@@ -84,7 +84,7 @@ def test_random_weights_mobilenet_is_compared_by_relative_depth(app):
     captions = [c.value for c in app.caption if "input " in c.value]
     assert captions[1].startswith(f"`features.1.block.1` (site 1 of {MOBILENET_SITES}) · channel · 16 maps of 16×16")
     assert captions[1].endswith("input 64×64 px")
-    tables = [m.value for m in app.markdown if m.value.startswith("| class | probability |")]
+    tables = [m.value for m in app.markdown if m.value.startswith("| class | p |")]
     assert len(tables[1].splitlines()) == 2 + 5
     assert app.select_slider(key="compare-depth").options == [f"site {d} of {MOBILENET_SITES}" for d in range(1, 10)]
 
@@ -159,7 +159,7 @@ def test_state_dict_uploads_good_mismatched_and_malicious(app, tmp_path):
     assert not marker.exists(), "the pickle's payload must never run"
     assert app.multiselect(key="checkpoints").value == ["channel", label], "a failed upload removes nothing"
     assert compare_columns(app) == ["channel", label]
-    predictions = [m.value for m in app.markdown if m.value.startswith("| class | probability |")]
+    predictions = [m.value for m in app.markdown if m.value.startswith("| class | p |")]
     expected = analyse_image(load_state_dict_upload(saved(good), "mobilenet_v3_small"), skimage.data.chelsea(), 64)
     assert predictions[1].splitlines()[2:] == [f"| {p.class_name} | {p.probability:.1%} |" for p in expected.predictions]
 

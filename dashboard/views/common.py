@@ -86,9 +86,10 @@ def sidebar_statistics(context: DashboardContext, choice: ModelChoice, model: An
 
 
 def predictions_table(predictions: list[Prediction]) -> str:
-    """Markdown table of the top predictions, most probable first."""
+    """Markdown table of the top predictions, most probable first (a short header: six of these sit side
+    by side on the Compare page)."""
     rows = [f"| {p.class_name} | {p.probability:.1%} |" for p in predictions]
-    return "\n".join(["| class | probability |", "| --- | ---: |", *rows])
+    return "\n".join(["| class | p |", "| --- | ---: |", *rows])
 
 
 def choose_target(class_names: Sequence[str], predicted: int, key: str) -> int:

@@ -28,7 +28,7 @@ def draw_column(
                f"of {site.before.shape[1]}×{site.before.shape[2]} · input {height}×{width} px")
     st.markdown(predictions_table(analysis.predictions))
     figure = site_column_figure(site.before, site.after, site.channel_gate, site.spatial_gate, limit=limit,
-                                gate_upper=gate_upper, title=f"{choice.label}: {site.name}")
+                                gate_upper=gate_upper, title=f"{choice.label}<br>{site.name}")
     show_figure(figure, image, f"compare-{choice.label}")
     if not site.gates:
         st.caption("No gate: this site passes its input through unchanged.")
