@@ -260,7 +260,8 @@ def test_pages_about_gates_preselect_a_model_that_has_them(app, checkpoints):
 
     assert [header_weighting(str(checkpoints / f"{kind}.safetensors"), 0.0) for kind in KINDS] == list(KINDS)
     assert selectbox(app.switch_page("views/explorer.py").run(), "Checkpoint").value == KINDS[0] == "none"
-    for page, first_weighted in (("views/weighting_off.py", KINDS[1]), ("views/statistics.py", KINDS[1])):
+    for page in ("views/weighting_off.py", "views/statistics.py", "views/batch.py"):
+        first_weighted = KINDS[1]
         app.switch_page(page).run()
         assert not app.exception and not app.error
         assert selectbox(app, "Checkpoint").value == first_weighted != "none"

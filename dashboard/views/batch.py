@@ -33,7 +33,7 @@ def render(context: DashboardContext) -> None:
     if not context.images:
         st.info("Upload images or pick sample photos in the sidebar; statistics are over all of them.")
         return
-    choice = choose_model(context, key="batch-checkpoint")
+    choice = choose_model(context, key="batch-checkpoint", prefer_weighted=True)
     progress = st.progress(0.0, text="Analysing images…")
     analyses = []
     for done, image in enumerate(context.images, start=1):

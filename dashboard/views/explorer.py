@@ -36,7 +36,7 @@ def site_explorer(choice: ModelChoice, analysis: ImageAnalysis, image: ImageChoi
     order = channel_order(site, ordering)
     st.caption(f"{site.channels} channels of {site.before.shape[1]}×{site.before.shape[2]}, ordered by {ordering}.")
     grids = explorer_grids_figure(site.before, site.after, order=order, per_map_scale=scale == "per map")
-    grids.update_layout(title=f"{choice.label}: {site.name}")
+    grids.update_layout(title=f"{choice.label}: {site.name}", margin_t=72)  # room for the title above the subplot titles
     show_figure(grids, image, "explorer-grids")
     analysis_downloads(analysis, grids, file_stem(choice.label, site.name, image.name), "explorer-download")
     st.caption(f"The CSV and NPZ hold every site of this image; the HTML is the grids above. {PNG_NOTE}")
