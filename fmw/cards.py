@@ -23,8 +23,12 @@ def training_command(loaded: LoadedCheckpoint, out: str) -> str:
         f"--epochs {recipe.get('epochs')}",
         f"--batch-size {recipe.get('batch_size')}",
         f"--lr {recipe.get('learning_rate')}",
-        f"--seed {recipe.get('seed')}",
     ]
+    optimizer = recipe.get("optimizer", "sgd")  # checkpoints from before the option trained with SGD
+    parts.append(f"--optimizer {optimizer}")
+    if optimizer == "muon":
+        parts.append(f"--muon-lr {recipe.get('muon_lr')}")
+    parts.append(f"--seed {recipe.get('seed')}")
     if list(recipe.get("widths", [])) != list(loaded.metadata.architecture.widths):
         parts.append("--widths " + " ".join(map(str, loaded.metadata.architecture.widths)))
     if recipe.get("bf16") is False:

@@ -29,10 +29,11 @@ from tqdm import tqdm
 from fmw.checkpoint import CheckpointMetadata, save_checkpoint
 from fmw.data import DataError, ImageSplit, augment_batch, batches, load_split, normalize
 from fmw.device import select_device
-from fmw.models import FMWNet, NetConfig, PatchWhitening, build_model, count_multiply_adds, count_parameters
+from fmw.models import FMWNet, NetConfig, PatchWhitening, WeightedBlock, build_model, count_multiply_adds, count_parameters
+from fmw.optim import Muon, OptimizerGroup
 from fmw.weighting import WEIGHTING_LAYERS
 
-__all__ = ["Recipe", "Lookahead", "train", "train_one_epoch", "build_optimizer", "main", "dataset_statistics"]
+__all__ = ["Recipe", "Lookahead", "train", "train_one_epoch", "build_optimizer", "backbone_filters", "main", "dataset_statistics"]
 
 
 @dataclass
@@ -58,6 +59,9 @@ class Recipe:
     translate: int = 2
     seed: int = 0
     bf16: bool = True
+    optimizer: str = "sgd"  # "sgd", or "muon": Muon for the blocks' 3x3 convolutions, SGD for the rest
+    muon_lr: float = 0.24  # peak rate of the Muon updates (each of spectral size about 1 per filter bank)
+    muon_momentum: float = 0.6
     widths: tuple[int, ...] = NetConfig.widths
     stem_width: int = NetConfig.stem_width
 
@@ -68,14 +72,34 @@ def dataset_statistics(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[f
     return tuple(round(v, 4) for v in values.mean(1).tolist()), tuple(round(v, 4) for v in values.std(1).tolist())
 
 
-def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    """Nesterov SGD in three groups: BatchNorm biases (``bias_lr_scale`` x the rate, the same
-    absolute decay), conv/linear weights and the whitening bias (decayed), and the weighting
-    layers' own vectors and biases (not decayed: decay would pull a gate towards zero)."""
+OPTIMIZERS = ("sgd", "muon")
+
+
+def backbone_filters(model: nn.Module) -> list[nn.Parameter]:
+    """The weights of the blocks' 3x3 convolutions (not the whitening filters, not the weighting
+    layers' own parameters): what ``Recipe.optimizer == "muon"`` hands to ``Muon``."""
+    return [
+        conv.weight
+        for block in model.modules() if isinstance(block, WeightedBlock)
+        for conv in (block.conv1, block.conv2) if conv.weight.requires_grad
+    ]
+
+
+def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer | OptimizerGroup:
+    """Nesterov SGD in groups: BatchNorm biases (``bias_lr_scale`` x the rate, the same absolute
+    decay), conv/linear weights and the whitening bias (decayed), and the weighting layers' own
+    vectors and biases (not decayed: decay would pull a gate towards zero). With
+    ``recipe.optimizer == "muon"`` the blocks' 3x3 filters go to ``Muon`` instead (peak rate
+    ``muon_lr``, no decay) and both optimisers step together. Every group carries its
+    ``peak_lr``; the schedule scales it."""
+    if recipe.optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {recipe.optimizer!r}; expected one of: {', '.join(OPTIMIZERS)}")
+    filters = backbone_filters(model) if recipe.optimizer == "muon" else []
+    to_muon = {id(parameter) for parameter in filters}
     norm_biases, whiten_biases, decayed, plain = [], [], [], []
     for module in model.modules():
         for name, parameter in module.named_parameters(recurse=False):
-            if not parameter.requires_grad:
+            if not parameter.requires_grad or id(parameter) in to_muon:
                 continue
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 norm_biases.append(parameter)
@@ -87,15 +111,20 @@ def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
                 plain.append(parameter)
     lr, scale = recipe.learning_rate, recipe.bias_lr_scale
     groups = [
-        {"params": norm_biases, "lr": lr * scale, "weight_decay": recipe.weight_decay / scale, "lr_scale": scale},
+        {"params": norm_biases, "lr": lr * scale, "weight_decay": recipe.weight_decay / scale, "peak_lr": lr * scale},
         # the whitening bias stops after ``whiten_bias_epochs``: a zero rate here, and ``train``
         # also takes it out of autograd then (re-wrapping the model under DistributedDataParallel)
-        {"params": whiten_biases, "lr": lr, "weight_decay": recipe.weight_decay, "lr_scale": 1.0,
+        {"params": whiten_biases, "lr": lr, "weight_decay": recipe.weight_decay, "peak_lr": lr,
          "until_epoch": recipe.whiten_bias_epochs},
-        {"params": decayed, "lr": lr, "weight_decay": recipe.weight_decay, "lr_scale": 1.0},
-        {"params": plain, "lr": lr, "weight_decay": 0.0, "lr_scale": 1.0},
+        {"params": decayed, "lr": lr, "weight_decay": recipe.weight_decay, "peak_lr": lr},
+        {"params": plain, "lr": lr, "weight_decay": 0.0, "peak_lr": lr},
     ]
-    return torch.optim.SGD([g for g in groups if g["params"]], lr=lr, momentum=recipe.momentum, nesterov=True)
+    sgd = torch.optim.SGD([g for g in groups if g["params"]], lr=lr, momentum=recipe.momentum, nesterov=True)
+    if not filters:
+        return sgd
+    muon = Muon(filters, lr=recipe.muon_lr, momentum=recipe.muon_momentum)
+    muon.param_groups[0]["peak_lr"] = recipe.muon_lr
+    return OptimizerGroup(sgd, muon)
 
 
 def triangular_rate(step: int, total: int, recipe: Recipe) -> float:
@@ -144,7 +173,7 @@ def autocast_for(device: torch.device, enabled: bool):
 
 def train_one_epoch(
     model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer | OptimizerGroup,
     split: ImageSplit,
     recipe: Recipe,
     mean: tuple[float, ...],
@@ -181,10 +210,10 @@ def train_one_epoch(
         flip = None if flip_base is None else flip_base[indices] ^ bool(epoch % 2)
         images = augment_batch(images, generator, recipe.translate, flip).contiguous(memory_format=torch.channels_last)
         labels = split.labels[indices].to(device, non_blocking=True)
-        rate = recipe.learning_rate * triangular_rate(step, total_steps, recipe)
+        factor = triangular_rate(step, total_steps, recipe)
         for group in optimizer.param_groups:
             stopped = epoch >= group.get("until_epoch", epoch + 1)
-            group["lr"] = 0.0 if stopped else rate * group.get("lr_scale", 1.0)
+            group["lr"] = 0.0 if stopped else factor * group["peak_lr"]
         with autocast_for(device, recipe.bf16):
             logits = model(images)
             loss = criterion(logits.float(), labels)
@@ -363,6 +392,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=defaults.learning_rate)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--widths", type=int, nargs="+", default=list(defaults.widths))
+    parser.add_argument("--optimizer", choices=list(OPTIMIZERS), default=defaults.optimizer,
+                        help="sgd: Nesterov SGD for every parameter; muon: Muon for the blocks' 3x3 filters, SGD for the rest")
+    parser.add_argument("--muon-lr", type=float, default=defaults.muon_lr, help="peak Muon rate (with --optimizer muon)")
     parser.add_argument("--no-bf16", action="store_true", help="train in float32 (bf16 autocast is the default)")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps; or set FMW_DEVICE")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
@@ -373,8 +405,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="checkpoint path to write (.safetensors)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    if args.epochs < 1 or args.batch_size < 1 or args.lr <= 0:
-        parser.error("--epochs and --batch-size must be positive integers and --lr positive")
+    if args.epochs < 1 or args.batch_size < 1 or args.lr <= 0 or args.muon_lr <= 0:
+        parser.error("--epochs and --batch-size must be positive integers and --lr and --muon-lr positive")
     if args.out.suffix != ".safetensors":
         parser.error(f"--out must end in .safetensors, got {args.out}")
     return args
@@ -392,6 +424,8 @@ def main(argv: list[str]) -> int:
         seed=args.seed,
         bf16=not args.no_bf16,
         widths=tuple(args.widths),
+        optimizer=args.optimizer,
+        muon_lr=args.muon_lr,
     )
     try:
         train_split = load_split(args.data, "train", download=args.download)

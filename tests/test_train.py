@@ -150,6 +150,22 @@ def test_whitening_bias_trains_for_its_epochs_then_leaves_autograd(tiny_dataset,
     assert model.whitening.bias.requires_grad, "the returned model is left trainable"
 
 
+def test_muon_training_is_deterministic_learns_and_records_its_optimizer(tiny_dataset, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.safetensors"
+        arguments = ["--weighting", "channel", "--data", str(tiny_dataset), "--optimizer", "muon", "--muon-lr", "0.2"]
+        assert train_main([*arguments, "--out", str(out), *TINY_PAST_WHITENING]) == 0
+        runs.append(load_checkpoint(out))
+    for (key, tensor), other in zip(runs[0].model.state_dict().items(), runs[1].model.state_dict().values()):
+        assert torch.equal(tensor, other), key
+    recipe = runs[0].metadata.recipe
+    assert recipe["optimizer"] == "muon" and recipe["muon_lr"] == 0.2
+    assert runs[0].metadata.metrics["test_top1"] >= 0.9
+    filters = runs[0].model.stages[1].conv2.weight
+    assert filters.norm().item() == pytest.approx(16**0.5, rel=0.2), "Muon keeps each filter bank near norm sqrt(out)"
+
+
 def test_train_is_deterministic_and_writes_a_complete_checkpoint(tiny_dataset, tmp_path):
     first, second = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
     for out in (first, second):
@@ -225,6 +241,8 @@ def test_weighting_off_changes_nothing_for_the_none_model(tiny_dataset, tmp_path
         (["--weighting", "bogus"], "invalid choice"),
         (["--epochs", "0"], "must be positive"),
         (["--out", "model.pt"], "must end in .safetensors"),
+        (["--muon-lr", "0"], "--muon-lr positive"),
+        (["--optimizer", "adam"], "invalid choice: 'adam'"),
     ],
 )
 def test_train_rejects_bad_arguments(arguments, message, tmp_path, capsys):
