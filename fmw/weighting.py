@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
@@ -160,8 +161,11 @@ class CBAMChannelGate(nn.Module):
         return self.fc2(self.activation(self.fc1(descriptor)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        average = x.mean(dim=(2, 3), keepdim=True)
-        maximum = x.amax(dim=(2, 3), keepdim=True)
+        # pooling ops rather than mean/amax: the same values, and on the CPU in bf16 a backward pass
+        # several times cheaper (amax's backward splits the gradient among ties through full-size
+        # float copies; max pooling routes it to one maximum, an equally valid subgradient)
+        average = F.adaptive_avg_pool2d(x, 1)
+        maximum = F.adaptive_max_pool2d(x, 1)
         return self.gate(self.mlp(average) + self.mlp(maximum))
 
 
@@ -174,7 +178,7 @@ class CBAMSpatialGate(nn.Module):
         self.gate = nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
+        pooled = torch.cat([x.mean(dim=1, keepdim=True), x.max(dim=1, keepdim=True).values], dim=1)  # max: see above
         return self.gate(self.conv(pooled))
 
 
