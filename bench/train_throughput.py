@@ -1,11 +1,13 @@
 """Images/s of ``fmw train``'s training loop against a plain PyTorch loop over the same network,
 data and settings, measured in one process; prints the ratio (target: at least 0.95).
 
-    python bench/train_throughput.py [--weighting channel] [--steps 30] [--batch-size 512]
+    python bench/train_throughput.py [--weighting channel] [--steps 30] [--batch-size 512] [--optimizer muon]
 
 The plain loop is what a user would write by hand: a pre-augmented, pre-normalised float tensor
 in memory (so it pays nothing for data), cross-entropy, the same optimizer and bf16 autocast.
-Both loops run interleaved in rounds so that machine noise hits both alike.
+Both loops run interleaved in rounds so that machine noise hits both alike. With
+``--against-optimizer sgd --optimizer muon`` both loops are fmw's and only the optimizer differs:
+the ratio is then the cost of Muon's steps.
 """
 
 from __future__ import annotations
@@ -52,21 +54,26 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--cifar", action="store_true", help="use the shared CIFAR-10 zip instead of synthetic images")
+    parser.add_argument("--optimizer", choices=["sgd", "muon"], default="sgd")
+    parser.add_argument("--against-optimizer", choices=["sgd", "muon"], default=None,
+                        help="baseline: fmw's own loop with this optimizer instead of the plain loop")
     args = parser.parse_args()
     count = args.steps * args.batch_size
     split = load_split(None, "train").subset(count // 10) if args.cifar else synthetic_split(count)
-    recipe = Recipe(weighting=args.weighting, batch_size=args.batch_size)
+    recipe = Recipe(weighting=args.weighting, batch_size=args.batch_size, optimizer=args.optimizer)
+    baseline_recipe = Recipe(weighting=args.weighting, batch_size=args.batch_size,
+                             optimizer=args.against_optimizer or args.optimizer)
     mean, std = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
     device = torch.device("cpu")
     prepared = normalize(split.images, mean, std).contiguous(memory_format=torch.channels_last)
 
-    def fresh():
+    def fresh(recipe: Recipe):
         torch.manual_seed(0)
         model = build_model(NetConfig(weighting=args.weighting)).to(memory_format=torch.channels_last)
         return model, build_optimizer(model, recipe)
 
-    ours_model, ours_optimizer = fresh()
-    plain_model, plain_optimizer = fresh()
+    ours_model, ours_optimizer = fresh(recipe)
+    plain_model, plain_optimizer = fresh(baseline_recipe)
     generator = torch.Generator().manual_seed(0)
     total = args.steps * (args.rounds + 1)
     ours, plain = [], []
@@ -74,7 +81,11 @@ def main() -> None:
         start = time.perf_counter()
         train_one_epoch(ours_model, ours_optimizer, split, recipe, mean, std, generator, device, 0, total, progress=False)
         middle = time.perf_counter()
-        plain_loop(plain_model, plain_optimizer, prepared, split.labels, args.batch_size, recipe)
+        if args.against_optimizer:
+            train_one_epoch(plain_model, plain_optimizer, split, baseline_recipe, mean, std, generator, device, 0, total,
+                            progress=False)
+        else:
+            plain_loop(plain_model, plain_optimizer, prepared, split.labels, args.batch_size, recipe)
         end = time.perf_counter()
         if round_index:
             ours.append(count / (middle - start))
@@ -82,8 +93,13 @@ def main() -> None:
     ours_rate, plain_rate = sorted(ours)[len(ours) // 2], sorted(plain)[len(plain) // 2]
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, cpu")
     print(f"weighting {args.weighting}, batch {args.batch_size}, {args.steps} steps x {args.rounds} rounds (median)")
-    print(f"fmw train loop (augment + normalise per batch): {ours_rate:8.1f} images/s")
-    print(f"plain loop (pre-normalised tensor, no augment): {plain_rate:8.1f} images/s")
+    if args.against_optimizer:
+        print(f"fmw train loop, {args.optimizer}: {ours_rate:8.1f} images/s")
+        print(f"fmw train loop, {args.against_optimizer}: {plain_rate:8.1f} images/s")
+        print(f"ratio {args.optimizer} / {args.against_optimizer}: {ours_rate / plain_rate:.3f}")
+        return
+    print(f"fmw train loop (augment + normalise per batch, {args.optimizer}): {ours_rate:8.1f} images/s")
+    print(f"plain loop (pre-normalised tensor, no augment, {args.optimizer}): {plain_rate:8.1f} images/s")
     print(f"ratio fmw / plain: {ours_rate / plain_rate:.3f}  (target >= 0.95)")
 
 
