@@ -6,7 +6,8 @@ first layer fitted to the training images (its bias trains for the first 3 epoch
 BatchNorm weights with a 64x learning rate on BatchNorm biases, Dirac-initialised convolutions,
 batch 1024, Nesterov SGD (momentum 0.85) with a triangular learning rate, label smoothing 0.2,
 flip (alternating by epoch) plus 2-pixel translate, and lookahead weight averaging from epoch 4.
-bf16 autocast where the hardware has it, channels-last.
+bf16 autocast where the hardware has it, channels-last. Optionally (``--optimizer muon``) the
+blocks' 3x3 filters are trained by Muon (``fmw.optim``) instead of SGD.
 """
 
 from __future__ import annotations
