@@ -150,6 +150,37 @@ def test_whitening_bias_trains_for_its_epochs_then_leaves_autograd(tiny_dataset,
     assert model.whitening.bias.requires_grad, "the returned model is left trainable"
 
 
+def test_whitening_is_fitted_to_a_seeded_sample_of_every_class_not_the_first_images(tiny_dataset, monkeypatch):
+    import fmw.train as train_module
+    from fmw.data import normalize
+    from fmw.models import PatchWhitening
+    from fmw.train import dataset_statistics
+
+    split = load_split(str(tiny_dataset), "train")
+    assert split.labels[:48].unique().tolist() == [0], "the loaded split is sorted by class"
+    sample = train_module.whitening_sample(len(split), seed=0, size=48)
+    assert len(sample) == len(sample.unique()) == 48
+    assert torch.bincount(split.labels[sample], minlength=2).min() >= 12, "both classes are in the sample"
+    assert torch.equal(sample, train_module.whitening_sample(len(split), seed=0, size=48)), "the same on every call (rank)"
+    assert not torch.equal(sample, train_module.whitening_sample(len(split), seed=1, size=48))
+
+    fitted = []
+    original = PatchWhitening.fit
+
+    def recording(self, images, **kwargs):
+        fitted.append(images.clone())
+        return original(self, images, **kwargs)
+
+    monkeypatch.setattr(PatchWhitening, "fit", recording)
+    recipe = Recipe(weighting="none", epochs=1, batch_size=16, learning_rate=0.4, widths=(16, 16))
+    train(recipe, str(tiny_dataset), None, "cpu", progress=False)
+    (images,) = fitted
+    statistics = dataset_statistics(split.images)
+    expected = normalize(split.images[train_module.whitening_sample(len(split), seed=0)], *statistics)
+    assert torch.equal(images, expected), "train() fits the whitening to exactly that sample (all 96 images, shuffled)"
+    assert not torch.equal(images, normalize(split.images, *statistics))
+
+
 def test_muon_training_is_deterministic_learns_and_records_its_optimizer(tiny_dataset, tmp_path):
     runs = []
     for name in ("a", "b"):
