@@ -43,9 +43,12 @@ class AccuracyReport:
     images: int
     weighting_on: Accuracy
     weighting_off: Accuracy | None
+    views: str = "single"
 
     def summary(self) -> dict:
         result = {"test_top1": round(self.weighting_on.top1, 4), "test_images": self.images}
+        if self.views != "single":
+            result["views"] = self.views
         if self.weighting_off is not None:
             result["test_top1_weighting_off"] = round(self.weighting_off.top1, 4)
         return result
@@ -63,6 +66,7 @@ class AccuracyReport:
         return {
             "class_names": self.class_names,
             "images": self.images,
+            "views": self.views,
             "weighting_on": part(self.weighting_on),
             "weighting_off": part(self.weighting_off),
         }
@@ -87,10 +91,12 @@ def measure(
     mean: tuple[float, ...],
     std: tuple[float, ...],
     device: torch.device,
+    views: str = "single",
 ) -> Accuracy:
     from fmw.train import predict
 
-    return Accuracy.from_predictions(predict(model, split, mean, std, device), split.labels, len(split.class_names))
+    predictions = predict(model, split, mean, std, device, views=views)
+    return Accuracy.from_predictions(predictions, split.labels, len(split.class_names))
 
 
 def accuracy_report(
@@ -100,14 +106,16 @@ def accuracy_report(
     std: tuple[float, ...],
     device: torch.device,
     ablate: bool = True,
+    views: str = "single",
 ) -> AccuracyReport:
-    """Accuracy of ``model`` on ``split``; with ``ablate``, also with every gate set to 1."""
-    weighting_on = measure(model, split, mean, std, device)
+    """Accuracy of ``model`` on ``split``; with ``ablate``, also with every gate set to 1.
+    ``views`` other than "single" average several views of each image (``fmw.train.view_logits``)."""
+    weighting_on = measure(model, split, mean, std, device, views)
     weighting_off = None
     if ablate:
         with override_gates(model, value=1.0):
-            weighting_off = measure(model, split, mean, std, device)
-    return AccuracyReport(list(split.class_names), len(split), weighting_on, weighting_off)
+            weighting_off = measure(model, split, mean, std, device, views)
+    return AccuracyReport(list(split.class_names), len(split), weighting_on, weighting_off, views)
 
 
 def load_checkpoint_and_split(
@@ -134,6 +142,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the full report as JSON here")
     parser.add_argument("--jpeg-quality", type=int, default=None, metavar="Q",
                         help="re-encode every image as JPEG at quality Q (1-95) first: a compression-sensitivity probe")
+    parser.add_argument("--views", default="single", choices=["single", "mirror", "mirror-translate"],
+                        help="single (default; the model cards' figures) or test-time augmentation as published "
+                             "figures use it: mirror = image and mirror image averaged; mirror-translate = airbench's "
+                             "(mirror, plus mirrored 1-pixel shifts)")
     args = parser.parse_args(argv)
     try:
         device = select_device(args.device)
@@ -144,8 +156,9 @@ def main(argv: list[str]) -> int:
         print(f"fmw evaluate: {error}", file=sys.stderr)
         return 2
     model = loaded.model.to(memory_format=torch.channels_last)
-    report = accuracy_report(model, split, loaded.metadata.mean, loaded.metadata.std, device, not args.no_ablation)
-    print(f"{args.checkpoint} ({loaded.metadata.weighting}) on {split.source}: {len(split)} images")
+    report = accuracy_report(model, split, loaded.metadata.mean, loaded.metadata.std, device, not args.no_ablation, args.views)
+    views = "" if args.views == "single" else f", views averaged: {args.views}"
+    print(f"{args.checkpoint} ({loaded.metadata.weighting}) on {split.source}: {len(split)} images{views}")
     print(report.table())
     if args.json:
         args.json.write_text(json.dumps(report.to_json(), indent=2))

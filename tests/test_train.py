@@ -232,6 +232,51 @@ def test_evaluate_reproduces_the_training_metrics(tiny_dataset, tmp_path, capsys
     assert "circle" in printed and "confusion" in printed
 
 
+def test_view_logits_average_the_published_test_time_views():
+    from fmw.models import build_model
+    from fmw.train import view_logits
+
+    torch.manual_seed(0)
+    model = build_model(weighting="channel", widths=(8, 8)).eval()
+    images = torch.randn(3, 3, 12, 12)
+    with torch.no_grad():
+        single, mirror, both = (view_logits(model, images, views) for views in ("single", "mirror", "mirror-translate"))
+        assert torch.equal(single, model(images))
+        expected_mirror = 0.5 * (model(images) + model(images.flip(3)))
+        torch.testing.assert_close(mirror, expected_mirror)
+        padded = torch.nn.functional.pad(images, (1, 1, 1, 1), mode="reflect")
+        up_left, down_right = padded[:, :, :12, :12], padded[:, :, 2:, 2:]
+        assert torch.equal(up_left[:, :, 1:, 1:], images[:, :, :11, :11]), "shifted by one pixel, reflect-padded"
+        mirrored = lambda x: 0.5 * (model(x) + model(x.flip(3)))
+        torch.testing.assert_close(both, 0.5 * expected_mirror + 0.25 * (mirrored(up_left) + mirrored(down_right)))
+    assert not torch.allclose(single, mirror), "a random network is not mirror-symmetric"
+    with pytest.raises(ValueError, match="unknown views 'flip'.*single, mirror, mirror-translate"):
+        view_logits(model, images, "flip")
+
+
+def test_evaluate_views_option_reports_test_time_augmented_accuracy(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "m.safetensors"
+    assert train_main(["--weighting", "eca", "--data", str(tiny_dataset), "--out", str(out), *TINY]) == 0
+    capsys.readouterr()
+    report = tmp_path / "report.json"
+    assert evaluate_main([str(out), "--data", str(tiny_dataset), "--views", "mirror", "--no-ablation", "--json", str(report)]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads(printed.strip().splitlines()[-1])
+    assert summary["views"] == "mirror" and "views averaged: mirror" in printed
+    assert json.loads(report.read_text())["views"] == "mirror"
+
+    from fmw.data import normalize
+    from fmw.train import view_logits
+
+    loaded, split = load_checkpoint(out), load_split(str(tiny_dataset), "test")
+    with torch.no_grad():
+        logits = view_logits(loaded.model, normalize(split.images, loaded.metadata.mean, loaded.metadata.std), "mirror")
+    assert summary["test_top1"] == round((logits.argmax(1) == split.labels).float().mean().item(), 4)
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_main([str(out), "--data", str(tiny_dataset), "--views", "flip"])
+    assert exit_info.value.code == 2 and "invalid choice: 'flip'" in capsys.readouterr().err
+
+
 def test_jpeg_reencoding_degrades_with_quality_and_evaluate_takes_it(tiny_dataset, tmp_path, capsys):
     split = load_split(tiny_dataset, "test")
     errors = {}
