@@ -1,9 +1,12 @@
 """Where one training step of an fmw network spends its time: the share of oneDNN convolutions
 (forward and backward) and the forward convolutions' multiply-adds per second, from torch.profiler;
 then the ratio of step times once the whitening bias has stopped training (``fmw train`` takes it
-out of autograd after its epochs) to step times while it trains, interleaved in one process.
+out of autograd after its epochs) to step times while it trains, interleaved in one process;
+with ``--against-widths``, also the images/s of a network of other block widths relative to the
+shipped widths (both with the whitening bias frozen, interleaved): what width costs in epochs.
 
     python bench/train_step_profile.py [--weighting none] [--batch-size 1024] [--optimizer sgd] [--rounds 5]
+                                       [--against-widths 64 256 256]
 
 One step of ``fmw train``'s own loop (bf16 autocast, channels-last) on random images, after two
 warm-up steps; run it on a quiet machine. The multiply-adds are the network's forward count
@@ -44,6 +47,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--optimizer", choices=["sgd", "muon"], default="sgd")
     parser.add_argument("--rounds", type=int, default=5, help="timed steps per state for the whitening ratio")
+    parser.add_argument("--against-widths", type=int, nargs="+", default=None,
+                        help="block widths of a network to time against the shipped one (e.g. airbench94's 64 256 256)")
     args = parser.parse_args()
     recipe = Recipe(weighting=args.weighting, batch_size=args.batch_size, optimizer=args.optimizer)
     torch.manual_seed(0)
@@ -81,6 +86,29 @@ def main() -> None:
     print(f"step, whitening bias training:  {training * 1e3:8.1f} ms (median of {args.rounds})")
     print(f"step, whitening bias frozen:    {frozen * 1e3:8.1f} ms")
     print(f"ratio frozen / training:        {frozen / training:.3f}")
+    if args.against_widths:
+        compare_widths(args, recipe, model, optimizer, one_step, mean, std, generator, device)
+
+
+def compare_widths(args, recipe, model, optimizer, one_step, mean, std, generator, device) -> None:
+    """Step times of the shipped network and of one with ``args.against_widths``, interleaved."""
+    other = build_model(NetConfig(weighting=args.weighting, widths=tuple(args.against_widths))).to(memory_format=torch.channels_last)
+    other_optimizer = build_optimizer(other, recipe)
+    model.whitening.bias.requires_grad_(False)
+    other.whitening.bias.requires_grad_(False)
+    train_one_epoch(other, other_optimizer, one_step, recipe, mean, std, generator, device, 2, 10, progress=False)
+    seconds = {"shipped": [], "other": []}
+    for _ in range(args.rounds):
+        for name, net, opt in (("shipped", model, optimizer), ("other", other, other_optimizer)):
+            start = time.perf_counter()
+            train_one_epoch(net, opt, one_step, recipe, mean, std, generator, device, 2, 10, progress=False)
+            seconds[name].append(time.perf_counter() - start)
+    shipped, against = (statistics.median(seconds[name]) for name in ("shipped", "other"))
+    widths = " ".join(map(str, args.against_widths))
+    print(f"widths {' '.join(map(str, model.config.widths))}: {count_multiply_adds(model) / 1e6:6.1f} M multiply-adds, "
+          f"{args.batch_size / shipped:7.1f} images/s (median of {args.rounds} steps)")
+    print(f"widths {widths}: {count_multiply_adds(other) / 1e6:6.1f} M multiply-adds, {args.batch_size / against:7.1f} images/s")
+    print(f"images/s ratio (widths {widths} / shipped): {shipped / against:.3f}")
 
 
 if __name__ == "__main__":
