@@ -133,6 +133,8 @@ def load_checkpoint_and_split(
 
 
 def main(argv: list[str]) -> int:
+    from fmw.train import VIEWS
+
     parser = argparse.ArgumentParser(prog="python -m fmw evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--data", default=None, help="zip/dir in ImageFolder layout or torchvision:DIR (default: the shared CIFAR-10 zip)")
@@ -142,7 +144,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the full report as JSON here")
     parser.add_argument("--jpeg-quality", type=int, default=None, metavar="Q",
                         help="re-encode every image as JPEG at quality Q (1-95) first: a compression-sensitivity probe")
-    parser.add_argument("--views", default="single", choices=["single", "mirror", "mirror-translate"],
+    parser.add_argument("--views", default="single", choices=list(VIEWS),
                         help="single (default; the model cards' figures) or test-time augmentation as published "
                              "figures use it: mirror = image and mirror image averaged; mirror-translate = airbench's "
                              "(mirror, plus mirrored 1-pixel shifts)")
