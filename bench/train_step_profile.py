@@ -28,7 +28,7 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fmw.models import NetConfig, build_model, count_multiply_adds  # noqa: E402
-from fmw.train import Recipe, build_optimizer, train_one_epoch  # noqa: E402
+from fmw.train import OPTIMIZERS, Recipe, build_optimizer, train_one_epoch  # noqa: E402
 from train_throughput import synthetic_split  # noqa: E402
 
 FORWARD_CONVOLUTION = "aten::mkldnn_convolution"
@@ -41,11 +41,23 @@ def convolution_multiply_adds(model: torch.nn.Module) -> int:
     return count_multiply_adds(model) - model.classifier.in_features * model.classifier.out_features
 
 
+def interleaved_medians(runs: dict, rounds: int) -> dict:
+    """Median seconds of each of ``runs`` (name -> callable), timed in interleaved rounds so that
+    machine noise hits all of them alike."""
+    seconds = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            seconds[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in seconds.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--weighting", default="none")
     parser.add_argument("--batch-size", type=int, default=1024)
-    parser.add_argument("--optimizer", choices=["sgd", "muon"], default="sgd")
+    parser.add_argument("--optimizer", choices=list(OPTIMIZERS), default="sgd")
     parser.add_argument("--rounds", type=int, default=5, help="timed steps per state for the whitening ratio")
     parser.add_argument("--against-widths", type=int, nargs="+", default=None,
                         help="block widths of a network to time against the shipped one (e.g. airbench94's 64 256 256)")
@@ -54,7 +66,6 @@ def main() -> None:
     torch.manual_seed(0)
     model = build_model(NetConfig(weighting=args.weighting)).to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, recipe)
-    split = synthetic_split(3 * args.batch_size)
     mean, std = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
     generator = torch.Generator().manual_seed(0)
     device = torch.device("cpu")
@@ -75,35 +86,26 @@ def main() -> None:
     print(f"convolutions, backward:         {backward / 1e3:8.1f} ms  ({backward / total:.1%})")
     print(f"convolutions in all:            {(forward + backward) / total:.1%} of the step")
     print(f"forward convolutions:           {rate / 1e9:8.1f} G multiply-adds/s")
-    seconds = {True: [], False: []}
-    for _ in range(args.rounds):
-        for training in (True, False):
-            model.whitening.bias.requires_grad_(training)
-            start = time.perf_counter()
-            train_one_epoch(model, optimizer, one_step, recipe, mean, std, generator, device, 2, 10, progress=False)
-            seconds[training].append(time.perf_counter() - start)
-    training, frozen = (statistics.median(seconds[state]) for state in (True, False))
+
+    def step(net, opt, bias_trains: bool):
+        def run():
+            net.whitening.bias.requires_grad_(bias_trains)
+            train_one_epoch(net, opt, one_step, recipe, mean, std, generator, device, 2, 10, progress=False)
+        return run
+
+    medians = interleaved_medians({"training": step(model, optimizer, True), "frozen": step(model, optimizer, False)}, args.rounds)
+    training, frozen = medians["training"], medians["frozen"]
     print(f"step, whitening bias training:  {training * 1e3:8.1f} ms (median of {args.rounds})")
     print(f"step, whitening bias frozen:    {frozen * 1e3:8.1f} ms")
     print(f"ratio frozen / training:        {frozen / training:.3f}")
-    if args.against_widths:
-        compare_widths(args, recipe, model, optimizer, one_step, mean, std, generator, device)
-
-
-def compare_widths(args, recipe, model, optimizer, one_step, mean, std, generator, device) -> None:
-    """Step times of the shipped network and of one with ``args.against_widths``, interleaved."""
+    if not args.against_widths:
+        return
+    # the shipped network against one with other widths, both with the whitening bias frozen
     other = build_model(NetConfig(weighting=args.weighting, widths=tuple(args.against_widths))).to(memory_format=torch.channels_last)
     other_optimizer = build_optimizer(other, recipe)
-    model.whitening.bias.requires_grad_(False)
-    other.whitening.bias.requires_grad_(False)
-    train_one_epoch(other, other_optimizer, one_step, recipe, mean, std, generator, device, 2, 10, progress=False)
-    seconds = {"shipped": [], "other": []}
-    for _ in range(args.rounds):
-        for name, net, opt in (("shipped", model, optimizer), ("other", other, other_optimizer)):
-            start = time.perf_counter()
-            train_one_epoch(net, opt, one_step, recipe, mean, std, generator, device, 2, 10, progress=False)
-            seconds[name].append(time.perf_counter() - start)
-    shipped, against = (statistics.median(seconds[name]) for name in ("shipped", "other"))
+    step(other, other_optimizer, False)()  # warm-up
+    medians = interleaved_medians({"shipped": step(model, optimizer, False), "other": step(other, other_optimizer, False)}, args.rounds)
+    shipped, against = medians["shipped"], medians["other"]
     widths = " ".join(map(str, args.against_widths))
     print(f"widths {' '.join(map(str, model.config.widths))}: {count_multiply_adds(model) / 1e6:6.1f} M multiply-adds, "
           f"{args.batch_size / shipped:7.1f} images/s (median of {args.rounds} steps)")
