@@ -1,7 +1,7 @@
 """Benchmark: probe throughput (images per second) on CUDA against the CPU, a batch of 64 images
 at 224 px, for torchvision's mobilenet_v3_small and the fmw CBAM model (random weights).
 
-Run: python bench/gpu_probe.py [--repeats 5]   (exits with a message when there is no CUDA device)
+Run: python -m bench.gpu_probe [--repeats 5]   (exits with a message when there is no CUDA device)
 """
 
 from __future__ import annotations
@@ -9,17 +9,14 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
 from torchvision.models import mobilenet_v3_small
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fmw.models import build_model  # noqa: E402
-from fmw.probe import probe  # noqa: E402
+from fmw.models import build_model
+from fmw.sites import probe
 
 BATCH, SIZE = 64, 224
 
@@ -44,11 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print("not run: no CUDA device on this machine (torch.cuda.is_available() is False)")
         return 1
-    print(f"cuda: {torch.cuda.get_device_name()}; cpu: {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads; batch {BATCH} at {SIZE} px, median of {arguments.repeats}")
+    print(
+        f"cuda: {torch.cuda.get_device_name()}; cpu: {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads; batch {BATCH} at {SIZE} px, median of {arguments.repeats}"
+    )
     torch.manual_seed(0)
-    for name, model in {"mobilenet_v3_small": mobilenet_v3_small(weights=None),
-                        "fmw cbam": build_model(weighting="cbam")}.items():
+    for name, model in {
+        "mobilenet_v3_small": mobilenet_v3_small(weights=None),
+        "fmw cbam": build_model(weighting="cbam"),
+    }.items():
         images = torch.randn(BATCH, 3, SIZE, SIZE)
         cpu = images_per_second(model.eval(), images, arguments.repeats)
         cuda = images_per_second(model.to("cuda"), images.to("cuda"), arguments.repeats)

@@ -1,7 +1,7 @@
-"""Benchmark: fmw.viz's one-trace montage grid against the obvious make_subplots figure with one
+"""Benchmark: fmw.figures.sites' one-trace montage grid against the obvious make_subplots figure with one
 heatmap per channel, for 64, 256 and 512 maps: build time, serialise time and JSON bytes, as ratios.
 
-Run: python bench/grid_figure.py [--size 28] [--repeats 3]
+Run: python -m bench.grid_figure [--size 28] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ import argparse
 import math
 import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import plotly
@@ -20,8 +18,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fmw.viz import feature_grid_figure, symmetric_limit  # noqa: E402
+from fmw.figures import feature_grid_figure
+from fmw.figures.style import symmetric_limit
 
 CHANNEL_COUNTS = (64, 256, 512)
 
@@ -64,10 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=28, help="height and width of each feature map (default 28)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure; the median is reported")
     arguments = parser.parse_args(argv)
-    print(f"plotly {plotly.__version__}, python {platform.python_version()}, {platform.machine()}, "
-          f"maps of {arguments.size}x{arguments.size}, median of {arguments.repeats}")
-    print(f"{'maps':>5} | {'montage build':>13} {'subplots build':>14} {'ratio':>7} | "
-          f"{'build+json ratio':>16} | {'montage bytes':>13} {'subplots bytes':>14} {'bytes ratio':>11}")
+    print(
+        f"plotly {plotly.__version__}, python {platform.python_version()}, {platform.machine()}, "
+        f"maps of {arguments.size}x{arguments.size}, median of {arguments.repeats}"
+    )
+    print(
+        f"{'maps':>5} | {'montage build':>13} {'subplots build':>14} {'ratio':>7} | "
+        f"{'build+json ratio':>16} | {'montage bytes':>13} {'subplots bytes':>14} {'bytes ratio':>11}"
+    )
     rng = np.random.default_rng(0)
     measure(feature_grid_figure, rng.normal(size=(4, 8, 8)).astype(np.float32), 1)  # warm plotly's validators
     for count in CHANNEL_COUNTS:

@@ -5,7 +5,7 @@ out of autograd after its epochs) to step times while it trains, interleaved in 
 with ``--against-widths``, also the images/s of a network of other block widths relative to the
 shipped widths (both with the whitening bias frozen, interleaved): what width costs in epochs.
 
-    python bench/train_step_profile.py [--weighting none] [--batch-size 1024] [--optimizer sgd] [--rounds 5]
+    python -m bench.train_step_profile [--weighting none] [--batch-size 1024] [--optimizer sgd] [--rounds 5]
                                        [--against-widths 64 256 256]
 
 One step of ``fmw train``'s own loop (bf16 autocast, channels-last) on random images, after two
@@ -17,19 +17,15 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import sys
-import time
-from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from fmw.models import NetConfig, build_model, count_multiply_adds  # noqa: E402
-from fmw.train import OPTIMIZERS, Recipe, build_optimizer, train_one_epoch  # noqa: E402
-from train_throughput import synthetic_split  # noqa: E402
+from bench.timing import interleaved_medians
+from bench.train_throughput import synthetic_split
+from fmw.models import NetConfig, build_model, count_multiply_adds
+from fmw.training import Recipe
+from fmw.training.trainer import OPTIMIZERS, build_optimizer, train_one_epoch
 
 FORWARD_CONVOLUTION = "aten::mkldnn_convolution"
 BACKWARD_CONVOLUTION = "aten::convolution_backward"
@@ -41,26 +37,19 @@ def convolution_multiply_adds(model: torch.nn.Module) -> int:
     return count_multiply_adds(model) - model.classifier.in_features * model.classifier.out_features
 
 
-def interleaved_medians(runs: dict, rounds: int) -> dict:
-    """Median seconds of each of ``runs`` (name -> callable), timed in interleaved rounds so that
-    machine noise hits all of them alike."""
-    seconds = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            seconds[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in seconds.items()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--weighting", default="none")
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--optimizer", choices=list(OPTIMIZERS), default="sgd")
     parser.add_argument("--rounds", type=int, default=5, help="timed steps per state for the whitening ratio")
-    parser.add_argument("--against-widths", type=int, nargs="+", default=None,
-                        help="block widths of a network to time against the shipped one (e.g. airbench94's 64 256 256)")
+    parser.add_argument(
+        "--against-widths",
+        type=int,
+        nargs="+",
+        default=None,
+        help="block widths of a network to time against the shipped one (e.g. airbench94's 64 256 256)",
+    )
     args = parser.parse_args()
     recipe = Recipe(weighting=args.weighting, batch_size=args.batch_size, optimizer=args.optimizer)
     torch.manual_seed(0)
@@ -91,9 +80,12 @@ def main() -> None:
         def run():
             net.whitening.bias.requires_grad_(bias_trains)
             train_one_epoch(net, opt, one_step, recipe, mean, std, generator, device, 2, 10, progress=False)
+
         return run
 
-    medians = interleaved_medians({"training": step(model, optimizer, True), "frozen": step(model, optimizer, False)}, args.rounds)
+    medians = interleaved_medians(
+        {"training": step(model, optimizer, True), "frozen": step(model, optimizer, False)}, args.rounds
+    )
     training, frozen = medians["training"], medians["frozen"]
     print(f"step, whitening bias training:  {training * 1e3:8.1f} ms (median of {args.rounds})")
     print(f"step, whitening bias frozen:    {frozen * 1e3:8.1f} ms")
@@ -101,15 +93,24 @@ def main() -> None:
     if not args.against_widths:
         return
     # the shipped network against one with other widths, both with the whitening bias frozen
-    other = build_model(NetConfig(weighting=args.weighting, widths=tuple(args.against_widths))).to(memory_format=torch.channels_last)
+    other = build_model(NetConfig(weighting=args.weighting, widths=tuple(args.against_widths))).to(
+        memory_format=torch.channels_last
+    )
     other_optimizer = build_optimizer(other, recipe)
     step(other, other_optimizer, False)()  # warm-up
-    medians = interleaved_medians({"shipped": step(model, optimizer, False), "other": step(other, other_optimizer, False)}, args.rounds)
+    medians = interleaved_medians(
+        {"shipped": step(model, optimizer, False), "other": step(other, other_optimizer, False)}, args.rounds
+    )
     shipped, against = medians["shipped"], medians["other"]
     widths = " ".join(map(str, args.against_widths))
-    print(f"widths {' '.join(map(str, model.config.widths))}: {count_multiply_adds(model) / 1e6:6.1f} M multiply-adds, "
-          f"{args.batch_size / shipped:7.1f} images/s (median of {args.rounds} steps)")
-    print(f"widths {widths}: {count_multiply_adds(other) / 1e6:6.1f} M multiply-adds, {args.batch_size / against:7.1f} images/s")
+    print(
+        f"widths {' '.join(map(str, model.config.widths))}: {count_multiply_adds(model) / 1e6:6.1f} M multiply-adds, "
+        f"{args.batch_size / shipped:7.1f} images/s (median of {args.rounds} steps)"
+    )
+    print(
+        f"widths {widths}: {count_multiply_adds(other) / 1e6:6.1f} M multiply-adds, "
+        f"{args.batch_size / against:7.1f} images/s"
+    )
     print(f"images/s ratio (widths {widths} / shipped): {shipped / against:.3f}")
 
 

@@ -1,7 +1,7 @@
 """Images/s of ``fmw train``'s training loop against a plain PyTorch loop over the same network,
 data and settings, measured in one process; prints the ratio (target: at least 0.95).
 
-    python bench/train_throughput.py [--weighting channel] [--steps 30] [--batch-size 512] [--optimizer muon]
+    python -m bench.train_throughput [--weighting channel] [--steps 30] [--batch-size 512] [--optimizer muon]
 
 The plain loop is what a user would write by hand: a pre-augmented, pre-normalised float tensor
 in memory (so it pays nothing for data), cross-entropy, the same optimizer and bf16 autocast.
@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from fmw.data import ImageSplit, load_split, normalize  # noqa: E402
-from fmw.models import NetConfig, build_model  # noqa: E402
-from fmw.train import Recipe, autocast_for, build_optimizer, train_one_epoch  # noqa: E402
+from fmw.io import ImageSplit, load_split, normalize
+from fmw.models import NetConfig, build_model
+from fmw.training import Recipe
+from fmw.training.trainer import autocast_for, build_optimizer, train_one_epoch
 
 
 def synthetic_split(count: int, classes: int = 10) -> ImageSplit:
@@ -35,7 +32,9 @@ def synthetic_split(count: int, classes: int = 10) -> ImageSplit:
     return ImageSplit(images, labels, [str(c) for c in range(classes)], "synthetic")
 
 
-def plain_loop(model: nn.Module, optimizer, images: torch.Tensor, labels: torch.Tensor, batch_size: int, recipe: Recipe) -> None:
+def plain_loop(
+    model: nn.Module, optimizer, images: torch.Tensor, labels: torch.Tensor, batch_size: int, recipe: Recipe
+) -> None:
     model.train()
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     for start in range(0, len(images) - batch_size + 1, batch_size):
@@ -55,14 +54,19 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--cifar", action="store_true", help="use the shared CIFAR-10 zip instead of synthetic images")
     parser.add_argument("--optimizer", choices=["sgd", "muon"], default="sgd")
-    parser.add_argument("--against-optimizer", choices=["sgd", "muon"], default=None,
-                        help="baseline: fmw's own loop with this optimizer instead of the plain loop")
+    parser.add_argument(
+        "--against-optimizer",
+        choices=["sgd", "muon"],
+        default=None,
+        help="baseline: fmw's own loop with this optimizer instead of the plain loop",
+    )
     args = parser.parse_args()
     count = args.steps * args.batch_size
     split = load_split(None, "train").subset(count // 10) if args.cifar else synthetic_split(count)
     recipe = Recipe(weighting=args.weighting, batch_size=args.batch_size, optimizer=args.optimizer)
-    baseline_recipe = Recipe(weighting=args.weighting, batch_size=args.batch_size,
-                             optimizer=args.against_optimizer or args.optimizer)
+    baseline_recipe = Recipe(
+        weighting=args.weighting, batch_size=args.batch_size, optimizer=args.against_optimizer or args.optimizer
+    )
     mean, std = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
     device = torch.device("cpu")
     prepared = normalize(split.images, mean, std).contiguous(memory_format=torch.channels_last)
@@ -79,11 +83,24 @@ def main() -> None:
     ours, plain = [], []
     for round_index in range(args.rounds + 1):  # round 0 warms both up and is not counted
         start = time.perf_counter()
-        train_one_epoch(ours_model, ours_optimizer, split, recipe, mean, std, generator, device, 0, total, progress=False)
+        train_one_epoch(
+            ours_model, ours_optimizer, split, recipe, mean, std, generator, device, 0, total, progress=False
+        )
         middle = time.perf_counter()
         if args.against_optimizer:
-            train_one_epoch(plain_model, plain_optimizer, split, baseline_recipe, mean, std, generator, device, 0, total,
-                            progress=False)
+            train_one_epoch(
+                plain_model,
+                plain_optimizer,
+                split,
+                baseline_recipe,
+                mean,
+                std,
+                generator,
+                device,
+                0,
+                total,
+                progress=False,
+            )
         else:
             plain_loop(plain_model, plain_optimizer, prepared, split.labels, args.batch_size, recipe)
         end = time.perf_counter()

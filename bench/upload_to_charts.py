@@ -1,7 +1,7 @@
 """Benchmark: upload of a 12-megapixel JPEG to every chart of the Compare view drawn, in headless
 Chromium against `streamlit run`, with 1 and with 6 random-weight checkpoints; prints the ratio 6/1.
 
-Run: python bench/upload_to_charts.py [--repeats 3]   (needs /usr/bin/chromium and playwright)
+Run: python -m bench.upload_to_charts [--repeats 3]   (needs /usr/bin/chromium and playwright)
 """
 
 from __future__ import annotations
@@ -9,14 +9,11 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from browser_support import (  # noqa: E402
+from tests.browser_support import (
     CHARTS_SHOW,
     CHROMIUM,
     CHROMIUM_OPTIONS,
@@ -25,7 +22,7 @@ from browser_support import (  # noqa: E402
     image_upload_input,
     phone_photo,
 )
-from conftest import make_checkpoint  # noqa: E402
+from tests.conftest import make_checkpoint
 
 KINDS = ("none", "scale", "spatial", "channel", "cbam", "eca")
 TIMEOUT_MS = 120_000
@@ -40,7 +37,10 @@ def upload_to_charts(kinds: tuple[str, ...], photo: Path, directory: Path, repea
     for seed, kind in enumerate(kinds, start=11):
         make_checkpoint(checkpoints / f"{kind}.safetensors", kind, seed=seed)
     times = []
-    with dashboard_server(checkpoints, directory / f"streamlit-{len(kinds)}.log") as server, sync_playwright() as playwright:
+    with (
+        dashboard_server(checkpoints, directory / f"streamlit-{len(kinds)}.log") as server,
+        sync_playwright() as playwright,
+    ):
         browser = playwright.chromium.launch(**CHROMIUM_OPTIONS)
         try:
             for repeat in range(repeats):

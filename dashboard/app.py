@@ -1,4 +1,5 @@
-"""Entry point of the fmw dashboard (`streamlit run dashboard/app.py`): page setup, the sidebar
+"""Entry point of the fmw dashboard (`fmw dashboard`, or `streamlit run dashboard/app.py`; the
+package is installed, so ``dashboard`` imports from anywhere): page setup, the sidebar
 and the list of views; each view is one page script under ``dashboard/views/``.
 
 To add a view, write ``views/<name>.py`` (read ``current_context()``, render) and list it in VIEWS.
@@ -7,18 +8,13 @@ To add a view, write ``views/<name>.py`` (read ``current_context()``, render) an
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-REPOSITORY = Path(__file__).resolve().parents[1]
-if str(REPOSITORY) not in sys.path:  # `streamlit run` puts only dashboard/ on the path
-    sys.path.insert(0, str(REPOSITORY))
+import streamlit as st
+import torch
 
-import streamlit as st  # noqa: E402
-import torch  # noqa: E402
-
-from dashboard.inputs import sidebar  # noqa: E402
-from dashboard.services import guarded  # noqa: E402
+from dashboard.inputs import sidebar
+from dashboard.services import guarded
 
 VIEWS_DIRECTORY = Path(__file__).resolve().parent / "views"
 VIEWS = [

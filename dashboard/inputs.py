@@ -64,11 +64,14 @@ def _image_inputs() -> list[ImageChoice]:
     images = []
     for upload in uploads or []:
         data = upload.getvalue()
-        decoded = guarded(upload.name, lambda: decoded_upload(upload_digest(data), upload.name, data))
+        decoded = guarded(
+            upload.name, lambda data=data, name=upload.name: decoded_upload(upload_digest(data), name, data)
+        )
         if decoded is not None:
             images.append(ImageChoice(name=upload.name, digest=decoded.digest, rgb=decoded.rgb))
-    for name in samples:
-        images.append(ImageChoice(name=f"sample: {name}", digest=f"sample:{name}", rgb=sample_photo(name)))
+    images.extend(
+        ImageChoice(name=f"sample: {name}", digest=f"sample:{name}", rgb=sample_photo(name)) for name in samples
+    )
     return images
 
 
@@ -83,8 +86,10 @@ def _resolution_input() -> int | None:
     if choice == "native":
         st.caption("Native: each model's own input size (32 px for the shipped models, 224 px for torchvision's).")
         return None
-    st.caption(f"{choice} px for every model: finer maps for the shipped models, but their recorded accuracy is "
-               "for 32 px inputs; zoo models keep their crop and normalisation at this size.")
+    st.caption(
+        f"{choice} px for every model: finer maps for the shipped models, but their recorded accuracy is "
+        "for 32 px inputs; zoo models keep their crop and normalisation at this size."
+    )
     return int(choice)
 
 

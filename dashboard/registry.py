@@ -24,10 +24,11 @@ from dashboard.services import (
     timm_model,
     torchvision_model,
 )
-from fmw.analysis import Analysable, checkpoint_directory, list_checkpoints
-from fmw.checkpoint import load_checkpoint
+from fmw.analysis import Analysable, list_checkpoints
 from fmw.device import select_device
-from fmw.zoo import TIMM_MODELS, TORCHVISION_MODELS, load_state_dict_upload, timm_available
+from fmw.io import load_checkpoint
+from fmw.models import TIMM_MODELS, TORCHVISION_MODELS, load_state_dict_upload, timm_available
+from fmw.settings import checkpoint_directory
 
 SELECTION_KEY = "checkpoints"
 ZOO_MODELS_KEY = "fmw_zoo_models"
@@ -157,22 +158,36 @@ def opened_model(choice: ModelChoice, device: str) -> Analysable:
 
 
 def _zoo_inputs() -> None:
-    st.selectbox("torchvision model", list(TORCHVISION_MODELS), key="zoo-architecture",
-                 help="\n".join(f"{name}: {text}" for name, text in TORCHVISION_MODELS.items()))
+    st.selectbox(
+        "torchvision model",
+        list(TORCHVISION_MODELS),
+        key="zoo-architecture",
+        help="\n".join(f"{name}: {text}" for name, text in TORCHVISION_MODELS.items()),
+    )
     st.radio("Weights", list(WEIGHT_CHOICES), key="zoo-weights", horizontal=True)
     st.button("Add torchvision model", key="zoo-add", on_click=_add_torchvision)
     if not downloads_allowed():
-        st.caption("ImageNet weights come from the torch cache; set `FMW_ALLOW_DOWNLOAD=1` to let the dashboard "
-                   "download missing ones.")
+        st.caption(
+            "ImageNet weights come from the torch cache; set `FMW_ALLOW_DOWNLOAD=1` to let the dashboard "
+            "download missing ones."
+        )
     failure = st.session_state.get(ZOO_ERROR_KEY)
     if failure is not None:
         architecture, message = failure
         st.error(message)
-        st.button(f"Add {architecture} with random weights instead", key="zoo-add-random",
-                  on_click=_add_torchvision, args=("random",))
+        st.button(
+            f"Add {architecture} with random weights instead",
+            key="zoo-add-random",
+            on_click=_add_torchvision,
+            args=("random",),
+        )
     if timm_available():
-        st.selectbox("timm model (random weights)", list(TIMM_MODELS), key="timm-architecture",
-                     help="\n".join(f"{name}: {recipe.description}" for name, recipe in TIMM_MODELS.items()))
+        st.selectbox(
+            "timm model (random weights)",
+            list(TIMM_MODELS),
+            key="timm-architecture",
+            help="\n".join(f"{name}: {recipe.description}" for name, recipe in TIMM_MODELS.items()),
+        )
         st.button("Add timm model", key="timm-add", on_click=_add_timm)
     else:
         st.caption("timm is not installed; `pip install timm` adds its SE, ECA and CBAM models here.")
@@ -180,13 +195,20 @@ def _zoo_inputs() -> None:
 
 def _upload_inputs() -> None:
     st.file_uploader(
-        "Your checkpoints", type=["safetensors", "pth", "pt"], accept_multiple_files=True, key="model-uploads",
+        "Your checkpoints",
+        type=["safetensors", "pth", "pt"],
+        accept_multiple_files=True,
+        key="model-uploads",
         on_change=_process_uploads,
         help="An fmw .safetensors checkpoint, or a torchvision state dict (.pth/.pt, torch.save(model.state_dict())). "
-             "Pickled code is refused, never run. Uploaded models stay in this browser session only.",
+        "Pickled code is refused, never run. Uploaded models stay in this browser session only.",
     )
-    st.selectbox("Architecture of .pth/.pt state dicts", list(TORCHVISION_MODELS), key="upload-architecture",
-                 on_change=_process_uploads)
+    st.selectbox(
+        "Architecture of .pth/.pt state dicts",
+        list(TORCHVISION_MODELS),
+        key="upload-architecture",
+        on_change=_process_uploads,
+    )
     for message in st.session_state.get(UPLOAD_ERRORS_KEY, []):
         st.error(message)
 
@@ -209,16 +231,22 @@ def file_choices() -> tuple[Path, list[ModelChoice]]:
     choices = []
     for path in list_checkpoints(directory):
         version = file_version(path)
-        choices.append(ModelChoice(path.stem, f"file:{path}:{version}", "file", str(path), version,
-                                   weighting=header_weighting(str(path), version)))
+        choices.append(
+            ModelChoice(
+                path.stem,
+                f"file:{path}:{version}",
+                "file",
+                str(path),
+                version,
+                weighting=header_weighting(str(path), version),
+            )
+        )
     return directory, choices
 
 
 def model_inputs(files: list[ModelChoice]) -> list[ModelChoice]:
     """The sidebar's model section: which models to compare, adding zoo models, uploading files."""
-    uploaded = [
-        ModelChoice(label, key, "upload") for key, (label, _) in st.session_state.get(UPLOADED_KEY, {}).items()
-    ]
+    uploaded = [ModelChoice(label, key, "upload") for key, (label, _) in st.session_state.get(UPLOADED_KEY, {}).items()]
     available = {choice.label: choice for choice in [*files, *st.session_state.get(ZOO_MODELS_KEY, []), *uploaded]}
     selected = st.session_state.get(SELECTION_KEY)
     if selected is not None and any(label not in available for label in selected):  # e.g. an upload removed

@@ -20,12 +20,12 @@ import numpy as np
 import streamlit as st
 
 from fmw.analysis import Analysable, DeviceRun, ImageAnalysis, ModelCard, analyse_images_on_device, model_card
-from fmw.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint
-from fmw.decode import DecodedImage, DecodeError, decode_image
-from fmw.zoo import ZooError, ZooModel, build_timm_model, load_torchvision_model
+from fmw.errors import FMWError
+from fmw.io import DecodedImage, LoadedCheckpoint, decode_image, load_checkpoint
+from fmw.models import ZooModel, build_timm_model, load_torchvision_model
 
 SAMPLE_PHOTOS = ("chelsea", "astronaut", "coffee", "rocket")
-EXPECTED_ERRORS = (DecodeError, CheckpointError, ZooError, ValueError, RuntimeError, KeyError, OSError)
+EXPECTED_ERRORS = (FMWError, ValueError, RuntimeError, KeyError, OSError)
 ALLOW_DOWNLOAD_VARIABLE = "FMW_ALLOW_DOWNLOAD"
 SESSION_CACHE_KEY = "fmw_session_cache"
 SESSION_CACHE_ENTRIES = 16
@@ -79,8 +79,13 @@ def sample_photo(name: str) -> np.ndarray:
 
 @st.cache_data(max_entries=128, ttl=CACHE_TTL_SECONDS, show_spinner=False)
 def image_analysis(
-    model_key: str, image_digest: str, resolution: int | None, device: str, _load: Callable[[str], Analysable],
-    _rgb: np.ndarray, label: str,
+    model_key: str,
+    image_digest: str,
+    resolution: int | None,
+    device: str,
+    _load: Callable[[str], Analysable],
+    _rgb: np.ndarray,
+    label: str,
 ) -> DeviceRun[list[ImageAnalysis]]:
     """The analysis on ``device``, falling back to a smaller batch or the CPU on a CUDA
     out-of-memory error; ``_load(device)`` opens the model there (the notice says what happened)."""
@@ -114,6 +119,6 @@ def guarded(label: str, work: Callable[[], Result]) -> Result | None:
     except EXPECTED_ERRORS as error:
         message = str(error)
         st.error(message if message.startswith(label) else f"{label}: {message}")
-    except Exception as error:  # noqa: BLE001 - the page must survive anything one item does
+    except Exception as error:
         st.error(f"{label}: unexpected {type(error).__name__}: {error}. Please report this with the file.")
     return None

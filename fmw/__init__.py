@@ -1,4 +1,66 @@
-"""fmw (feature-map weighting): weighting layers, one CNN family, a probe that records what
-every weighting layer did, safe checkpoints, and the tools the dashboard is built on."""
+"""fmw (feature-map weighting): find every weighting layer in a CNN (channel scaling, spatial
+attention, squeeze-and-excitation, CBAM, ECA) and record what it did to the feature maps.
 
-__version__ = "0.1.0"
+The entry points most users need are here; each sub-package documents the rest:
+
+- ``probe(model, images)``: one forward pass recording every site's before, gates and after;
+- ``override_gates(model)``: a context in which gates are replaced (by 1: weighting off);
+- ``load_checkpoint(path)``: an fmw ``.safetensors`` checkpoint, never unpickled;
+- ``WEIGHTING_LAYERS`` / ``create_weighting``: the layers fmw trains, by short name;
+- ``FMWError``: the base of every error fmw raises on purpose.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from fmw._version import __version__
+from fmw.errors import CheckpointError, DataError, DecodeError, FMWError, ZooError
+
+if TYPE_CHECKING:
+    from fmw.io import load_checkpoint
+    from fmw.layers import WEIGHTING_LAYERS, create_weighting
+    from fmw.sites import ProbeResult, SiteRecord, find_sites, override_gates, probe
+
+# Loaded on first use, so that ``import fmw.figures`` (plotly only) does not import torch.
+_LAZY = {
+    "load_checkpoint": "fmw.io",
+    "WEIGHTING_LAYERS": "fmw.layers",
+    "create_weighting": "fmw.layers",
+    "ProbeResult": "fmw.sites",
+    "SiteRecord": "fmw.sites",
+    "find_sites": "fmw.sites",
+    "override_gates": "fmw.sites",
+    "probe": "fmw.sites",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'fmw' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+__all__ = [
+    "WEIGHTING_LAYERS",
+    "CheckpointError",
+    "DataError",
+    "DecodeError",
+    "FMWError",
+    "ProbeResult",
+    "SiteRecord",
+    "ZooError",
+    "__version__",
+    "create_weighting",
+    "find_sites",
+    "load_checkpoint",
+    "override_gates",
+    "probe",
+]

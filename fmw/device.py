@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 
 import torch
+from torch import nn
 
-__all__ = ["ENVIRONMENT_VARIABLE", "available_devices", "select_device"]
+__all__ = ["ENVIRONMENT_VARIABLE", "available_devices", "model_device", "select_device"]
 
 ENVIRONMENT_VARIABLE = "FMW_DEVICE"
 
@@ -43,9 +44,7 @@ def select_device(preference: str | torch.device | None = None) -> torch.device:
     try:
         device = torch.device(choice)
     except (RuntimeError, ValueError):
-        raise ValueError(
-            f"unknown device {choice!r}; use one of: auto, {', '.join(usable)} (or e.g. cuda:1)"
-        ) from None
+        raise ValueError(f"unknown device {choice!r}; use one of: auto, {', '.join(usable)} (or e.g. cuda:1)") from None
     if device.type not in usable:
         source = "argument" if preference else f"${ENVIRONMENT_VARIABLE}"
         raise ValueError(
@@ -53,5 +52,14 @@ def select_device(preference: str | torch.device | None = None) -> torch.device:
             f"available: {', '.join(usable)}. Use 'auto' to pick the best one."
         )
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {choice!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        raise ValueError(
+            f"device {choice!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
     return device
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (or buffer); the CPU for a model with neither."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")

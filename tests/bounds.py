@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-class TookTooLong(Exception):
+class TookTooLongError(Exception):
     """Raised inside the code under test when it overruns ``time_limit``; it is no decode or
     checkpoint error, so a test that only allows those fails on it."""
 
@@ -38,11 +38,11 @@ def peak_memory_growth() -> Iterator[list[int]]:
 
 @contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
-    """Raise ``TookTooLong`` in the main thread when the block runs longer than ``seconds``.
+    """Raise ``TookTooLongError`` in the main thread when the block runs longer than ``seconds``.
     An alarm already set (pytest-timeout's) is put back afterwards with its remaining time."""
 
     def overrun(signum, frame):
-        raise TookTooLong(f"took longer than {seconds} s")
+        raise TookTooLongError(f"took longer than {seconds} s")
 
     previous = signal.signal(signal.SIGALRM, overrun)
     started = time.monotonic()

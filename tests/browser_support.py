@@ -20,8 +20,14 @@ CHROMIUM_SKIP_REASON = "needs Debian's chromium at /usr/bin/chromium (apt-get in
 CHROMIUM_OPTIONS = {
     "executable_path": str(CHROMIUM),
     "headless": True,
-    "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--no-first-run"],
+    "args": [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ],
 }
 STARTUP_SECONDS = 90
 IMAGES_UPLOADER_LABEL = "Your images"  # the sidebar's image uploader (another uploader takes models)
@@ -71,9 +77,23 @@ def dashboard_server(checkpoints: Path, log: Path) -> Iterator[DashboardServer]:
     environment = {**os.environ, "FMW_CHECKPOINT_DIR": str(checkpoints)}
     with open(log, "wb") as output:
         server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
-             "--server.headless", "true", "--server.address", "127.0.0.1"],
-            cwd=REPO, env=environment, stdout=output, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "dashboard/app.py",
+                "--server.port",
+                str(port),
+                "--server.headless",
+                "true",
+                "--server.address",
+                "127.0.0.1",
+            ],
+            cwd=REPO,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
         )
         url = f"http://127.0.0.1:{port}"
         try:

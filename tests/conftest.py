@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from fmw.checkpoint import CheckpointMetadata, save_checkpoint
+from fmw.io import CIFAR10_CLASSES, CheckpointMetadata, save_checkpoint
 from fmw.models import build_model
+from fmw.settings import SOURCE_TREE, default_data_path
 
-CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-REPO = Path(__file__).resolve().parents[1]
-CIFAR_ZIP = REPO.parent / "shared" / "data" / "cifar10-jpg.zip"
+CIFAR_CLASSES = CIFAR10_CLASSES
+REPO = SOURCE_TREE
+CIFAR_ZIP = default_data_path()
 
 
 def make_checkpoint(path: Path, weighting: str = "channel", seed: int = 0, **config) -> Path:

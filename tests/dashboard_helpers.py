@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO
+from tests.conftest import REPO
 
 APP = str(REPO / "dashboard" / "app.py")
 TIMEOUT = 60

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CIFAR_CLASSES
-from fmw import analysis
-from fmw.checkpoint import CheckpointMetadata, LoadedCheckpoint
+from fmw import settings
+from fmw.analysis import service as analysis
+from fmw.io import CheckpointMetadata, LoadedCheckpoint
 from fmw.models import build_model, count_parameters
+from tests.conftest import CIFAR_CLASSES
 
 
 def loaded(weighting: str, seed: int = 0, metrics: dict | None = None) -> LoadedCheckpoint:
@@ -28,10 +29,10 @@ def photo(height: int = 60, width: int = 90, seed: int = 0) -> np.ndarray:
 
 
 def test_checkpoint_directory_comes_from_the_environment(monkeypatch, tmp_path):
-    monkeypatch.setenv(analysis.CHECKPOINT_DIRECTORY_VARIABLE, str(tmp_path))
-    assert analysis.checkpoint_directory() == tmp_path
-    monkeypatch.delenv(analysis.CHECKPOINT_DIRECTORY_VARIABLE)
-    assert analysis.checkpoint_directory() == Path(analysis.__file__).resolve().parents[1] / "checkpoints"
+    monkeypatch.setenv(settings.CHECKPOINT_DIRECTORY_VARIABLE, str(tmp_path))
+    assert settings.checkpoint_directory() == tmp_path
+    monkeypatch.delenv(settings.CHECKPOINT_DIRECTORY_VARIABLE)
+    assert settings.checkpoint_directory() == Path(settings.__file__).resolve().parents[1] / "checkpoints"
 
 
 def test_list_checkpoints_puts_the_family_in_display_order(tmp_path):
@@ -118,7 +119,8 @@ def test_channel_orderings():
 
 
 @pytest.mark.parametrize(
-    "depth,depths,sites,expected", [(0, 3, 3, 0), (2, 3, 3, 2), (1, 3, 5, 2), (2, 3, 4, 3), (4, 5, 3, 2), (0, 1, 3, 0)]
+    ("depth", "depths", "sites", "expected"),
+    [(0, 3, 3, 0), (2, 3, 3, 2), (1, 3, 5, 2), (2, 3, 4, 3), (4, 5, 3, 2), (0, 1, 3, 0)],
 )
 def test_site_index_at_depth_lines_up_models_of_different_depth(depth, depths, sites, expected):
     assert analysis.site_index_at_depth(depth, depths, sites) == expected

@@ -1,4 +1,4 @@
-"""Tests of fmw.attribution: shapes, Integrated Gradients' completeness, layer attributions on both
+"""Tests of fmw.analysis.attribution: shapes, Integrated Gradients' completeness, layer attributions on both
 sides of a site, progress, and switching weighting off (gates at 1 equal the `none` network)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fmw.attribution import (
+from fmw.analysis.attribution import (
     ALL_SITES,
     WEIGHTING_ON,
     ablation_steps,
@@ -17,9 +17,9 @@ from fmw.attribution import (
     compare_weighting_off,
 )
 from fmw.models import build_model
-from fmw.probe import override_gates, probe
+from fmw.sites import override_gates, probe
 
-TINY = dict(stem_width=4, widths=(8, 8), num_classes=3)
+TINY = {"stem_width": 4, "widths": (8, 8), "num_classes": 3}
 CLASSES = ["a", "b", "c"]
 
 
@@ -41,8 +41,9 @@ def tiny_inputs(count: int = 2, size: int = 16, seed: int = 1) -> torch.Tensor:
 def test_input_attribution_shapes_targets_and_progress(method):
     model, inputs = tiny_model(), tiny_inputs()
     fractions: list[float] = []
-    result = attribute_input(model, inputs, method, n_steps=8, internal_batch_size=8, window=4, stride=4,
-                             progress=fractions.append)
+    result = attribute_input(
+        model, inputs, method, n_steps=8, internal_batch_size=8, window=4, stride=4, progress=fractions.append
+    )
     assert result.attributions.shape == (2, 3, 16, 16)
     assert result.maps.shape == (2, 16, 16)
     np.testing.assert_allclose(result.maps, result.attributions.sum(axis=1), rtol=1e-6)
@@ -82,8 +83,9 @@ def test_layer_attribution_matches_the_site_tensors(method):
     model, inputs = tiny_model("cbam"), tiny_inputs(2)
     record = probe(model, inputs).site("stages.1.weighting")
     fractions: list[float] = []
-    result = attribute_site(model, inputs, "stages.1.weighting", method, n_steps=6, internal_batch_size=8,
-                            progress=fractions.append)
+    result = attribute_site(
+        model, inputs, "stages.1.weighting", method, n_steps=6, internal_batch_size=8, progress=fractions.append
+    )
     n, c, h, w = record.before.shape
     expected = (n, 1, h, w) if method == "grad_cam" else (n, c, h, w)
     assert result.before.shape == expected and result.after.shape == expected
@@ -101,7 +103,7 @@ def test_layer_attribution_with_weighting_off_sees_equal_sides():
     model, inputs = tiny_model("channel"), tiny_inputs(1)
     result = attribute_site(model, inputs, "stages.0.weighting", "activation", override="all")
     np.testing.assert_array_equal(result.before, result.after)
-    with pytest.raises(KeyError, match="no weighting site named 'stages.9'"):
+    with pytest.raises(KeyError, match=r"no weighting site named 'stages.9'"):
         attribute_site(model, inputs, "stages.9", "activation")
 
 
@@ -130,9 +132,7 @@ def test_each_site_off_alone_and_the_table():
         with override_gates(model, {row.label: 1.0}), torch.no_grad():
             np.testing.assert_array_equal(row.probabilities, model(inputs).softmax(1).numpy())
         assert row.top_indices.shape == (2, 2)
-        np.testing.assert_array_equal(
-            row.target_probability, row.probabilities[np.arange(2), comparison.targets]
-        )
+        np.testing.assert_array_equal(row.target_probability, row.probabilities[np.arange(2), comparison.targets])
     table = comparison.table(image=1)
     assert [line["switched off"] for line in table] == [row.label for row in comparison.rows]
     assert table[0]["change"] == 0.0 and table[0]["prediction changed"] is False
@@ -145,13 +145,19 @@ def test_dataset_mean_gates_replace_gates_and_spatial_means_are_resized():
     site = "stages.0.weighting"
     channel_mean = torch.linspace(0.2, 0.9, 8).view(1, 8, 1, 1)
     spatial_mean = torch.full((1, 1, 4, 4), 0.5)  # from another input size: resized to 7x7
-    mean_gates = {name: {"channel": channel_mean, "spatial": spatial_mean}
-                  for name in ("stages.0.weighting", "stages.1.weighting")}
+    mean_gates = {
+        name: {"channel": channel_mean, "spatial": spatial_mean}
+        for name in ("stages.0.weighting", "stages.1.weighting")
+    }
     comparison = compare_weighting_off(model, inputs, CLASSES, sites=[site], mean_gates=mean_gates)
-    assert comparison.replacement == "dataset mean" and [r.label for r in comparison.rows] == [WEIGHTING_ON, site, ALL_SITES]
-    with override_gates(model, {site: {"channel": channel_mean, "spatial": torch.full((1, 1, 7, 7), 0.5)}}):
-        with torch.no_grad():
-            expected = model(inputs).softmax(1).numpy()
+    assert comparison.replacement == "dataset mean" and [r.label for r in comparison.rows] == [
+        WEIGHTING_ON,
+        site,
+        ALL_SITES,
+    ]
+    replacement = {site: {"channel": channel_mean, "spatial": torch.full((1, 1, 7, 7), 0.5)}}
+    with override_gates(model, replacement), torch.no_grad():
+        expected = model(inputs).softmax(1).numpy()
     np.testing.assert_allclose(comparison.rows[1].probabilities, expected, rtol=0, atol=1e-7)
     wrong = {site: {"channel": torch.ones(1, 5, 1, 1)}}
     with pytest.raises(ValueError, match="does not fit this model"):

@@ -6,8 +6,9 @@ import statistics
 
 import torch
 
-from fmw.cards import main as cards_main, training_command
-from fmw.checkpoint import CheckpointMetadata, load_checkpoint, save_checkpoint
+from fmw.analysis.cards import training_command
+from fmw.cli.cards import main as cards_main
+from fmw.io import CheckpointMetadata, load_checkpoint, save_checkpoint
 from fmw.models import build_model
 
 
@@ -25,8 +26,15 @@ def write(path, weighting: str, seed: int, top1: float, off: float, **recipe) ->
             "multiply_adds": 5678,
             "machine": "test machine",
         },
-        recipe={"epochs": 10, "batch_size": 512, "learning_rate": 0.4, "seed": seed, "widths": [8, 8, 8], "bf16": True,
-                **recipe},
+        recipe={
+            "epochs": 10,
+            "batch_size": 512,
+            "learning_rate": 0.4,
+            "seed": seed,
+            "widths": [8, 8, 8],
+            "bf16": True,
+            **recipe,
+        },
     )
     save_checkpoint(path, model, metadata)
 
@@ -43,7 +51,10 @@ def test_cards_table_and_seed_noise(tmp_path, capsys):
     assert [row.split("|")[1].strip() for row in rows] == ["none", "eca"]  # registry order
     eca = rows[1]
     assert "| 91.23 | 50.12 |" in eca and "10.0 min" in eca and "test machine" in eca
-    assert f"--weighting eca --epochs 10 --batch-size 512 --lr 0.4 --optimizer sgd --seed 0 --out {shipped.as_posix()}/eca.safetensors" in eca
+    assert (
+        "--weighting eca --epochs 10 --batch-size 512 --lr 0.4 --optimizer sgd --seed 0 "
+        f"--out {shipped.as_posix()}/eca.safetensors" in eca
+    )
     spread = 100 * statistics.stdev([0.9123, 0.9101, 0.9150])
     assert f"standard deviation {spread:.2f} points" in printed
     assert "seeds [0, 1, 2]" in printed and "range 91.01-91.50%" in printed
@@ -58,5 +69,7 @@ def test_training_command_names_the_optimizer(tmp_path):
     path = tmp_path / "cbam.safetensors"
     write(path, "cbam", 3, 0.9, 0.5, optimizer="muon", muon_lr=0.3)
     command = training_command(load_checkpoint(path), "checkpoints/cbam.safetensors")
-    assert command == ("python -m fmw train --weighting cbam --epochs 10 --batch-size 512 --lr 0.4 --optimizer muon "
-                       "--muon-lr 0.3 --seed 3 --out checkpoints/cbam.safetensors")
+    assert command == (
+        "python -m fmw train --weighting cbam --epochs 10 --batch-size 512 --lr 0.4 --optimizer muon "
+        "--muon-lr 0.3 --seed 3 --out checkpoints/cbam.safetensors"
+    )

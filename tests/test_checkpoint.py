@@ -14,18 +14,13 @@ import torch
 from safetensors.torch import save as save_safetensors_bytes
 
 import fmw
-from fmw.checkpoint import (
-    CheckpointError,
-    CheckpointMetadata,
-    load_checkpoint,
-    load_pickled_state_dict,
-    save_checkpoint,
-)
-from fmw.models import NetConfig, build_model
-from fmw.probe import probe
-from fmw.weighting import WEIGHTING_LAYERS
+from fmw.errors import CheckpointError
+from fmw.io import CIFAR10_CLASSES, CheckpointMetadata, load_checkpoint, save_checkpoint
+from fmw.layers import WEIGHTING_LAYERS
+from fmw.models import NetConfig, build_model, load_pickled_state_dict
+from fmw.sites import probe
 
-CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+CLASSES = CIFAR10_CLASSES
 SMALL = {"stem_width": 8, "widths": (8, 16, 32)}
 
 
@@ -280,7 +275,7 @@ def test_a_bare_safetensors_file_is_refused(tmp_path: Path, valid_parts) -> None
 
 
 @pytest.mark.parametrize(
-    "change, words",
+    ("change", "words"),
     [
         ({"format": "something-else"}, ["'something-else'", "not written by fmw"]),
         ({"class_names": "[cat, dog"}, ["'class_names' is not valid JSON"]),

@@ -10,12 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import CIFAR_CLASSES, make_checkpoint
-from dashboard_helpers import APP, array, figures
-from fmw import viz
+import fmw.figures as viz
 from fmw.analysis import analyse_image, batch_statistics
-from fmw.checkpoint import CheckpointMetadata, load_checkpoint, save_checkpoint
+from fmw.io import CheckpointMetadata, load_checkpoint, save_checkpoint
 from fmw.models import build_model, count_parameters
+from tests.conftest import CIFAR_CLASSES, make_checkpoint
+from tests.dashboard_helpers import APP, array, figures
 
 KINDS = ("none", "scale", "spatial", "channel", "cbam", "eca")
 GATE_TRACES = {"none": 0, "cbam": 2}  # gate traces per Compare column; the other kinds have one
@@ -83,7 +83,7 @@ def test_compare_opens_on_a_sample_with_every_checkpoint(app, checkpoints):
     ranges = {specs[f"compare-{kind}"]["layout"]["coloraxis"]["cmax"] for kind in KINDS}
     assert len(ranges) == 1, "columns must share one colour range"
     cbam = analyse_image(load_checkpoint(checkpoints / "cbam.safetensors"), skimage.data.chelsea()).sites[0]
-    before, after, channel, spatial = specs["compare-cbam"]["data"]
+    _before, after, channel, spatial = specs["compare-cbam"]["data"]
     np.testing.assert_array_equal(array(after["z"]), viz.montage(cbam.after).values)
     np.testing.assert_allclose(array(channel["y"]), cbam.channel_gate, rtol=1e-6)
     np.testing.assert_allclose(array(spatial["z"]), cbam.spatial_gate, rtol=1e-6)
@@ -222,7 +222,7 @@ def test_a_broken_checkpoint_is_reported_and_the_others_still_compared(checkpoin
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert not at.exception
     assert [error.value for error in at.error] == [
-        "broken: " + f"{checkpoints / 'broken.safetensors'}: the safetensors header is not valid JSON; the file is damaged"
+        (f"broken: {checkpoints / 'broken.safetensors'}: the safetensors header is not valid JSON; the file is damaged")
     ]
     assert len([m for m in at.markdown if m.value.startswith("| class | p |")]) == len(KINDS)
 
@@ -230,8 +230,9 @@ def test_a_broken_checkpoint_is_reported_and_the_others_still_compared(checkpoin
 def test_gpu_out_of_memory_falls_back_to_the_cpu_with_a_notice(checkpoints, monkeypatch):
     """The analysis path runs through fmw.analysis.run_with_memory_fallback: a CUDA out-of-memory
     error (simulated: this machine may have no GPU) reruns on the CPU and the page says so."""
-    import fmw.analysis
     from streamlit.testing.v1 import AppTest
+
+    import fmw.analysis.service
 
     real = fmw.analysis.run_with_memory_fallback
     attempts = []
@@ -245,7 +246,7 @@ def test_gpu_out_of_memory_falls_back_to_the_cpu_with_a_notice(checkpoints, monk
 
         return real(flaky, "cuda", batch_size)
 
-    monkeypatch.setattr(fmw.analysis, "run_with_memory_fallback", on_a_full_gpu)
+    monkeypatch.setattr(fmw.analysis.service, "run_with_memory_fallback", on_a_full_gpu)
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert not at.exception
     warnings = [w.value for w in at.warning if "ran out of memory" in w.value]

@@ -12,12 +12,12 @@ import pytest
 import skimage.data
 import torch
 
-from conftest import make_checkpoint
-from dashboard_helpers import APP, TIMEOUT, Downloads, array, figures, restore_threads, widget  # noqa: F401
 from fmw.analysis import analyse_image, prepare_image
-from fmw.attribution import attribute_input, attribute_site, compare_weighting_off
-from fmw.checkpoint import load_checkpoint
-from fmw.stats import gate_statistics
+from fmw.analysis.attribution import attribute_input, attribute_site, compare_weighting_off
+from fmw.analysis.stats import gate_statistics
+from fmw.io import load_checkpoint
+from tests.conftest import make_checkpoint
+from tests.dashboard_helpers import APP, TIMEOUT, Downloads, array, figures, restore_threads, widget  # noqa: F401
 
 
 @pytest.fixture

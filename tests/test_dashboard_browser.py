@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from browser_support import (
+from tests.browser_support import (
     CHARTS_SHOW,
     CHROMIUM,
     CHROMIUM_OPTIONS,
@@ -16,7 +16,7 @@ from browser_support import (
     image_upload_input,
     phone_photo,
 )
-from conftest import REPO, make_checkpoint
+from tests.conftest import REPO, make_checkpoint
 
 KINDS = ("none", "scale", "spatial", "channel", "cbam", "eca")
 ARTIFACTS = REPO / "artifacts"

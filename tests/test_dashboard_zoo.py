@@ -12,10 +12,10 @@ import skimage.data
 import torch
 from torchvision.models import mobilenet_v3_small
 
-from conftest import make_checkpoint
-from dashboard_helpers import APP, TIMEOUT, array, figures, restore_threads, widget  # noqa: F401
 from fmw.analysis import analyse_image
-from fmw.zoo import load_state_dict_upload, timm_available
+from fmw.models import load_state_dict_upload, timm_available
+from tests.conftest import make_checkpoint
+from tests.dashboard_helpers import APP, TIMEOUT, array, figures, restore_threads, widget  # noqa: F401
 
 MOBILENET = "mobilenet_v3_small (random weights)"
 MOBILENET_SITES = 9
@@ -153,7 +153,10 @@ def test_state_dict_uploads_good_mismatched_and_malicious(app, tmp_path):
     errors = [error.value for error in app.error]
     assert len(errors) == 3
     assert errors[0].startswith("bad.pth: this state dict does not fit torchvision's mobilenet_v3_small")
-    assert "classifier.3.bias" in errors[0] and "features.0.0.weight: file (8, 3, 3, 3) vs model (16, 3, 3, 3)" in errors[0]
+    assert (
+        "classifier.3.bias" in errors[0]
+        and "features.0.0.weight: file (8, 3, 3, 3) vs model (16, 3, 3, 3)" in errors[0]
+    )
     assert errors[1].startswith("evil.pt: refused: not a plain state dict that can be read safely")
     assert errors[2].startswith("evil.pth: refused: not a plain state dict that can be read safely")
     assert not marker.exists(), "the pickle's payload must never run"
@@ -161,7 +164,9 @@ def test_state_dict_uploads_good_mismatched_and_malicious(app, tmp_path):
     assert compare_columns(app) == ["channel", label]
     predictions = [m.value for m in app.markdown if m.value.startswith("| class | p |")]
     expected = analyse_image(load_state_dict_upload(saved(good), "mobilenet_v3_small"), skimage.data.chelsea(), 64)
-    assert predictions[1].splitlines()[2:] == [f"| {p.class_name} | {p.probability:.1%} |" for p in expected.predictions]
+    assert predictions[1].splitlines()[2:] == [
+        f"| {p.class_name} | {p.probability:.1%} |" for p in expected.predictions
+    ]
 
     upload_models(app, [("good.pth", saved(good))], architecture="efficientnet_b0")
     assert app.error[0].value.startswith("good.pth: this state dict does not fit torchvision's efficientnet_b0")

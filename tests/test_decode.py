@@ -1,4 +1,4 @@
-"""Tests of fmw.decode: every supported format and colour mode becomes the expected RGB pixels,
+"""Tests of fmw.io.decode: every supported format and colour mode becomes the expected RGB pixels,
 and hostile or broken bytes become a DecodeError naming the file, never anything else."""
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image, JpegImagePlugin
 
-from bounds import record_pixel_loads
-
-from fmw.decode import MAX_PIXELS, DecodeError, decode_image, sniff_format
+from fmw.errors import DecodeError
+from fmw.io import decode_image, sniff_format
+from fmw.io.decode import MAX_PIXELS
+from tests.bounds import record_pixel_loads
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:
@@ -118,7 +119,7 @@ def png_declaring(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
-@pytest.mark.parametrize("width,height", [(20_000, 20_000), (100_000, 10), (9_000, 8_000)])
+@pytest.mark.parametrize(("width", "height"), [(20_000, 20_000), (100_000, 10), (9_000, 8_000)])
 def test_absurd_sizes_are_refused_from_the_header(width, height, monkeypatch):
     assert width * height > MAX_PIXELS or max(width, height) > 30_000
     loads = record_pixel_loads(monkeypatch)
@@ -137,7 +138,7 @@ def test_real_decompression_bomb_is_refused_before_decoding(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "data,reason",
+    ("data", "reason"),
     [
         (b"", "empty"),
         (b"hello, world", "not a supported image"),

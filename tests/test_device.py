@@ -24,7 +24,7 @@ def machine(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "cuda, mps, order",
+    ("cuda", "mps", "order"),
     [(1, True, ["cuda", "mps", "cpu"]), (1, False, ["cuda", "cpu"]), (0, True, ["mps", "cpu"]), (0, False, ["cpu"])],
 )
 def test_automatic_choice_prefers_cuda_then_mps_then_cpu(machine, cuda: int, mps: bool, order: list[str]) -> None:
@@ -56,14 +56,14 @@ def test_argument_overrides_the_environment_variable(machine, monkeypatch) -> No
 
 def test_unknown_device_names_are_refused_with_the_choices(machine) -> None:
     machine(cuda=1)
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(ValueError, match="unknown device 'gpu0'") as error:
         select_device("gpu0")
     assert str(error.value) == "unknown device 'gpu0'; use one of: auto, cuda, cpu (or e.g. cuda:1)"
 
 
 def test_unavailable_device_from_the_argument_is_refused(machine) -> None:
     machine(cuda=0)
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(ValueError, match="cuda") as error:
         select_device("cuda")
     message = str(error.value)
     assert "device 'cuda' (from the argument) is not available on this machine" in message

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-import fmw.analysis
+import fmw.analysis.service
 from fmw.analysis import analyse_image, analyse_images, analyse_images_on_device, run_with_memory_fallback
-from fmw.checkpoint import LoadedCheckpoint, load_checkpoint
-from fmw.probe import probe
+from fmw.io import LoadedCheckpoint, load_checkpoint
+from fmw.sites import probe
 
 IMAGES = 8
 
@@ -36,8 +36,9 @@ def assert_same_analyses(found, expected) -> None:
     assert len(found) == len(expected)
     for ours, theirs in zip(found, expected):
         assert [p.class_name for p in ours.predictions] == [p.class_name for p in theirs.predictions]
-        np.testing.assert_allclose([p.probability for p in ours.predictions],
-                                   [p.probability for p in theirs.predictions], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            [p.probability for p in ours.predictions], [p.probability for p in theirs.predictions], rtol=1e-5, atol=1e-6
+        )
         for mine, other in zip(ours.sites, theirs.sites):
             np.testing.assert_allclose(mine.after, other.after, rtol=1e-4, atol=1e-5)
             for stage, gate in other.gates.items():
@@ -60,7 +61,7 @@ class RunsOutOfMemory:
             return forward(images)
 
         monkeypatch.setattr(loaded.model, "forward", forward_or_fail)
-        monkeypatch.setattr(fmw.analysis, "release_cuda_memory", self.release)
+        monkeypatch.setattr(fmw.analysis.service, "release_cuda_memory", self.release)
 
     def release(self) -> None:
         self.releases += 1
@@ -81,7 +82,10 @@ def test_out_of_memory_halves_the_batch_until_it_fits(loaded, photos, monkeypatc
     model = RunsOutOfMemory(loaded, lambda device, batch: batch > 2, monkeypatch)
     run = analyse_images_on_device(model, photos, "cuda", resolution=32, batch_size=8)
     assert (run.device, run.batch_size) == ("cuda", 2)
-    assert run.notice == "The GPU ran out of memory, so this ran in batches of 4 then in batches of 2. Results are the same."
+    assert (
+        run.notice
+        == "The GPU ran out of memory, so this ran in batches of 4 then in batches of 2. Results are the same."
+    )
     assert model.calls[:2] == [("cuda", 8), ("cuda", 4)] and model.calls[2:] == [("cuda", 2)] * 4
     assert model.releases == 2
     assert_same_analyses(run.value, expected)
@@ -128,7 +132,7 @@ def test_an_analysis_keeps_no_probe_tensors_alive(loaded, photos, monkeypatch) -
         references.extend(weakref.ref(r.after) for r in result.sites)
         return result
 
-    monkeypatch.setattr(fmw.analysis, "probe", recording_probe)
+    monkeypatch.setattr(fmw.analysis.service, "probe", recording_probe)
     analyses = analyse_images(loaded, photos, resolution=32, batch_size=4)
     gc.collect()
     assert len(references) == 2 * len(analyses[0].sites)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fmw.info import main
+from fmw.cli.info import main
+from fmw.layers import WEIGHTING_LAYERS
 from fmw.models import NetConfig, build_model, count_multiply_adds, count_parameters
-from fmw.weighting import WEIGHTING_LAYERS
 
 SMALL = {"stem_width": 8, "widths": (8, 16, 32)}
 
@@ -90,7 +90,9 @@ def test_overhead_table_matches_the_library_counts(capsys) -> None:
         extra_parameters = count_parameters(model) - base_parameters
         extra_multiply_adds = count_multiply_adds(model) - base_multiply_adds
         assert parameter_overhead == f"{extra_parameters:+,} ({100 * extra_parameters / base_parameters:.3f}%)"
-        assert multiply_add_overhead == f"{extra_multiply_adds:+,} ({100 * extra_multiply_adds / base_multiply_adds:.3f}%)"
+        assert (
+            multiply_add_overhead == f"{extra_multiply_adds:+,} ({100 * extra_multiply_adds / base_multiply_adds:.3f}%)"
+        )
         stages = {"none": 0, "cbam": 2}.get(kind, 1)
         assert number(gates) == stages * per_stage_gate, kind
     # by hand: SE on widths 64, 128, 128 uses hidden widths max(C // 16, 8) = 8, 8, 8

@@ -16,8 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
-from bounds import memory_bytes
-from browser_support import (
+from fmw.analysis import analyse_image, list_checkpoints
+from fmw.io import decode_image, load_checkpoint
+from tests.bounds import memory_bytes
+from tests.browser_support import (
     CHARTS_SHOW,
     CHROMIUM,
     CHROMIUM_OPTIONS,
@@ -25,10 +27,7 @@ from browser_support import (
     dashboard_server,
     image_upload_input,
 )
-from conftest import make_checkpoint
-from fmw.analysis import analyse_image, list_checkpoints
-from fmw.checkpoint import load_checkpoint
-from fmw.decode import decode_image
+from tests.conftest import make_checkpoint
 
 SESSIONS = 8
 KINDS = ("none", "channel", "cbam")
@@ -46,7 +45,8 @@ pytestmark = [
 
 Table = list[list[str]]  # rows of (class name, probability as the page prints it)
 TABLES = """() => [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stMarkdownContainer"] table')]
-  .map(t => [...t.querySelectorAll('tbody tr')].map(r => [...r.querySelectorAll('td')].map(c => c.textContent.trim())))"""
+  .map(t => [...t.querySelectorAll('tbody tr')]
+    .map(r => [...r.querySelectorAll('td')].map(c => c.textContent.trim())))"""
 
 
 def session_image(path: Path, seed: int) -> Path:
@@ -112,14 +112,18 @@ async def one_session(browser, image: Path, expected: dict[int | None, list[Tabl
         # on a loaded machine that moment can be long. Wait for it, so the count below is of the page
         # the user ends up with (a chart that never goes away still fails the test, by timeout).
         await page.wait_for_function(
-            "(count) => document.querySelectorAll('.js-plotly-plot').length === count", arg=len(KINDS),
-            timeout=timeout, polling=100)
+            "(count) => document.querySelectorAll('.js-plotly-plot').length === count",
+            arg=len(KINDS),
+            timeout=timeout,
+            polling=100,
+        )
         problems = page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]')
         return {
             "problems": [text[:300] for text in await problems.all_inner_texts()],
             "charts": await page.locator(".js-plotly-plot").count(),
             "images": await page.evaluate(
-                "() => [...new Set([...document.querySelectorAll('.js-plotly-plot')].map(p => p.layout.meta.image))]"),
+                "() => [...new Set([...document.querySelectorAll('.js-plotly-plot')].map(p => p.layout.meta.image))]"
+            ),
         }
     finally:
         await context.close()
@@ -131,7 +135,9 @@ async def all_sessions(images: list[Path], expected: list[dict], url: str) -> li
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(**CHROMIUM_OPTIONS)
         try:
-            return await asyncio.gather(*[one_session(browser, image, tables, url) for image, tables in zip(images, expected)])
+            return await asyncio.gather(
+                *[one_session(browser, image, tables, url) for image, tables in zip(images, expected)]
+            )
         finally:
             await browser.close()
 
@@ -141,8 +147,13 @@ def test_eight_concurrent_sessions_each_see_only_their_own_image(tmp_path: Path)
     for seed, kind in enumerate(KINDS, start=21):
         make_checkpoint(checkpoints / f"{kind}.safetensors", kind, seed=seed, logit_scale=LOGIT_SCALE)
     images = [session_image(tmp_path / f"session-{index}.png", seed=100 + index) for index in range(SESSIONS)]
-    expected = [{None: expected_tables(checkpoints, image, None),
-                 SECOND_RESOLUTION: expected_tables(checkpoints, image, SECOND_RESOLUTION)} for image in images]
+    expected = [
+        {
+            None: expected_tables(checkpoints, image, None),
+            SECOND_RESOLUTION: expected_tables(checkpoints, image, SECOND_RESOLUTION),
+        }
+        for image in images
+    ]
     distinct = {repr(tables[None]) for tables in expected}
     assert len(distinct) == SESSIONS, "the images must give different predictions for the test to mean anything"
 
@@ -154,8 +165,11 @@ def test_eight_concurrent_sessions_each_see_only_their_own_image(tmp_path: Path)
         peak = memory_bytes("VmHWM", server.pid)
         log = server.log.read_text()
 
-    print(f"\n{SESSIONS} concurrent sessions, {len(KINDS)} checkpoints: {elapsed:.1f} s; server resident memory "
-          f"{started / 2**20:.0f} MiB after start, peak {peak / 2**20:.0f} MiB (bound {PEAK_MEMORY_BOUND / 2**20:.0f} MiB)")
+    print(
+        f"\n{SESSIONS} concurrent sessions, {len(KINDS)} checkpoints: {elapsed:.1f} s; server resident memory "
+        f"{started / 2**20:.0f} MiB after start, peak {peak / 2**20:.0f} MiB "
+        f"(bound {PEAK_MEMORY_BOUND / 2**20:.0f} MiB)"
+    )
     for image, result in zip(images, results):
         assert result == {"problems": [], "charts": len(KINDS), "images": [image.name]}, image.name
     assert "Traceback" not in log, log[-3000:]

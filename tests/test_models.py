@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import fields
 
 import pytest
 import torch
 from torch import nn
 
+from fmw.layers import WEIGHTING_LAYERS
 from fmw.models import NetConfig, build_model, count_multiply_adds, count_parameters
 from fmw.sites import find_sites
-from fmw.weighting import WEIGHTING_LAYERS
 
 KINDS = list(WEIGHTING_LAYERS)
 SMALL = {"stem_width": 8, "widths": (8, 16, 32)}
@@ -100,7 +101,7 @@ def test_build_model_takes_a_config_and_overrides() -> None:
 
 
 @pytest.mark.parametrize(
-    "arguments, words",
+    ("arguments", "words"),
     [
         ({"weighting": "attention"}, ["'attention'", "none", "cbam", "eca"]),
         ({"widths": ()}, ["widths", "positive"]),
@@ -118,14 +119,14 @@ def test_build_model_takes_a_config_and_overrides() -> None:
     ],
 )
 def test_invalid_config_is_refused_with_a_useful_message(arguments: dict, words: list[str]) -> None:
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(ValueError, match=re.escape(words[0])) as error:
         NetConfig(**arguments)
     for word in words:
         assert word in str(error.value)
 
 
 @pytest.mark.parametrize(
-    "text, words",
+    ("text", "words"),
     [
         ("{not json", ["not valid JSON"]),
         ("[1, 2]", ["JSON object", "list"]),
@@ -134,7 +135,7 @@ def test_invalid_config_is_refused_with_a_useful_message(arguments: dict, words:
     ],
 )
 def test_malformed_config_json_is_refused_with_a_useful_message(text: str, words: list[str]) -> None:
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(ValueError, match=re.escape(words[0])) as error:
         NetConfig.from_json(text)
     for word in words:
         assert word in str(error.value)

@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from fmw.models import build_model
-from fmw.optim import Muon, OptimizerGroup, orthogonalise
-from fmw.train import Recipe, backbone_filters, build_optimizer
+from fmw.training import Recipe
+from fmw.training.optim import Muon, OptimizerGroup, orthogonalise
+from fmw.training.trainer import backbone_filters, build_optimizer
 
 
 @pytest.mark.parametrize("shape", [(64, 216), (128, 64), (8, 8)])

@@ -12,9 +12,9 @@ from torch import nn
 from torchvision.models import mobilenet_v3_small
 from torchvision.ops import SqueezeExcitation as TorchvisionSqueezeExcitation
 
+from fmw.layers import WEIGHTING_LAYERS, SpatialAttention, SqueezeExcitation
 from fmw.models import build_model
-from fmw.probe import ProbeResult, override_gates, probe
-from fmw.weighting import WEIGHTING_LAYERS, SpatialAttention, SqueezeExcitation
+from fmw.sites import ProbeResult, override_gates, probe
 
 KINDS = list(WEIGHTING_LAYERS)
 SMALL = {"stem_width": 8, "widths": (8, 16, 32)}
@@ -175,7 +175,7 @@ def test_only_the_requested_sites_are_recorded_and_unknown_names_refused() -> No
     model = small_model("eca")
     result = probe(model, images(4), sites=["stages.2.weighting", "stages.0.weighting"])
     assert result.names == ["stages.0.weighting", "stages.2.weighting"]
-    with pytest.raises(KeyError, match="'stages.9.weighting'.*stages.0.weighting"):
+    with pytest.raises(KeyError, match=r"'stages.9.weighting'.*stages.0.weighting"):
         probe(model, images(4), sites=["stages.9.weighting"])
     with pytest.raises(KeyError, match="no weighting site named 'missing'"):
         result.site("missing")
@@ -207,9 +207,8 @@ def test_hooks_are_removed_when_forward_raises() -> None:
     with pytest.raises(RuntimeError, match="boom inside forward"):
         probe(model, images(6))
     assert_no_hooks(model)
-    with pytest.raises(RuntimeError, match="boom inside forward"):
-        with override_gates(model):
-            model(images(6))
+    with pytest.raises(RuntimeError, match="boom inside forward"), override_gates(model):
+        model(images(6))
     assert_no_hooks(model)
 
 
@@ -347,9 +346,8 @@ def test_override_one_stage_of_one_site() -> None:
 
 def test_override_refuses_unknown_sites() -> None:
     model = small_model("eca")
-    with pytest.raises(KeyError, match="'nowhere'.*stages.0.weighting"):
-        with override_gates(model, {"nowhere": 1.0}):
-            pass
+    with pytest.raises(KeyError, match=r"'nowhere'.*stages.0.weighting"), override_gates(model, {"nowhere": 1.0}):
+        pass
     assert_no_hooks(model)
 
 

@@ -1,4 +1,4 @@
-"""Tests of fmw.report and fmw.export: the HTML report parses, embeds plotly.js once and holds every
+"""Tests of fmw.export.report and fmw.export.files: the HTML report parses, embeds plotly.js once and holds every
 figure; bad images and checkpoints become error lines with the documented exit status; downloads."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 
 from fmw.analysis import analyse_image
-from fmw.checkpoint import load_checkpoint
+from fmw.cli.report import main
 from fmw.export import analysis_arrays, figure_html, gates_csv, npz_bytes
-from fmw.report import main
+from fmw.io import load_checkpoint
 
-TINY = dict(stem_width=4, widths=(8, 8), num_classes=3)
+TINY = {"stem_width": 4, "widths": (8, 8), "num_classes": 3}
 PLOTLY_BANNER = "* plotly.js v"
 
 
@@ -96,8 +96,21 @@ def test_bad_image_gets_an_error_line_and_exit_status_one(tmp_path, checkpoint_f
     bad.write_text("this is not an image")
     missing = tmp_path / "missing.jpg"
     out = tmp_path / "report.html"
-    code = main([str(bad), str(good), str(missing), "--checkpoint", str(checkpoint), "--out", str(out),
-                 "--attribution", "saliency", "--device", "cpu"])
+    code = main(
+        [
+            str(bad),
+            str(good),
+            str(missing),
+            "--checkpoint",
+            str(checkpoint),
+            "--out",
+            str(out),
+            "--attribution",
+            "saliency",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 1
     page = parse(out)
     assert page.figures == figures_per_pair()
@@ -117,8 +130,21 @@ def test_unloadable_checkpoints(tmp_path, checkpoint_factory, capsys):
     assert not out.exists()
     assert "never unpickles" in capsys.readouterr().err
     checkpoint = checkpoint_factory("none", **TINY)
-    code = main([str(good), "--checkpoint", str(broken), "--checkpoint", str(checkpoint), "--out", str(out),
-                 "--attribution", "none", "--device", "cpu"])
+    code = main(
+        [
+            str(good),
+            "--checkpoint",
+            str(broken),
+            "--checkpoint",
+            str(checkpoint),
+            "--out",
+            str(out),
+            "--attribution",
+            "none",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 1
     page = parse(out)
     assert page.figures == figures_per_pair(attribution=False) and len(page.errors) == 1

@@ -9,12 +9,11 @@ import re
 import pytest
 import torch
 
-from conftest import CIFAR_CLASSES, CIFAR_ZIP, REPO
-from fmw.checkpoint import load_checkpoint
-from fmw.data import load_split
-from fmw.evaluate import accuracy_report
+from fmw.analysis.evaluation import accuracy_report
+from fmw.io import load_checkpoint, load_split
+from fmw.layers import WEIGHTING_LAYERS
 from fmw.models import count_multiply_adds, count_parameters
-from fmw.weighting import WEIGHTING_LAYERS
+from tests.conftest import CIFAR_CLASSES, CIFAR_ZIP, REPO
 
 CHECKPOINTS = REPO / "checkpoints"
 KINDS = list(WEIGHTING_LAYERS)

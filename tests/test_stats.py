@@ -1,4 +1,4 @@
-"""Tests of fmw.stats: a hand-built model whose first site is class-specific and whose second is
+"""Tests of fmw.analysis.stats: a hand-built model whose first site is class-specific and whose second is
 class-agnostic, the specificity formula on hand-computed numbers, JSON round trips and the CLI."""
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from fmw.attribution import compare_weighting_off
-from fmw.data import load_split
-from fmw.probe import override_gates
-from fmw.stats import GateStatistics, class_specificity, gate_statistics, main, split_gate_statistics
-from fmw.weighting import SqueezeExcitation
+from fmw.analysis.attribution import compare_weighting_off
+from fmw.analysis.stats import GateStatistics, class_specificity, gate_statistics, split_gate_statistics
+from fmw.cli.stats import main
+from fmw.io import load_split
+from fmw.layers import SqueezeExcitation
+from fmw.sites import override_gates
 
 CLASSES = ["zero", "one", "two"]
 
@@ -72,7 +73,9 @@ def test_statistics_equal_direct_means_and_give_override_replacements():
     expected = torch.stack([gate[labels == k].mean(0) for k in range(3)]).numpy()
     np.testing.assert_allclose(statistics.site("0").stages["channel"].class_mean, expected, rtol=1e-6)
     np.testing.assert_allclose(statistics.site("0").stages["channel"].mean, gate.mean(0).numpy(), rtol=1e-6)
-    np.testing.assert_allclose(statistics.site("0").stages["channel"].std, gate.std(0, unbiased=False).numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        statistics.site("0").stages["channel"].std, gate.std(0, unbiased=False).numpy(), atol=1e-6
+    )
     replacements = statistics.replacements()
     assert replacements["0"]["channel"].shape == (1, 3, 1, 1)
     with override_gates(model, replacements), torch.no_grad():
@@ -142,12 +145,35 @@ def test_stats_cli_writes_json_and_html(tmp_path, checkpoint_factory, capsys):
     checkpoint = checkpoint_factory("cbam", stem_width=4, widths=(8, 8), num_classes=3)
     write_image_folder(tmp_path / "data", CIFAR_CLASSES[:3], per_class=3)
     out, page = tmp_path / "stats.json", tmp_path / "stats.html"
-    code = main([str(checkpoint), "--data", str(tmp_path / "data"), "--limit", "2", "--batch-size", "4",
-                 "--device", "cpu", "--out", str(out), "--html", str(page)])
+    code = main(
+        [
+            str(checkpoint),
+            "--data",
+            str(tmp_path / "data"),
+            "--limit",
+            "2",
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--html",
+            str(page),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     data = json.loads(out.read_text())
-    assert {"format", "source", "grouping", "images", "class_names", "class_counts", "specificity_definition",
-            "sites"} <= set(data)
+    assert {
+        "format",
+        "source",
+        "grouping",
+        "images",
+        "class_names",
+        "class_counts",
+        "specificity_definition",
+        "sites",
+    } <= set(data)
     assert data["images"] == 6 and data["class_counts"] == [2, 2, 2]
     assert [site["name"] for site in data["sites"]] == ["stages.0.weighting", "stages.1.weighting"]
     for site, size in zip(data["sites"], (7, 3)):
@@ -164,14 +190,20 @@ def test_stats_cli_writes_json_and_html(tmp_path, checkpoint_factory, capsys):
 
 
 def test_split_statistics_report_progress(tmp_path, checkpoint_factory):
-    from fmw.checkpoint import load_checkpoint
+    from fmw.io import load_checkpoint
     from tests.conftest import CIFAR_CLASSES
 
     write_image_folder(tmp_path / "data", CIFAR_CLASSES[:2], per_class=3)
     loaded = load_checkpoint(checkpoint_factory("spatial", stem_width=4, widths=(8,), num_classes=2))
     fractions: list[float] = []
-    statistics = split_gate_statistics(loaded.model, load_split(tmp_path / "data", "test"), loaded.metadata.mean,
-                                       loaded.metadata.std, batch_size=4, progress=fractions.append)
+    statistics = split_gate_statistics(
+        loaded.model,
+        load_split(tmp_path / "data", "test"),
+        loaded.metadata.mean,
+        loaded.metadata.std,
+        batch_size=4,
+        progress=fractions.append,
+    )
     assert fractions == [4 / 6, 1.0]
     (site,) = statistics.sites
     assert set(site.stages) == {"spatial"} and site.stages["spatial"].class_mean.shape == (2, 49)

@@ -15,10 +15,13 @@ import pytest
 import torch
 from PIL import Image
 
-from fmw.checkpoint import load_checkpoint
-from fmw.data import DataError, augment_batch, load_split
-from fmw.evaluate import main as evaluate_main
-from fmw.train import Lookahead, Recipe, main as train_main, train
+from fmw.cli.evaluate import main as evaluate_main
+from fmw.cli.train import main as train_main
+from fmw.errors import DataError
+from fmw.io import load_checkpoint, load_split
+from fmw.io.datasets import augment_batch
+from fmw.training import Recipe, train
+from fmw.training.trainer import Lookahead
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["circle", "square"]
@@ -89,7 +92,12 @@ def test_augment_batch_flips_and_translates_within_bounds():
     assert shifted.shape == images.shape
     # every output row is a window of the reflect-padded (possibly flipped) input
     padded = torch.nn.functional.pad(torch.cat([images, images.flip(3)]), (2, 2, 2, 2), mode="reflect")
-    windows = {tuple(padded[i, 0, dy : dy + 6, dx : dx + 6].flatten().tolist()) for i in range(4) for dy in range(5) for dx in range(5)}
+    windows = {
+        tuple(padded[i, 0, dy : dy + 6, dx : dx + 6].flatten().tolist())
+        for i in range(4)
+        for dy in range(5)
+        for dx in range(5)
+    }
     assert all(tuple(image[0].flatten().tolist()) in windows for image in shifted)
 
 
@@ -121,7 +129,10 @@ def test_training_past_the_lookahead_start_stays_deterministic(tiny_dataset, tmp
     runs = []
     for name in ("a", "b"):
         out = tmp_path / f"{name}.safetensors"
-        assert train_main(["--weighting", "spatial", "--data", str(tiny_dataset), "--out", str(out), *TINY_PAST_WHITENING]) == 0
+        assert (
+            train_main(["--weighting", "spatial", "--data", str(tiny_dataset), "--out", str(out), *TINY_PAST_WHITENING])
+            == 0
+        )
         runs.append(load_checkpoint(out))
     assert runs[0].metadata.recipe["epochs"] == 5
     for (key, tensor), other in zip(runs[0].model.state_dict().items(), runs[1].model.state_dict().values()):
@@ -130,7 +141,7 @@ def test_training_past_the_lookahead_start_stays_deterministic(tiny_dataset, tmp
 
 
 def test_whitening_bias_trains_for_its_epochs_then_leaves_autograd(tiny_dataset, monkeypatch):
-    import fmw.train as train_module
+    import fmw.training.trainer as train_module
 
     seen = []
     original = train_module.train_one_epoch
@@ -151,17 +162,19 @@ def test_whitening_bias_trains_for_its_epochs_then_leaves_autograd(tiny_dataset,
 
 
 def test_whitening_is_fitted_to_a_seeded_sample_of_every_class_not_the_first_images(tiny_dataset, monkeypatch):
-    import fmw.train as train_module
-    from fmw.data import normalize
+    import fmw.training.trainer as train_module
+    from fmw.io import normalize
     from fmw.models import PatchWhitening
-    from fmw.train import dataset_statistics
+    from fmw.training.trainer import dataset_statistics
 
     split = load_split(str(tiny_dataset), "train")
     assert split.labels[:48].unique().tolist() == [0], "the loaded split is sorted by class"
     sample = train_module.whitening_sample(len(split), seed=0, size=48)
     assert len(sample) == len(sample.unique()) == 48
     assert torch.bincount(split.labels[sample], minlength=2).min() >= 12, "both classes are in the sample"
-    assert torch.equal(sample, train_module.whitening_sample(len(split), seed=0, size=48)), "the same on every call (rank)"
+    assert torch.equal(sample, train_module.whitening_sample(len(split), seed=0, size=48)), (
+        "the same on every call (rank)"
+    )
     assert not torch.equal(sample, train_module.whitening_sample(len(split), seed=1, size=48))
 
     fitted = []
@@ -200,7 +213,10 @@ def test_muon_training_is_deterministic_learns_and_records_its_optimizer(tiny_da
 def test_train_is_deterministic_and_writes_a_complete_checkpoint(tiny_dataset, tmp_path):
     first, second = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
     for out in (first, second):
-        assert train_main(["--weighting", "cbam", "--data", str(tiny_dataset), "--seed", "5", "--out", str(out), *TINY]) == 0
+        assert (
+            train_main(["--weighting", "cbam", "--data", str(tiny_dataset), "--seed", "5", "--out", str(out), *TINY])
+            == 0
+        )
     a, b = load_checkpoint(first), load_checkpoint(second)
     for (name, tensor), other in zip(a.model.state_dict().items(), b.model.state_dict().values()):
         assert torch.equal(tensor, other), name
@@ -233,8 +249,8 @@ def test_evaluate_reproduces_the_training_metrics(tiny_dataset, tmp_path, capsys
 
 
 def test_view_logits_average_the_published_test_time_views():
+    from fmw.analysis.prediction import view_logits
     from fmw.models import build_model
-    from fmw.train import view_logits
 
     torch.manual_seed(0)
     model = build_model(weighting="channel", widths=(8, 8)).eval()
@@ -247,10 +263,13 @@ def test_view_logits_average_the_published_test_time_views():
         padded = torch.nn.functional.pad(images, (1, 1, 1, 1), mode="reflect")
         up_left, down_right = padded[:, :, :12, :12], padded[:, :, 2:, 2:]
         assert torch.equal(up_left[:, :, 1:, 1:], images[:, :, :11, :11]), "shifted by one pixel, reflect-padded"
-        mirrored = lambda x: 0.5 * (model(x) + model(x.flip(3)))
+
+        def mirrored(x):
+            return 0.5 * (model(x) + model(x.flip(3)))
+
         torch.testing.assert_close(both, 0.5 * expected_mirror + 0.25 * (mirrored(up_left) + mirrored(down_right)))
     assert not torch.allclose(single, mirror), "a random network is not mirror-symmetric"
-    with pytest.raises(ValueError, match="unknown views 'flip'.*single, mirror, mirror-translate"):
+    with pytest.raises(ValueError, match=r"unknown views 'flip'.*single, mirror, mirror-translate"):
         view_logits(model, images, "flip")
 
 
@@ -259,14 +278,19 @@ def test_evaluate_views_option_reports_test_time_augmented_accuracy(tiny_dataset
     assert train_main(["--weighting", "eca", "--data", str(tiny_dataset), "--out", str(out), *TINY]) == 0
     capsys.readouterr()
     report = tmp_path / "report.json"
-    assert evaluate_main([str(out), "--data", str(tiny_dataset), "--views", "mirror", "--no-ablation", "--json", str(report)]) == 0
+    assert (
+        evaluate_main(
+            [str(out), "--data", str(tiny_dataset), "--views", "mirror", "--no-ablation", "--json", str(report)]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     summary = json.loads(printed.strip().splitlines()[-1])
     assert summary["views"] == "mirror" and "views averaged: mirror" in printed
     assert json.loads(report.read_text())["views"] == "mirror"
 
-    from fmw.data import normalize
-    from fmw.train import view_logits
+    from fmw.analysis.prediction import view_logits
+    from fmw.io import normalize
 
     loaded, split = load_checkpoint(out), load_split(str(tiny_dataset), "test")
     with torch.no_grad():
@@ -297,7 +321,12 @@ def test_jpeg_reencoding_degrades_with_quality_and_evaluate_takes_it(tiny_datase
     assert evaluate_main([str(out), "--data", str(tiny_dataset), "--jpeg-quality", "0"]) == 2
     assert "JPEG quality must be an integer from 1 to 95, got 0" in capsys.readouterr().err
     again = tmp_path / "q40.safetensors"
-    assert train_main(["--weighting", "scale", "--data", str(tiny_dataset), "--jpeg-quality", "40", "--out", str(again), *TINY]) == 0
+    assert (
+        train_main(
+            ["--weighting", "scale", "--data", str(tiny_dataset), "--jpeg-quality", "40", "--out", str(again), *TINY]
+        )
+        == 0
+    )
     recipe = load_checkpoint(again).metadata.recipe
     assert recipe["data"].endswith("train (JPEG quality 40)"), recipe["data"]
     assert train_main(["--data", str(tiny_dataset), "--jpeg-quality", "96", "--out", str(again), *TINY]) == 2
@@ -312,7 +341,7 @@ def test_weighting_off_changes_nothing_for_the_none_model(tiny_dataset, tmp_path
 
 
 @pytest.mark.parametrize(
-    "arguments, message",
+    ("arguments", "message"),
     [
         (["--weighting", "bogus"], "invalid choice"),
         (["--epochs", "0"], "must be positive"),
@@ -347,8 +376,23 @@ def test_torchrun_two_cpu_processes_end_with_identical_weights(tiny_dataset, tmp
     command = [
         # each rank's stdout to its own file (logs/<run>/attempt_0/<rank>/stdout.log), not one shared pipe:
         # once in a CI run rank 1's line was missing from the shared stdout although every rank exited 0
-        "torchrun", "--standalone", "--nproc_per_node=2", "--log-dir", str(tmp_path / "logs"), "--redirects", "3",
-        "-m", "fmw", "train", "--weighting", "eca", "--data", str(tiny_dataset), "--out", str(out), *TINY_PAST_WHITENING,
+        "torchrun",
+        "--standalone",
+        "--nproc_per_node=2",
+        "--log-dir",
+        str(tmp_path / "logs"),
+        "--redirects",
+        "3",
+        "-m",
+        "fmw",
+        "train",
+        "--weighting",
+        "eca",
+        "--data",
+        str(tiny_dataset),
+        "--out",
+        str(out),
+        *TINY_PAST_WHITENING,
     ]
     result = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

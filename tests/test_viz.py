@@ -1,4 +1,4 @@
-"""Tests of fmw.viz: montage layout and values, one trace per grid, hover data, shared ranges,
+"""Tests of fmw.figures.sites: montage layout and values, one trace per grid, hover data, shared ranges,
 sorted gates, overlay geometry, and that the module stays free of streamlit and torch."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from fmw import viz
+import fmw.figures as viz
 
 
 def maps(channels: int = 5, height: int = 3, width: int = 4, seed: int = 0) -> np.ndarray:
@@ -52,7 +52,9 @@ def test_feature_grid_is_one_heatmap_with_channel_hover_and_symmetric_range():
     assert trace.customdata.dtype == np.uint8
     assert "channel %{customdata}" in trace.hovertemplate and "%{z" in trace.hovertemplate
     limit = float(np.abs(values).max())
-    assert figure.layout.coloraxis.cmin == pytest.approx(-limit) and figure.layout.coloraxis.cmax == pytest.approx(limit)
+    assert figure.layout.coloraxis.cmin == pytest.approx(-limit) and figure.layout.coloraxis.cmax == pytest.approx(
+        limit
+    )
     assert figure.layout.yaxis.autorange == "reversed"
     assert viz.feature_grid_figure(maps(300, 2, 2)).data[0].customdata.dtype == np.uint16
 
@@ -60,7 +62,7 @@ def test_feature_grid_is_one_heatmap_with_channel_hover_and_symmetric_range():
 def test_per_map_scale_keeps_raw_values_in_hover():
     values = maps(4) * 7
     trace = viz.feature_grid_figure(values, per_map_scale=True).data[0]
-    assert trace.customdata.shape == trace.z.shape + (2,)
+    assert trace.customdata.shape == (*trace.z.shape, 2)
     raw = viz.montage(values).values
     np.testing.assert_allclose(trace.customdata[..., 1], raw)
     assert np.nanmax(np.abs(trace.z)) == pytest.approx(1.0)
@@ -145,6 +147,6 @@ def test_symmetric_limit():
 
 
 def test_viz_imports_neither_streamlit_nor_torch():
-    code = "import sys, fmw.viz; print(sorted({'streamlit', 'torch'} & set(sys.modules)))"
+    code = "import sys, fmw.figures; print(sorted({'streamlit', 'torch'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

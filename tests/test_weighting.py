@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from fmw.weighting import (
+from fmw.layers import (
     CBAM,
     WEIGHTING_LAYERS,
     ChannelScaling,
@@ -188,9 +188,7 @@ def test_spatial_matches_hand_computation() -> None:
     image = grid(x)
     weight = [w[0][0] for w in layer.conv.weight[0].tolist()]
     bias = layer.conv.bias.item()
-    gate = [
-        [sigmoid(bias + sum(weight[c] * image[c][i][j] for c in range(4))) for j in range(3)] for i in range(3)
-    ]
+    gate = [[sigmoid(bias + sum(weight[c] * image[c][i][j] for c in range(4))) for j in range(3)] for i in range(3)]
     assert_matches(layer(x), scale_positions(image, gate))
 
 
@@ -261,7 +259,7 @@ def test_eca_matches_hand_computation() -> None:
 # ---------------------------------------------------------------- sizes and the registry
 
 
-@pytest.mark.parametrize("channels, hidden", [(1, 1), (4, 4), (15, 8), (16, 8), (64, 8), (256, 16), (512, 32)])
+@pytest.mark.parametrize(("channels", "hidden"), [(1, 1), (4, 4), (15, 8), (16, 8), (64, 8), (256, 16), (512, 32)])
 def test_squeeze_excitation_hidden_width_is_never_zero(channels: int, hidden: int) -> None:
     assert squeeze_excitation_hidden(channels) == hidden
     for layer in (SqueezeExcitation(channels), CBAM(channels)):
@@ -271,7 +269,9 @@ def test_squeeze_excitation_hidden_width_is_never_zero(channels: int, hidden: in
         assert output.shape == (2, channels, 3, 3)
 
 
-@pytest.mark.parametrize("channels, kernel", [(4, 1), (16, 3), (64, 3), (128, 5), (256, 5), (512, 5), (1024, 5), (8192, 7)])
+@pytest.mark.parametrize(
+    ("channels", "kernel"), [(4, 1), (16, 3), (64, 3), (128, 5), (256, 5), (512, 5), (1024, 5), (8192, 7)]
+)
 def test_eca_kernel_size_follows_the_paper_rule(channels: int, kernel: int) -> None:
     # Wang et al. 2020: k = |log2(C)/gamma + b/gamma| rounded to the nearest odd number, gamma=2, b=1
     assert eca_kernel_size(channels) == kernel
@@ -282,21 +282,21 @@ def test_eca_kernel_size_follows_the_paper_rule(channels: int, kernel: int) -> N
 
 
 def test_registry_maps_every_short_name_to_its_class() -> None:
-    assert WEIGHTING_LAYERS == {
+    assert {
         "none": NoWeighting,
         "scale": ChannelScaling,
         "spatial": SpatialAttention,
         "channel": SqueezeExcitation,
         "cbam": CBAM,
         "eca": EfficientChannelAttention,
-    }
+    } == WEIGHTING_LAYERS
     for kind, cls in WEIGHTING_LAYERS.items():
         layer = create_weighting(kind, 8)
         assert type(layer) is cls and layer.kind == kind
 
 
 def test_unknown_kind_names_the_choices() -> None:
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(ValueError, match="'squeeze'") as error:
         create_weighting("squeeze", 8)
     message = str(error.value)
     assert "'squeeze'" in message

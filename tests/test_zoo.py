@@ -15,12 +15,9 @@ from torch import nn
 from torchvision.models import get_model
 from torchvision.ops import SqueezeExcitation
 
-from fmw import zoo
-from fmw.checkpoint import CheckpointError
-from fmw.depth import SiteDepth, match_sites, site_depths
-from fmw.models import build_model
-from fmw.probe import override_gates, probe
-from fmw.sites import find_sites
+from fmw.errors import CheckpointError
+from fmw.models import build_model, zoo
+from fmw.sites import SiteDepth, find_sites, known, match_sites, override_gates, probe, site_depths
 
 SMALL_INPUT = (1, 3, 64, 64)
 SE_COUNTS = {"mobilenet_v3_small": 9, "mobilenet_v3_large": 8, "efficientnet_b0": 16, "regnet_y_400mf": 16}
@@ -97,7 +94,7 @@ def test_random_weights_are_seeded_and_leave_the_global_rng_alone():
 
 
 def test_unknown_names_list_the_catalogue():
-    with pytest.raises(zoo.ZooError, match="unknown torchvision model 'resnet50'.*mobilenet_v3_small"):
+    with pytest.raises(zoo.ZooError, match=r"unknown torchvision model 'resnet50'.*mobilenet_v3_small"):
         zoo.load_torchvision_model("resnet50", weights="random")
     with pytest.raises(zoo.ZooError, match="'default' \\(ImageNet\\) or 'random'"):
         zoo.load_torchvision_model("mobilenet_v3_small", weights="imagenet")
@@ -184,7 +181,7 @@ def test_unreadable_or_malicious_cached_weights_are_refused(empty_torch_home, tm
     path = zoo.cached_weights_path("mobilenet_v3_small")
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(zoo.ZooError, match="could not be read: .*Delete the file"):
+    with pytest.raises(zoo.ZooError, match=r"could not be read: .*Delete the file"):
         zoo.load_torchvision_model("mobilenet_v3_small")
     marker = tmp_path / "cached-payload-ran"
     path.write_bytes(malicious_state_dict_bytes(marker))
@@ -229,13 +226,13 @@ def test_mismatched_state_dict_names_each_key():
 
 def test_state_dict_for_another_architecture_is_refused():
     small = get_model("mobilenet_v3_small", weights=None).state_dict()
-    with pytest.raises(CheckpointError, match="does not fit torchvision's mobilenet_v3_large: .*missing keys"):
+    with pytest.raises(CheckpointError, match=r"does not fit torchvision's mobilenet_v3_large: .*missing keys"):
         zoo.load_state_dict_upload(saved(small), "mobilenet_v3_large", "small.pth")
 
 
 def test_malicious_state_dict_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / "payload-ran"
-    with pytest.raises(CheckpointError, match="evil.pth: refused"):
+    with pytest.raises(CheckpointError, match=r"evil.pth: refused"):
         zoo.load_state_dict_upload(malicious_state_dict_bytes(marker), "mobilenet_v3_small", "evil.pth")
     assert not marker.exists()
 
@@ -307,14 +304,14 @@ def without_timm(monkeypatch):
     installed, and rebuild the adapter list."""
     for module_name in {"timm", *(name for name in sys.modules if name.startswith("timm."))}:
         monkeypatch.setitem(sys.modules, module_name, None)
-    zoo._adapters.cache_clear()
+    known._adapters.cache_clear()
     yield
-    zoo._adapters.cache_clear()
+    known._adapters.cache_clear()
 
 
 def test_without_timm_torchvision_models_still_work(without_timm, images):
     assert not zoo.timm_available()
-    with pytest.raises(zoo.ZooError, match="timm is not installed.*pip install 'timm>=1.0,<2'"):
+    with pytest.raises(zoo.ZooError, match=r"timm is not installed.*pip install 'timm>=1.0,<2'"):
         zoo.build_timm_model("seresnet18")
     model = zoo.load_torchvision_model("mobilenet_v3_small", weights="random").model
     assert len(probe(model, images).sites) == 9

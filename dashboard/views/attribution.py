@@ -1,7 +1,7 @@
 """Attribution view: one image, one model, one captum method: Integrated Gradients, Saliency or
 Occlusion on the input image, or Grad-CAM, activation or conductance on both sides of one weighting site.
 
-Maps are drawn over the crop the model saw; slow methods show a progress bar (fmw.attribution's
+Maps are drawn over the crop the model saw; slow methods show a progress bar (fmw.analysis.attribution's
 progress callback) and results are remembered per session; IG also reports its convergence delta.
 """
 
@@ -18,7 +18,7 @@ from dashboard.registry import ModelChoice
 from dashboard.services import guarded, session_cached
 from dashboard.views.common import PNG_NOTE, choose_analysis, choose_target, download, file_stem, show_figure
 from fmw.analysis import Analysable, ImageAnalysis, class_names_of, prepare_image
-from fmw.attribution import InputAttribution, LayerAttribution, attribute_input, attribute_site
+from fmw.analysis.attribution import InputAttribution, LayerAttribution, attribute_input, attribute_site
 from fmw.export import figure_html, npz_bytes
 from fmw.figures import attribution_overlay_figure
 
@@ -55,11 +55,20 @@ def compute(
         progress.progress(fraction, text=f"Attributing… {fraction:.0%}")
 
     if method.at_site:
-        result = attribute_site(model.model, inputs, site, method.name, target=target, n_steps=steps,
-                                internal_batch_size=steps, progress=report)
+        result = attribute_site(
+            model.model,
+            inputs,
+            site,
+            method.name,
+            target=target,
+            n_steps=steps,
+            internal_batch_size=steps,
+            progress=report,
+        )
     else:
-        result = attribute_input(model.model, inputs, method.name, target=target, n_steps=steps,
-                                 internal_batch_size=steps, progress=report)
+        result = attribute_input(
+            model.model, inputs, method.name, target=target, n_steps=steps, internal_batch_size=steps, progress=report
+        )
     progress.empty()
     return result
 
@@ -70,10 +79,12 @@ def figures_of(
     if isinstance(result, InputAttribution):
         return {"input": attribution_overlay_figure(crop, result.maps[0], title=f"{label}: {title}")}
     return {
-        "before": attribution_overlay_figure(crop, result.maps_before[0],
-                                             title=f"{label}: {title}, input side (before weighting)"),
-        "after": attribution_overlay_figure(crop, result.maps_after[0],
-                                            title=f"{label}: {title}, output side (after weighting)"),
+        "before": attribution_overlay_figure(
+            crop, result.maps_before[0], title=f"{label}: {title}, input side (before weighting)"
+        ),
+        "after": attribution_overlay_figure(
+            crop, result.maps_after[0], title=f"{label}: {title}, output side (after weighting)"
+        ),
     }
 
 
@@ -94,14 +105,19 @@ def attribution_panel(
             st.info(f"{choice.label} has no weighting sites; choose an input method.")
             return
         site = controls[2].selectbox("Weighting site", names, key=f"attribution-site-{choice.key}")
-    steps = controls[3].select_slider("Steps", (8, 16, 32, 64), value=16, key="attribution-steps",
-                                      disabled=not method.stepped,
-                                      help="Integration steps (Integrated Gradients, conductance): more is slower and "
-                                           "more exact.")
+    steps = controls[3].select_slider(
+        "Steps",
+        (8, 16, 32, 64),
+        value=16,
+        key="attribution-steps",
+        disabled=not method.stepped,
+        help="Integration steps (Integrated Gradients, conductance): more is slower and more exact.",
+    )
     key = (choice.key, image.digest, context.resolution, context.device, method.name, site, target, steps)
     inputs = prepare_image(model, image.rgb, context.resolution).inputs
-    result = guarded(choice.label, lambda: session_cached(key, lambda: compute(model, inputs, method, site, target,
-                                                                               steps)))
+    result = guarded(
+        choice.label, lambda: session_cached(key, lambda: compute(model, inputs, method, site, target, steps))
+    )
     if result is None:
         return
     title = f"{method_label.removesuffix(' at a site')} for {class_names[target]}" + (f" at {site}" if site else "")
@@ -111,20 +127,33 @@ def attribution_panel(
             show_figure(figure, image, f"attribution-{side}")
     if isinstance(result, InputAttribution) and result.delta is not None:
         delta = float(result.delta[0])
-        st.metric("Convergence delta", f"{delta:.3g}",
-                  help="sum(attributions) − (F(image) − F(baseline)): how far the integral is from complete; "
-                       "more steps make it smaller.")
+        st.metric(
+            "Convergence delta",
+            f"{delta:.3g}",
+            help="sum(attributions) − (F(image) − F(baseline)): how far the integral is from complete; "
+            "more steps make it smaller.",
+        )
     st.caption("Red: towards the target class; blue: against it. " + PNG_NOTE)
     stem = file_stem(choice.label, method.name, image.name)
     arrays = {name: value for name, value in vars(result).items() if isinstance(value, np.ndarray)}
     columns = st.columns(1 + len(figures))
     with columns[0]:
-        download("Attributions (NPZ)", lambda: npz_bytes({"crop": analysis.crop, **arrays}), f"{stem}.npz",
-                 "application/octet-stream", "attribution-download-npz")
+        download(
+            "Attributions (NPZ)",
+            lambda: npz_bytes({"crop": analysis.crop, **arrays}),
+            f"{stem}.npz",
+            "application/octet-stream",
+            "attribution-download-npz",
+        )
     for column, (side, figure) in zip(columns[1:], figures.items()):
         with column:
-            download(f"Figure {side} (HTML)" if len(figures) > 1 else "Figure (HTML)", lambda f=figure: figure_html(f),
-                     f"{stem}-{side}.html", "text/html", f"attribution-download-{side}")
+            download(
+                f"Figure {side} (HTML)" if len(figures) > 1 else "Figure (HTML)",
+                lambda f=figure: figure_html(f),
+                f"{stem}-{side}.html",
+                "text/html",
+                f"attribution-download-{side}",
+            )
 
 
 def render(context: DashboardContext) -> None:
@@ -134,8 +163,10 @@ def render(context: DashboardContext) -> None:
         return
     choice, model, analysis, image = selection.choice, selection.model, selection.analysis, selection.image
     top = analysis.predictions[0]
-    st.caption(f"**{choice.label}** predicts **{top.class_name}** ({top.probability:.1%}) at "
-               f"{analysis.resolution[0]}×{analysis.resolution[1]} px.")
+    st.caption(
+        f"**{choice.label}** predicts **{top.class_name}** ({top.probability:.1%}) at "
+        f"{analysis.resolution[0]}×{analysis.resolution[1]} px."
+    )
     attribution_panel(context, choice, model, analysis, image)
 
 

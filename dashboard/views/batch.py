@@ -8,7 +8,7 @@ import streamlit as st
 from dashboard.inputs import DashboardContext, choose_model, current_context, require_models
 from dashboard.views.common import PLOT_CONFIG, analysis_of
 from fmw.analysis import SiteStatistics, batch_statistics
-from fmw.viz import channel_statistics_figure, gate_histogram_figure
+from fmw.figures import channel_statistics_figure, gate_histogram_figure
 
 
 @st.fragment
@@ -21,8 +21,12 @@ def site_statistics(statistics: list[SiteStatistics]) -> None:
         st.plotly_chart(figure, key="batch-histogram", config=PLOT_CONFIG)
     else:
         st.caption(f"`{site.name}` ({site.kind}) applies no gate.")
-    figure = channel_statistics_figure(site.energy_ratio_mean, site.channel_gate_mean, site.channel_gate_std,
-                                       title=f"{site.name} ({site.kind}) per channel, mean over images")
+    figure = channel_statistics_figure(
+        site.energy_ratio_mean,
+        site.channel_gate_mean,
+        site.channel_gate_std,
+        title=f"{site.name} ({site.kind}) per channel, mean over images",
+    )
     st.plotly_chart(figure, key="batch-channels", config=PLOT_CONFIG)
 
 

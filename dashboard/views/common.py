@@ -21,8 +21,8 @@ from dashboard.inputs import (
 from dashboard.registry import ModelChoice, opened_model
 from dashboard.services import guarded, image_analysis, session_cached
 from fmw.analysis import Analysable, ImageAnalysis, Prediction, batch_inputs, class_names_of
+from fmw.analysis.stats import GateStatistics, gate_statistics
 from fmw.export import FIGURE_CONFIG, analysis_arrays, figure_html, gates_csv, npz_bytes
-from fmw.stats import GateStatistics, gate_statistics
 
 PLOT_CONFIG = FIGURE_CONFIG
 PNG_NOTE = "PNG: the camera button in each chart's toolbar saves it as an image."
@@ -34,8 +34,15 @@ def analysis_of(context: DashboardContext, choice: ModelChoice, image: ImageChoi
         return None
     run = guarded(
         choice.label,
-        lambda: image_analysis(choice.key, image.digest, context.resolution, context.device,
-                               lambda device: opened_model(choice, device), image.rgb, choice.label),
+        lambda: image_analysis(
+            choice.key,
+            image.digest,
+            context.resolution,
+            context.device,
+            lambda device: opened_model(choice, device),
+            image.rgb,
+            choice.label,
+        ),
     )
     if run is None:
         return None
@@ -75,8 +82,13 @@ def choose_analysis(context: DashboardContext, key: str, prefer_weighted: bool =
 def sidebar_statistics(context: DashboardContext, choice: ModelChoice, model: Analysable) -> GateStatistics:
     """Gate statistics of ``model`` over every image in the sidebar, grouped by predicted class
     (uploads have no labels); remembered per session."""
-    key = ("statistics", choice.key, tuple(image.digest for image in context.images), context.resolution,
-           context.device)
+    key = (
+        "statistics",
+        choice.key,
+        tuple(image.digest for image in context.images),
+        context.resolution,
+        context.device,
+    )
 
     def compute() -> GateStatistics:
         inputs = batch_inputs(model, [image.rgb for image in context.images], context.resolution)
@@ -96,7 +108,10 @@ def choose_target(class_names: Sequence[str], predicted: int, key: str) -> int:
     """A select box over the class names, the predicted class preselected; returns the class index."""
     indices = list(range(len(class_names)))
     return st.selectbox(
-        "Target class", indices, index=predicted, key=key,
+        "Target class",
+        indices,
+        index=predicted,
+        key=key,
         format_func=lambda i: f"{class_names[i]}{' (predicted)' if i == predicted else ''}",
     )
 
@@ -115,8 +130,9 @@ def file_stem(*parts: str) -> str:
 
 def download(label: str, make: Callable[[], bytes | str], file_name: str, mime: str, key: str) -> None:
     """A download button whose file is made only when clicked (no rerun on click)."""
-    st.download_button(label, data=make, file_name=file_name, mime=mime, key=key, on_click="ignore",
-                       icon=":material/download:")
+    st.download_button(
+        label, data=make, file_name=file_name, mime=mime, key=key, on_click="ignore", icon=":material/download:"
+    )
 
 
 def analysis_downloads(
@@ -128,7 +144,12 @@ def analysis_downloads(
     with places[0]:
         download("Gates (CSV)", lambda: gates_csv(analysis.sites), f"{stem}-gates.csv", "text/csv", f"{key}-csv")
     with places[1]:
-        download("Tensors (NPZ)", lambda: npz_bytes(analysis_arrays(analysis)), f"{stem}-tensors.npz",
-                 "application/octet-stream", f"{key}-npz")
+        download(
+            "Tensors (NPZ)",
+            lambda: npz_bytes(analysis_arrays(analysis)),
+            f"{stem}-tensors.npz",
+            "application/octet-stream",
+            f"{key}-npz",
+        )
     with places[2]:
         download("Figure (HTML)", lambda: figure_html(figure), f"{stem}.html", "text/html", f"{key}-html")

@@ -14,26 +14,41 @@ from dashboard.inputs import DashboardContext, ImageChoice, choose_image, curren
 from dashboard.registry import ModelChoice
 from dashboard.views.common import PNG_NOTE, analysis_downloads, analysis_of, file_stem, predictions_table, show_figure
 from fmw.analysis import ImageAnalysis, site_index_at_depth
-from fmw.viz import site_column_figure, symmetric_limit
+from fmw.figures import site_column_figure
+from fmw.figures.style import symmetric_limit
 
 
 def draw_column(
-    choice: ModelChoice, analysis: ImageAnalysis, position: int, limit: float | None, gate_upper: float | None,
+    choice: ModelChoice,
+    analysis: ImageAnalysis,
+    position: int,
+    limit: float | None,
+    gate_upper: float | None,
     image: ImageChoice,
 ) -> None:
     site = analysis.sites[position]
     height, width = analysis.resolution
     st.markdown(f"**{choice.label}**")
-    st.caption(f"`{site.name}` (site {position + 1} of {len(analysis.sites)}) · {site.kind} · {site.channels} maps "
-               f"of {site.before.shape[1]}×{site.before.shape[2]} · input {height}×{width} px")
+    st.caption(
+        f"`{site.name}` (site {position + 1} of {len(analysis.sites)}) · {site.kind} · {site.channels} maps "
+        f"of {site.before.shape[1]}×{site.before.shape[2]} · input {height}×{width} px"
+    )
     st.markdown(predictions_table(analysis.predictions))
-    figure = site_column_figure(site.before, site.after, site.channel_gate, site.spatial_gate, limit=limit,
-                                gate_upper=gate_upper, title=f"{choice.label}<br>{site.name}")
+    figure = site_column_figure(
+        site.before,
+        site.after,
+        site.channel_gate,
+        site.spatial_gate,
+        limit=limit,
+        gate_upper=gate_upper,
+        title=f"{choice.label}<br>{site.name}",
+    )
     show_figure(figure, image, f"compare-{choice.label}")
     if not site.gates:
         st.caption("No gate: this site passes its input through unchanged.")
-    analysis_downloads(analysis, figure, file_stem(choice.label, image.name), f"compare-download-{choice.label}",
-                       side_by_side=False)
+    analysis_downloads(
+        analysis, figure, file_stem(choice.label, image.name), f"compare-download-{choice.label}", side_by_side=False
+    )
 
 
 @st.fragment
@@ -50,13 +65,24 @@ def comparison(context: DashboardContext, image: ImageChoice) -> None:
     controls = st.columns([3, 1])
     depths = max(len(analysis.sites) for _, analysis in analyses.values())
     depth = controls[0].select_slider(
-        "Depth", list(range(depths)), value=0, key="compare-depth", format_func=lambda d: f"site {d + 1} of {depths}",
+        "Depth",
+        list(range(depths)),
+        value=0,
+        key="compare-depth",
+        format_func=lambda d: f"site {d + 1} of {depths}",
         help="Relative depth: each model shows its site nearest to this fraction of the way through its network.",
     )
-    ranges = controls[1].radio("Colour range", ("shared", "per column"), key="compare-ranges", horizontal=True,
-                               help="shared: every column on one range; per column: each model on its own "
-                                    "(models of other families can differ in scale by orders of magnitude)")
-    positions = {label: site_index_at_depth(depth, depths, len(analysis.sites)) for label, (_, analysis) in analyses.items()}
+    ranges = controls[1].radio(
+        "Colour range",
+        ("shared", "per column"),
+        key="compare-ranges",
+        horizontal=True,
+        help="shared: every column on one range; per column: each model on its own "
+        "(models of other families can differ in scale by orders of magnitude)",
+    )
+    positions = {
+        label: site_index_at_depth(depth, depths, len(analysis.sites)) for label, (_, analysis) in analyses.items()
+    }
     limit = gate_upper = None
     if ranges == "shared":
         sites = [analysis.sites[positions[label]] for label, (_, analysis) in analyses.items()]

@@ -10,9 +10,16 @@ import streamlit as st
 
 from dashboard.inputs import DashboardContext, ImageChoice, current_context
 from dashboard.registry import ModelChoice
-from dashboard.views.common import PNG_NOTE, analysis_downloads, choose_analysis, file_stem, predictions_table, show_figure
+from dashboard.views.common import (
+    PNG_NOTE,
+    analysis_downloads,
+    choose_analysis,
+    file_stem,
+    predictions_table,
+    show_figure,
+)
 from fmw.analysis import ImageAnalysis, available_orderings, channel_order
-from fmw.viz import channel_gate_figure, explorer_grids_figure, spatial_gate_figure, spatial_overlay_figure
+from fmw.figures import channel_gate_figure, explorer_grids_figure, spatial_gate_figure, spatial_overlay_figure
 
 ORDERING_HELP = (
     "index: channel 0 first · gate: largest channel gate first · "
@@ -25,18 +32,28 @@ def site_explorer(choice: ModelChoice, analysis: ImageAnalysis, image: ImageChoi
     names = [site.name for site in analysis.sites]
     controls = st.columns(3)
     name = controls[0].selectbox(
-        "Weighting site", names, key="explorer-site", format_func=lambda n: f"{n} ({analysis.sites[names.index(n)].kind})"
+        "Weighting site",
+        names,
+        key="explorer-site",
+        format_func=lambda n: f"{n} ({analysis.sites[names.index(n)].kind})",
     )
     site = analysis.sites[names.index(name) if name in names else 0]
-    ordering = controls[1].radio("Order channels by", available_orderings(site), key="explorer-order",
-                                 horizontal=True, help=ORDERING_HELP)
-    scale = controls[2].radio("Colour scale", ("shared", "per map"), key="explorer-scale", horizontal=True,
-                              help="shared: one range for all maps; per map: each map spans its own range "
-                                   "(hover still shows the raw value)")
+    ordering = controls[1].radio(
+        "Order channels by", available_orderings(site), key="explorer-order", horizontal=True, help=ORDERING_HELP
+    )
+    scale = controls[2].radio(
+        "Colour scale",
+        ("shared", "per map"),
+        key="explorer-scale",
+        horizontal=True,
+        help="shared: one range for all maps; per map: each map spans its own range (hover still shows the raw value)",
+    )
     order = channel_order(site, ordering)
     st.caption(f"{site.channels} channels of {site.before.shape[1]}×{site.before.shape[2]}, ordered by {ordering}.")
     grids = explorer_grids_figure(site.before, site.after, order=order, per_map_scale=scale == "per map")
-    grids.update_layout(title=f"{choice.label}: {site.name}", margin_t=72)  # room for the title above the subplot titles
+    grids.update_layout(
+        title=f"{choice.label}: {site.name}", margin_t=72
+    )  # room for the title above the subplot titles
     show_figure(grids, image, "explorer-grids")
     analysis_downloads(analysis, grids, file_stem(choice.label, site.name, image.name), "explorer-download")
     st.caption(f"The CSV and NPZ hold every site of this image; the HTML is the grids above. {PNG_NOTE}")

@@ -8,7 +8,7 @@ import streamlit as st
 from dashboard.inputs import DashboardContext, current_context, open_model, require_models
 from dashboard.services import cached_card, guarded
 from dashboard.views.common import PLOT_CONFIG
-from fmw.viz import model_cards_figure
+from fmw.figures import model_cards_figure
 
 
 def render(context: DashboardContext) -> None:
@@ -19,7 +19,10 @@ def render(context: DashboardContext) -> None:
     for choice in context.models:
         model = open_model(context, choice)
         if model is not None:
-            made = guarded(choice.label, lambda: cached_card(choice.key, context.device, model, choice.label))
+            made = guarded(
+                choice.label,
+                lambda choice=choice, model=model: cached_card(choice.key, context.device, model, choice.label),
+            )
             if made is not None:
                 cards.append(made)
     if not cards:
@@ -30,7 +33,9 @@ def render(context: DashboardContext) -> None:
                 "checkpoint": card.name,
                 "weighting": card.weighting,
                 "top-1 (%)": "—" if card.top1 is None else f"{card.top1:.2f}",
-                "top-1, weighting off (%)": "—" if card.top1_weighting_off is None else f"{card.top1_weighting_off:.2f}",
+                "top-1, weighting off (%)": "—"
+                if card.top1_weighting_off is None
+                else f"{card.top1_weighting_off:.2f}",
                 "parameters": f"{card.parameters:,}",
                 "multiply-adds": f"{card.multiply_adds / 1e6:.2f} M",
                 "input": f"{card.input_size[0]}×{card.input_size[1]}",
@@ -39,7 +44,9 @@ def render(context: DashboardContext) -> None:
         ]
     )
     if all(card.top1 is None for card in cards):
-        st.caption("These checkpoints record no test accuracy (e.g. untrained weights); `python -m fmw evaluate` adds it.")
+        st.caption(
+            "These checkpoints record no test accuracy (e.g. untrained weights); `python -m fmw evaluate` adds it."
+        )
     figure = model_cards_figure(
         [card.name for card in cards],
         [card.top1 for card in cards],

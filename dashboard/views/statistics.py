@@ -12,8 +12,8 @@ import streamlit as st
 from dashboard.inputs import DashboardContext, choose_model, current_context, open_model, require_models
 from dashboard.services import guarded
 from dashboard.views.common import PLOT_CONFIG, sidebar_statistics
+from fmw.analysis.stats import GateStatistics
 from fmw.figures import class_gate_heatmap_figure, specificity_figure
-from fmw.stats import GateStatistics
 
 GROUPING_NOTE = (
     "Uploaded images carry no labels, so they are grouped by the class the model **predicts**; with a few "
@@ -23,8 +23,9 @@ GROUPING_NOTE = (
 
 
 def statistics_file() -> GateStatistics | None:
-    upload = st.file_uploader("Statistics from `python -m fmw stats` (JSON, optional)", type=["json"],
-                              key="statistics-file")
+    upload = st.file_uploader(
+        "Statistics from `python -m fmw stats` (JSON, optional)", type=["json"], key="statistics-file"
+    )
     if upload is None:
         return None
 
@@ -50,11 +51,18 @@ def site_heatmaps(statistics: GateStatistics, key: str) -> None:
     present = [index for index, count in enumerate(statistics.class_counts) if count > 0]
     labels = [f"{statistics.class_names[index]} ({statistics.class_counts[index]})" for index in present]
     specificity = "n/a (needs two classes)" if site.specificity is None else f"{site.specificity:.3f}"
-    st.caption(f"`{site.name}` · {site.kind} · {site.channels} channels at {site.resolution[0]}×{site.resolution[1]} · "
-               f"class specificity {specificity}. Rows: classes with images (count in brackets).")
+    st.caption(
+        f"`{site.name}` · {site.kind} · {site.channels} channels at {site.resolution[0]}×{site.resolution[1]} · "
+        f"class specificity {specificity}. Rows: classes with images (count in brackets)."
+    )
     for stage in site.stages.values():
-        figure = class_gate_heatmap_figure(stage.class_mean[present], labels, stage=stage.stage, shape=stage.shape,
-                                           title=f"{statistics.source}: mean {stage.stage} gate per class at {site.name}")
+        figure = class_gate_heatmap_figure(
+            stage.class_mean[present],
+            labels,
+            stage=stage.stage,
+            shape=stage.shape,
+            title=f"{statistics.source}: mean {stage.stage} gate per class at {site.name}",
+        )
         st.plotly_chart(figure, key=f"{key}-{stage.stage}", config=PLOT_CONFIG)
 
 
@@ -74,30 +82,42 @@ def render(context: DashboardContext) -> None:
     uploaded = statistics_file()
     if statistics is None:
         return
-    st.caption(f"{statistics.images} image(s) through **{choice.label}**, "
-               f"{int((statistics.class_counts > 0).sum())} predicted class(es).")
+    st.caption(
+        f"{statistics.images} image(s) through **{choice.label}**, "
+        f"{int((statistics.class_counts > 0).sum())} predicted class(es)."
+    )
     series_name, series = f"{choice.label} (sidebar images)", {}
     own = statistics.specificity_by_depth()
     if len(own[0]):
         series[series_name] = own
     else:
-        st.info(f"{choice.label} has no weighting site with a gate, so it has no gate statistics; pick a model "
-                "with weighting layers.")
+        st.info(
+            f"{choice.label} has no weighting site with a gate, so it has no gate statistics; pick a model "
+            "with weighting layers."
+        )
     if uploaded is not None:
-        series[f"{uploaded.source} ({uploaded.images} images, by {uploaded.grouping})"] = uploaded.specificity_by_depth()
+        series[f"{uploaded.source} ({uploaded.images} images, by {uploaded.grouping})"] = (
+            uploaded.specificity_by_depth()
+        )
     undefined = [name for name, (_, values, _) in series.items() if not np.isfinite(values).any()]
     if len(undefined) < len(series):
         defined = {name: values for name, values in series.items() if name not in undefined}
         st.plotly_chart(specificity_figure(defined), key="statistics-specificity", config=PLOT_CONFIG)
-        st.caption("0: every class gets the same gate profile; about 1: the gate is set by the class "
-                   "(definition in fmw/stats.py).")
+        st.caption(
+            "0: every class gets the same gate profile; about 1: the gate is set by the class "
+            "(definition in fmw/stats.py)."
+        )
     if undefined:
-        note = ("Class specificity compares the gates of different classes, so it needs images of at least two "
-                f"classes; not drawn for {'; '.join(undefined)}.")
+        note = (
+            "Class specificity compares the gates of different classes, so it needs images of at least two "
+            f"classes; not drawn for {'; '.join(undefined)}."
+        )
         if series_name in undefined:
             predicted = [name for name, count in zip(statistics.class_names, statistics.class_counts) if count]
-            note += (f" The sidebar's {statistics.images} image(s) are all predicted {', '.join(predicted)}: add "
-                     "images of other classes, or upload statistics of a labelled split (above).")
+            note += (
+                f" The sidebar's {statistics.images} image(s) are all predicted {', '.join(predicted)}: add "
+                "images of other classes, or upload statistics of a labelled split (above)."
+            )
         st.info(note)
     sources = {"sidebar images": statistics, **({"uploaded file": uploaded} if uploaded is not None else {})}
     source = st.radio("Heatmaps of", list(sources), key="statistics-source", horizontal=True)

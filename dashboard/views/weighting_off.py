@@ -12,7 +12,12 @@ from dashboard.registry import ModelChoice
 from dashboard.services import guarded, session_cached
 from dashboard.views.common import PLOT_CONFIG, choose_analysis, choose_target, show_figure, sidebar_statistics
 from fmw.analysis import Analysable, ImageAnalysis, class_names_of, prepare_image
-from fmw.attribution import INPUT_METHODS, WeightingOffComparison, attributions_with_weighting_off, compare_weighting_off
+from fmw.analysis.attribution import (
+    INPUT_METHODS,
+    WeightingOffComparison,
+    attributions_with_weighting_off,
+    compare_weighting_off,
+)
 from fmw.figures import attribution_rows_figure, weighting_off_figure
 
 REPLACEMENTS = ("1 (weighting off)", "its mean over the sidebar's images")
@@ -33,25 +38,42 @@ def comparison_table(comparison: WeightingOffComparison) -> list[dict]:
 
 
 def attribution_rows(
-    choice: ModelChoice, model: Analysable, inputs, image: ImageChoice, sites: list[str], gates: dict | None,
-    target: int, key: tuple,
+    choice: ModelChoice,
+    model: Analysable,
+    inputs,
+    image: ImageChoice,
+    sites: list[str],
+    gates: dict | None,
+    target: int,
+    key: tuple,
 ) -> None:
-    method = st.selectbox("Attribution method", INPUT_METHODS, key="off-method",
-                          format_func=lambda name: name.replace("_", " "))
+    method = st.selectbox(
+        "Attribution method", INPUT_METHODS, key="off-method", format_func=lambda name: name.replace("_", " ")
+    )
     progress = st.progress(0.0, text="Attributing under every step…")
 
     def compute():
         return attributions_with_weighting_off(
-            model.model, inputs, method, sites=sites, mean_gates=gates, target=target, n_steps=16,
-            internal_batch_size=16, progress=lambda fraction: progress.progress(fraction),
+            model.model,
+            inputs,
+            method,
+            sites=sites,
+            mean_gates=gates,
+            target=target,
+            n_steps=16,
+            internal_batch_size=16,
+            progress=lambda fraction: progress.progress(fraction),
         )
 
     rows = guarded(choice.label, lambda: session_cached((*key, method), compute))
     progress.empty()
     if rows is None:
         return
-    figure = attribution_rows_figure(np.stack([row.attribution.maps[0] for row in rows]), [row.label for row in rows],
-                                     title=f"{choice.label}: {method.replace('_', ' ')} site by site")
+    figure = attribution_rows_figure(
+        np.stack([row.attribution.maps[0] for row in rows]),
+        [row.label for row in rows],
+        title=f"{choice.label}: {method.replace('_', ' ')} site by site",
+    )
     show_figure(figure, image, "off-attributions")
 
 
@@ -65,9 +87,12 @@ def weighting_off_panel(
         return
     sites = st.multiselect("Sites to switch off", gated, default=gated, key=f"off-sites-{choice.key}")
     controls = st.columns(2)
-    replacement = controls[0].radio("Replace each gate by", REPLACEMENTS, key="off-replacement",
-                                    help="1 removes the weighting; the mean keeps its average effect but not its "
-                                         "dependence on this image.")
+    replacement = controls[0].radio(
+        "Replace each gate by",
+        REPLACEMENTS,
+        key="off-replacement",
+        help="1 removes the weighting; the mean keeps its average effect but not its dependence on this image.",
+    )
     class_names = class_names_of(model)
     with controls[1]:
         target = choose_target(class_names, analysis.predictions[0].index, key=f"off-target-{choice.key}")
@@ -81,22 +106,34 @@ def weighting_off_panel(
             return
         st.caption(f"Mean gates over the {len(context.images)} image(s) in the sidebar.")
     inputs = prepare_image(model, image.rgb, context.resolution).inputs
-    comparison = guarded(choice.label, lambda: compare_weighting_off(model.model, inputs, class_names, sites=sites,
-                                                                      mean_gates=gates, target=target))
+    comparison = guarded(
+        choice.label,
+        lambda: compare_weighting_off(model.model, inputs, class_names, sites=sites, mean_gates=gates, target=target),
+    )
     if comparison is None:
         return
     st.table(comparison_table(comparison))
     rows = comparison.rows
     figure = weighting_off_figure(
-        [row.label for row in rows], [float(row.target_probability[0]) for row in rows],
-        [class_names[int(row.predicted[0])] for row in rows], target=class_names[target],
+        [row.label for row in rows],
+        [float(row.target_probability[0]) for row in rows],
+        [class_names[int(row.predicted[0])] for row in rows],
+        target=class_names[target],
         title=f"{choice.label}: switching weighting off (gate = {comparison.replacement})",
         height=120 + 28 * len(rows),
     )
     st.plotly_chart(figure, key="off-predictions", config=PLOT_CONFIG)
     if st.toggle("Attributions site by site", key="off-attribute"):
-        key = ("weighting off", choice.key, image.digest, context.resolution, context.device, tuple(sites),
-               replacement, target)
+        key = (
+            "weighting off",
+            choice.key,
+            image.digest,
+            context.resolution,
+            context.device,
+            tuple(sites),
+            replacement,
+            target,
+        )
         attribution_rows(choice, model, inputs, image, sites, gates, target, key)
 
 

@@ -1,0 +1,420 @@
+"""The service layer behind the dashboard: find checkpoints, preprocess an RGB image for an fmw
+checkpoint or a zoo model, probe it, and summarise what every weighting site did (predictions, maps,
+gates, energies).
+
+Everything returned is numpy and dataclasses, so it can be cached, pickled and plotted without
+torch. Preprocessing: centre-crop the image to the model's aspect (square for fmw models), resize
+the crop to the analysis resolution with Lanczos filtering, then normalise with the checkpoint's
+mean and std; the crop keeps the whole centre of a photo, as CIFAR-style models expect objects
+filling the frame, and a plain resize would distort them. Zoo models (torchvision, timm, uploaded
+state dicts) keep their own preprocessing (resize the short side, centre-crop, normalise).
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import numpy as np
+import torch
+from PIL import Image
+
+from fmw.io import CheckpointMetadata, LoadedCheckpoint
+from fmw.layers import WEIGHTING_LAYERS
+from fmw.models import ZooModel, count_multiply_adds, count_parameters
+from fmw.sites import ProbeResult, SiteRecord, find_sites, probe
+
+ORDERINGS = ("index", "gate", "energy change")
+ENERGY_FLOOR = 1e-12
+ZOO_MINIMUM_SIZE = 32  # torchvision and timm networks downsample by 32
+
+Analysable = LoadedCheckpoint | ZooModel
+Result = TypeVar("Result")
+"""What can be analysed: an fmw checkpoint or a model from ``fmw.models.zoo``."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    index: int
+    class_name: str
+    probability: float
+
+
+@dataclass
+class SiteSummary:
+    """One weighting site on one image: maps (C, H, W) before and after, the gates it applied
+    (channel gate (C,), spatial gate (H, W); None when the kind has no such stage) and the
+    per-channel energy (mean square over the map) on both sides."""
+
+    name: str
+    kind: str
+    before: np.ndarray
+    after: np.ndarray
+    channel_gate: np.ndarray | None
+    spatial_gate: np.ndarray | None
+    energy_before: np.ndarray
+    energy_after: np.ndarray
+
+    @property
+    def channels(self) -> int:
+        return int(self.before.shape[0])
+
+    @property
+    def difference(self) -> np.ndarray:
+        return self.after - self.before
+
+    @property
+    def energy_ratio(self) -> np.ndarray:
+        """after / before energy per channel; 1 where the channel was silent before."""
+        silent = self.energy_before <= ENERGY_FLOOR
+        return np.where(silent, 1.0, self.energy_after / np.maximum(self.energy_before, ENERGY_FLOOR)).astype(
+            np.float32
+        )
+
+    @property
+    def gates(self) -> dict[str, np.ndarray]:
+        stages = {"channel": self.channel_gate, "spatial": self.spatial_gate}
+        return {stage: gate for stage, gate in stages.items() if gate is not None}
+
+
+@dataclass
+class ImageAnalysis:
+    """One checkpoint on one image: top-k predictions, every site, and the crop the model saw."""
+
+    checkpoint: str
+    resolution: tuple[int, int]
+    predictions: list[Prediction]
+    sites: list[SiteSummary]
+    crop: np.ndarray  # what the model saw, uint8 RGB, for overlays (fmw: the centre crop before resizing)
+
+
+@dataclass
+class PreparedImage:
+    """An image prepared for one model: the uint8 RGB ``crop`` it sees (for overlays), the
+    normalised ``inputs`` (1, 3, H, W) and the ``resolution`` (H, W)."""
+
+    crop: np.ndarray
+    inputs: torch.Tensor
+    resolution: tuple[int, int]
+
+
+@dataclass
+class SiteStatistics:
+    """One site over a batch of images: every gate value per stage, per-channel mean and std of
+    the channel gate, and the per-channel mean energy ratio after/before."""
+
+    name: str
+    kind: str
+    images: int
+    gate_values: dict[str, np.ndarray] = field(default_factory=dict)
+    channel_gate_mean: np.ndarray | None = None
+    channel_gate_std: np.ndarray | None = None
+    energy_ratio_mean: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What the Models page shows for one checkpoint; accuracies in percent, None when unknown."""
+
+    name: str
+    weighting: str
+    parameters: int
+    multiply_adds: int
+    input_size: tuple[int, int]
+    top1: float | None
+    top1_weighting_off: float | None
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    """The ``.safetensors`` files in ``directory``: the family's kinds in display order, then others."""
+    if not directory.is_dir():
+        return []
+    rank = {kind: position for position, kind in enumerate(WEIGHTING_LAYERS)}
+    files = [path for path in directory.glob("*.safetensors") if path.is_file()]
+    return sorted(files, key=lambda path: (rank.get(path.stem, len(rank)), path.stem))
+
+
+def center_crop(rgb: np.ndarray, aspect: float = 1.0) -> np.ndarray:
+    """The largest centred window of ``rgb`` with width / height = ``aspect``."""
+    height, width = rgb.shape[:2]
+    crop_width = min(width, round(height * aspect))
+    crop_height = min(height, round(crop_width / aspect))
+    top, left = (height - crop_height) // 2, (width - crop_width) // 2
+    return rgb[top : top + crop_height, left : left + crop_width]
+
+
+def prepare_input(crop: np.ndarray, metadata: CheckpointMetadata, resolution: tuple[int, int]) -> torch.Tensor:
+    """A (1, 3, H, W) float tensor: ``crop`` resized to ``resolution`` (height, width) and
+    normalised with the checkpoint's mean and std."""
+    height, width = resolution
+    resized = Image.fromarray(crop).resize((width, height), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    pixels = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    mean = torch.tensor(metadata.mean, dtype=torch.float32).view(-1, 1, 1)
+    std = torch.tensor(metadata.std, dtype=torch.float32).view(-1, 1, 1)
+    return ((pixels - mean) / std).unsqueeze(0)
+
+
+def _summarise(record: SiteRecord, index: int = 0) -> SiteSummary:
+    """Image ``index`` of the batch, copied out so that no summary keeps the whole batch alive."""
+
+    def of_image(tensor: torch.Tensor) -> np.ndarray:
+        return tensor[index if tensor.shape[0] > 1 else 0].float().numpy().copy()  # a parameter gate has N = 1
+
+    before, after = of_image(record.before), of_image(record.after)
+    channel = record.gates.get("channel")
+    spatial = record.gates.get("spatial")
+    return SiteSummary(
+        name=record.name,
+        kind=record.kind,
+        before=before,
+        after=after,
+        channel_gate=None if channel is None else of_image(channel).reshape(-1),
+        spatial_gate=None if spatial is None else of_image(spatial)[0],
+        energy_before=np.square(before, dtype=np.float64).mean(axis=(1, 2)).astype(np.float32),
+        energy_after=np.square(after, dtype=np.float64).mean(axis=(1, 2)).astype(np.float32),
+    )
+
+
+def class_names_of(source: Analysable) -> list[str]:
+    return source.class_names if isinstance(source, ZooModel) else source.metadata.class_names
+
+
+def _zoo_image(source: ZooModel, rgb: np.ndarray, resolution: int | None) -> PreparedImage:
+    """The zoo model's own preprocessing; at another ``resolution`` the crop keeps its share of the image."""
+    preprocessing = source.preprocessing
+    if resolution is not None:
+        if resolution < ZOO_MINIMUM_SIZE:
+            raise ValueError(
+                f"{source.label}: resolution {resolution} is too small; use at least {ZOO_MINIMUM_SIZE} px"
+            )
+        scale = preprocessing.resize_size / preprocessing.crop_size
+        preprocessing = replace(preprocessing, resize_size=round(resolution * scale), crop_size=resolution)
+    inputs = preprocessing.transform()(Image.fromarray(rgb)).unsqueeze(0)
+    mean = torch.tensor(preprocessing.mean).view(1, -1, 1, 1)
+    std = torch.tensor(preprocessing.std).view(1, -1, 1, 1)
+    pixels = ((inputs * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8)
+    crop = np.ascontiguousarray(pixels[0].permute(1, 2, 0).numpy())
+    return PreparedImage(crop=crop, inputs=inputs, resolution=(inputs.shape[2], inputs.shape[3]))
+
+
+def prepare_image(source: Analysable, rgb: np.ndarray, resolution: int | None = None) -> PreparedImage:
+    """``rgb`` (H, W, 3 uint8) as ``source`` expects it, at ``resolution`` pixels square or, when
+    None, at the model's own input size: fmw checkpoints by ``center_crop`` and ``prepare_input``,
+    zoo models by their preprocessing (resize, centre-crop, normalise)."""
+    if isinstance(source, ZooModel):
+        return _zoo_image(source, rgb, resolution)
+    metadata = source.metadata
+    size = metadata.input_size if resolution is None else (resolution, resolution)
+    minimum = metadata.architecture.minimum_input_size
+    if min(size) < minimum:
+        raise ValueError(f"{source.source}: resolution {size} is too small; this model needs at least {minimum} px")
+    crop = np.ascontiguousarray(center_crop(rgb, aspect=size[1] / size[0]))
+    return PreparedImage(crop=crop, inputs=prepare_input(crop, metadata, size), resolution=size)
+
+
+def batch_inputs(source: Analysable, images: list[np.ndarray], resolution: int | None = None) -> torch.Tensor:
+    """Several RGB images prepared for ``source`` as one normalised batch (N, 3, H, W)."""
+    if not images:
+        raise ValueError("no images to prepare; give at least one")
+    return torch.cat([prepare_image(source, rgb, resolution).inputs for rgb in images])
+
+
+def _analysis_of(
+    result: ProbeResult, index: int, prepared: PreparedImage, class_names: list[str], top_k: int, name: str
+) -> ImageAnalysis:
+    """Image ``index`` of a probed batch: its top-k predictions and every site's summary."""
+    probabilities = result.logits[index].float().softmax(dim=0)
+    values, indices = probabilities.topk(min(top_k, probabilities.numel()))
+    predictions = [
+        Prediction(index=int(i), class_name=class_names[int(i)], probability=float(p)) for p, i in zip(values, indices)
+    ]
+    return ImageAnalysis(
+        checkpoint=name,
+        resolution=prepared.resolution,
+        predictions=predictions,
+        sites=[_summarise(record, index) for record in result.sites],
+        crop=prepared.crop,
+    )
+
+
+def analyse_image(
+    loaded: Analysable,
+    rgb: np.ndarray,
+    resolution: int | None = None,
+    top_k: int = 5,
+    name: str | None = None,
+) -> ImageAnalysis:
+    """Probe ``loaded``'s model (an fmw checkpoint or a zoo model) on ``rgb`` (H, W, 3 uint8) at
+    ``resolution`` pixels square, or at the model's own input size when None; returns predictions
+    and every site's summary."""
+    return analyse_images(loaded, [rgb], resolution, top_k, name)[0]
+
+
+def analyse_images(
+    loaded: Analysable,
+    rgbs: list[np.ndarray],
+    resolution: int | None = None,
+    top_k: int = 5,
+    name: str | None = None,
+    batch_size: int = 16,
+) -> list[ImageAnalysis]:
+    """``analyse_image`` for several images, probed ``batch_size`` at a time (one forward pass each)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    class_names = class_names_of(loaded)
+    analyses = []
+    for start in range(0, len(rgbs), batch_size):
+        prepared = [prepare_image(loaded, rgb, resolution) for rgb in rgbs[start : start + batch_size]]
+        result = probe(loaded.model, torch.cat([image.inputs for image in prepared]))
+        analyses += [
+            _analysis_of(result, index, image, class_names, top_k, name or loaded.source)
+            for index, image in enumerate(prepared)
+        ]
+    return analyses
+
+
+@dataclass
+class DeviceRun(Generic[Result]):
+    """What ``run_with_memory_fallback`` computed, where, in batches of what size, and the notice
+    to show the user when it had to step down (None when the first attempt succeeded)."""
+
+    value: Result
+    device: str
+    batch_size: int
+    notice: str | None = None
+
+
+def release_cuda_memory() -> None:
+    """Drop unreachable tensors and return the CUDA caching allocator's free blocks to the driver."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def run_with_memory_fallback(work: Callable[[str, int], Result], device: str, batch_size: int = 1) -> DeviceRun[Result]:
+    """``work(device, batch_size)``; on a CUDA out-of-memory error, release the memory and try
+    again with half the batch, down to 1, then on the CPU. The notice says what was done.
+    Out-of-memory on the CPU itself is not caught."""
+    steps: list[str] = []
+    while True:
+        try:
+            value = work(device, batch_size)
+        except torch.cuda.OutOfMemoryError:
+            pass  # released below, once the exception (and the frames holding tensors) is gone
+        else:
+            notice = None
+            if steps:
+                notice = f"The GPU ran out of memory, so this ran {' then '.join(steps)}. Results are the same."
+            return DeviceRun(value=value, device=device, batch_size=batch_size, notice=notice)
+        release_cuda_memory()
+        if torch.device(device).type != "cuda":
+            raise torch.cuda.OutOfMemoryError(f"out of memory on {device} even with a batch of {batch_size}")
+        if batch_size > 1:
+            batch_size //= 2
+            steps.append(f"in batches of {batch_size}")
+        else:
+            device = "cpu"
+            steps.append("on the CPU")
+
+
+def analyse_images_on_device(
+    load: Callable[[str], Analysable],
+    rgbs: list[np.ndarray],
+    device: str,
+    resolution: int | None = None,
+    name: str | None = None,
+    batch_size: int = 16,
+) -> DeviceRun[list[ImageAnalysis]]:
+    """``analyse_images`` on ``device`` with the out-of-memory fallback; ``load(device)`` gives the
+    model on a device (the dashboard's cached loader), so falling back never moves a shared model."""
+    return run_with_memory_fallback(
+        lambda on, batch: analyse_images(load(on), rgbs, resolution, name=name, batch_size=batch), device, batch_size
+    )
+
+
+def available_orderings(site: SiteSummary) -> tuple[str, ...]:
+    """The channel orderings that mean something for ``site`` ("gate" needs a channel gate)."""
+    return ORDERINGS if site.channel_gate is not None else tuple(o for o in ORDERINGS if o != "gate")
+
+
+def channel_order(site: SiteSummary, by: str) -> np.ndarray:
+    """Channel indices in display order: by index; by channel gate, largest first; or by energy
+    change, the channel whose energy weighting changed most (|log ratio|) first. Stable on ties."""
+    if by == "index":
+        return np.arange(site.channels)
+    if by == "gate":
+        if site.channel_gate is None:
+            raise ValueError(f"site {site.name!r} ({site.kind}) has no channel gate to order by")
+        return np.argsort(-site.channel_gate, kind="stable")
+    if by == "energy change":
+        return np.argsort(-np.abs(np.log(site.energy_ratio)), kind="stable")
+    raise ValueError(f"unknown channel ordering {by!r}; expected one of: {', '.join(ORDERINGS)}")
+
+
+def site_index_at_depth(depth: int, depths: int, sites: int) -> int:
+    """The site at relative depth ``depth`` of ``depths`` (0 = first, depths-1 = last) in a
+    model with ``sites`` sites, so models with different numbers of sites line up by depth."""
+    if sites < 1:
+        raise ValueError("the model has no weighting sites")
+    if depths <= 1:
+        return 0
+    return round(depth * (sites - 1) / (depths - 1))
+
+
+def batch_statistics(analyses: list[ImageAnalysis]) -> list[SiteStatistics]:
+    """Per site, over the analyses of several images by one checkpoint (same sites, same order)."""
+    if not analyses:
+        return []
+    statistics = []
+    for position, first in enumerate(analyses[0].sites):
+        sites = [analysis.sites[position] for analysis in analyses]
+        gate_values = {stage: np.concatenate([s.gates[stage].ravel() for s in sites]) for stage in first.gates}
+        channel_gates = np.stack([s.channel_gate for s in sites]) if first.channel_gate is not None else None
+        statistics.append(
+            SiteStatistics(
+                name=first.name,
+                kind=first.kind,
+                images=len(sites),
+                gate_values=gate_values,
+                channel_gate_mean=None if channel_gates is None else channel_gates.mean(axis=0),
+                channel_gate_std=None if channel_gates is None else channel_gates.std(axis=0),
+                energy_ratio_mean=np.stack([s.energy_ratio for s in sites]).mean(axis=0),
+            )
+        )
+    return statistics
+
+
+def _percent(value) -> float | None:
+    """Metrics are stored as fractions (0..1) or percents; the Models page shows percents."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    return float(value) * 100.0 if 0.0 <= value <= 1.0 else float(value)
+
+
+def model_card(loaded: Analysable, name: str) -> ModelCard:
+    """Parameters, multiply-adds at the model's input size, and the recorded accuracies (fmw
+    checkpoints only; a zoo model's weighting is the kinds of its sites)."""
+    if isinstance(loaded, ZooModel):
+        kinds = sorted({site.kind for site in find_sites(loaded.model)})
+        weighting, input_size, metrics, channels = (
+            f"{loaded.family}: {', '.join(kinds) or 'none'}",
+            loaded.input_size,
+            {},
+            3,
+        )
+    else:
+        metadata = loaded.metadata
+        weighting, input_size, metrics = metadata.weighting, metadata.input_size, metadata.metrics
+        channels = metadata.architecture.in_channels
+    return ModelCard(
+        name=name,
+        weighting=weighting,
+        parameters=count_parameters(loaded.model),
+        multiply_adds=count_multiply_adds(loaded.model, input_size, channels),
+        input_size=input_size,
+        top1=_percent(metrics.get("test_top1")),
+        top1_weighting_off=_percent(metrics.get("test_top1_weighting_off")),
+    )

@@ -1,0 +1,366 @@
+"""Gate statistics over a dataset split or an in-memory batch: per site and class the mean gate, one
+class-specificity number per site, the dataset-mean gate.
+
+Channel gates give a class x channel matrix. Spatial gates give a class x position matrix (the
+mean map per class, flattened; every image of a split has one size, so no resizing is needed);
+CBAM has both. A site's single specificity number is its channel stage's, else its spatial stage's.
+
+Class specificity of one stage, from per-image gates g (D values each: channels or positions),
+class means m_k over n_k images, the pooled within-class variance w_d and total variance v_d:
+
+    distance(i, j) = sqrt(max(0, mean_d (m_i,d - m_j,d)^2 - mean_d(w_d) * (1/n_i + 1/n_j)))
+    class_distance = mean of distance(i, j) over pairs of classes that have images
+    specificity    = class_distance / sqrt(2 * mean_d v_d)          (0 when the gate never varies)
+
+The subtracted term removes the distance that sampling noise alone puts between class means, so a
+class-agnostic gate scores about 0 whatever the number of images. The denominator is the RMS
+distance between the gates of two random images, so the number has no unit and does not depend on
+the channel count: about 0 = the same profile for every class, about 1 = the gate is set by the
+class alone (sqrt(K / (K - 1)) for K balanced classes at most).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from fmw.device import model_device
+from fmw.io import ImageSplit, normalize
+from fmw.io.datasets import batches
+from fmw.sites import probe, site_depths
+
+FORMAT_NAME = "fmw-gate-statistics"
+
+
+SPECIFICITY_DEFINITION = (
+    "mean over class pairs (i, j) of sqrt(max(0, mean_d (m_i,d - m_j,d)^2 - mean_d(w_d) * (1/n_i + 1/n_j))) "
+    "/ sqrt(2 * mean_d v_d); m: class-mean gate, n: images per class, w: pooled within-class variance, "
+    "v: variance over all images, d: channel or position (see fmw/stats.py)"
+)
+
+
+Grouping = Literal["label", "prediction"]
+
+
+def _listed(array: np.ndarray) -> list:
+    """A nested list for JSON, NaN as null."""
+    return np.where(np.isnan(array), None, array).tolist()
+
+
+def _array(values: list) -> np.ndarray:
+    return np.array(values, dtype=np.float64)
+
+
+def _optional(value: float | None) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+@dataclass
+class StageStatistics:
+    """One gate stage of one site: ``class_mean`` (K, D) with NaN rows for classes without images,
+    the dataset ``mean`` and ``std`` (D,), where D = channels, or h * w positions in ``shape``."""
+
+    stage: str
+    shape: tuple[int, ...]
+    class_mean: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    specificity: float | None
+    class_distance: float | None
+
+    def mean_gate(self) -> torch.Tensor:
+        """The dataset-mean gate in the contract's layout: (1, C, 1, 1) or (1, 1, h, w)."""
+        layout = (1, -1, 1, 1) if self.stage == "channel" else (1, 1, *self.shape)
+        return torch.from_numpy(self.mean.astype(np.float32)).reshape(layout)
+
+    def to_json(self) -> dict:
+        return {
+            "shape": list(self.shape),
+            "class_mean": _listed(self.class_mean),
+            "mean": _listed(self.mean),
+            "std": _listed(self.std),
+            "specificity": _optional(self.specificity),
+            "class_distance": _optional(self.class_distance),
+        }
+
+    @classmethod
+    def from_json(cls, stage: str, data: dict) -> StageStatistics:
+        return cls(
+            stage=stage,
+            shape=tuple(data["shape"]),
+            class_mean=_array(data["class_mean"]),
+            mean=_array(data["mean"]),
+            std=_array(data["std"]),
+            specificity=data["specificity"],
+            class_distance=data["class_distance"],
+        )
+
+
+@dataclass
+class SiteGateStatistics:
+    """One site: where it is (forward ``index``, ``relative_depth`` 0..1, output ``resolution``)
+    and its gate stages ("channel", "spatial"; none for a site without gates)."""
+
+    name: str
+    kind: str
+    index: int
+    relative_depth: float
+    channels: int
+    resolution: tuple[int, int]
+    stages: dict[str, StageStatistics] = field(default_factory=dict)
+
+    @property
+    def specificity(self) -> float | None:
+        """The channel stage's specificity, else the spatial stage's, else None."""
+        for stage in ("channel", "spatial"):
+            if stage in self.stages:
+                return self.stages[stage].specificity
+        return None
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "index": self.index,
+            "relative_depth": self.relative_depth,
+            "channels": self.channels,
+            "resolution": list(self.resolution),
+            "specificity": _optional(self.specificity),
+            "stages": {stage: statistics.to_json() for stage, statistics in self.stages.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> SiteGateStatistics:
+        return cls(
+            name=data["name"],
+            kind=data["kind"],
+            index=data["index"],
+            relative_depth=data["relative_depth"],
+            channels=data["channels"],
+            resolution=tuple(data["resolution"]),
+            stages={stage: StageStatistics.from_json(stage, part) for stage, part in data["stages"].items()},
+        )
+
+
+@dataclass
+class GateStatistics:
+    """Every site of one model over ``images`` images grouped by true label or by prediction."""
+
+    source: str
+    grouping: str
+    class_names: list[str]
+    class_counts: np.ndarray
+    sites: list[SiteGateStatistics]
+
+    @property
+    def images(self) -> int:
+        return int(self.class_counts.sum())
+
+    def site(self, name: str) -> SiteGateStatistics:
+        for site in self.sites:
+            if site.name == name:
+                return site
+        raise KeyError(f"no statistics for site {name!r}; sites: {', '.join(s.name for s in self.sites)}")
+
+    def replacements(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Dataset-mean gates per site and stage, ready for ``override_gates`` or ``mean_gates=``."""
+        return {
+            site.name: {stage: statistics.mean_gate() for stage, statistics in site.stages.items()}
+            for site in self.sites
+            if site.stages
+        }
+
+    def specificity_by_depth(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Relative depths, specificities (NaN where undefined) and names of the sites with gates."""
+        gated = [site for site in self.sites if site.stages]
+        depths = np.array([site.relative_depth for site in gated], dtype=np.float64)
+        values = np.array([np.nan if site.specificity is None else site.specificity for site in gated])
+        return depths, values, [site.name for site in gated]
+
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT_NAME,
+            "source": self.source,
+            "grouping": self.grouping,
+            "images": self.images,
+            "class_names": self.class_names,
+            "class_counts": self.class_counts.tolist(),
+            "specificity_definition": SPECIFICITY_DEFINITION,
+            "sites": [site.to_json() for site in self.sites],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> GateStatistics:
+        """Read what ``to_json`` wrote (e.g. a ``python -m fmw stats`` file)."""
+        if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+            raise ValueError(
+                f"not an fmw gate-statistics file (expected format {FORMAT_NAME!r}); make one with python -m fmw stats"
+            )
+        return cls(
+            source=data["source"],
+            grouping=data["grouping"],
+            class_names=list(data["class_names"]),
+            class_counts=np.array(data["class_counts"], dtype=np.int64),
+            sites=[SiteGateStatistics.from_json(site) for site in data["sites"]],
+        )
+
+
+def class_specificity(sums: np.ndarray, squares: np.ndarray, counts: np.ndarray) -> tuple[float | None, float | None]:
+    """(specificity, class_distance) of one stage from per-class sums and sums of squares (K, D)
+    of the gates and the class counts (K,), as the module docstring defines them; (None, None)
+    when fewer than two classes have images."""
+    present = counts > 0
+    if present.sum() < 2:
+        return None, None
+    sums, squares, counts = sums[present], squares[present], counts[present].astype(np.float64)
+    total = counts.sum()
+    means = sums / counts[:, None]
+    variance = np.maximum(squares.sum(0) / total - (sums.sum(0) / total) ** 2, 0.0).mean()
+    within_squares = squares.sum(0) - (sums**2 / counts[:, None]).sum(0)
+    within = np.maximum(within_squares, 0.0).mean() / max(total - len(counts), 1.0)
+    norms = np.square(means).sum(1)
+    squared = (norms[:, None] + norms[None, :] - 2.0 * means @ means.T) / means.shape[1]
+    noise = within * (1.0 / counts[:, None] + 1.0 / counts[None, :])
+    upper = np.triu_indices(len(counts), k=1)
+    distance = float(np.sqrt(np.maximum(squared - noise, 0.0))[upper].mean())
+    specificity = distance / float(np.sqrt(2.0 * variance)) if variance > 1e-12 else 0.0
+    return specificity, distance
+
+
+class _Accumulator:
+    """Per-class sums and sums of squares of every site's gates (float64, on the model's device)."""
+
+    def __init__(self, classes: int) -> None:
+        self.classes = classes
+        self.counts: torch.Tensor | None = None
+        self.sums: dict[tuple[str, str], torch.Tensor] = {}
+        self.squares: dict[tuple[str, str], torch.Tensor] = {}
+        self.shapes: dict[tuple[str, str], tuple[int, ...]] = {}
+
+    def add(self, result, groups: torch.Tensor) -> None:
+        if self.counts is None:
+            self.counts = torch.zeros(self.classes, dtype=torch.float64, device=groups.device)
+        self.counts += torch.bincount(groups, minlength=self.classes).double()
+        for record in result.sites:
+            for stage, gate in record.gates.items():
+                key = (record.name, stage)
+                shape = (gate.shape[1],) if stage == "channel" else tuple(gate.shape[2:])
+                if self.shapes.setdefault(key, shape) != shape:
+                    raise ValueError(
+                        f"site {record.name!r}: {stage} gate {shape} differs from {self.shapes[key]} in earlier "
+                        "batches; every image must have the same size"
+                    )
+                values = gate.reshape(gate.shape[0], -1).double()
+                if key not in self.sums:
+                    self.sums[key] = torch.zeros(
+                        self.classes, values.shape[1], dtype=torch.float64, device=values.device
+                    )
+                    self.squares[key] = torch.zeros_like(self.sums[key])
+                self.sums[key].index_add_(0, groups, values)
+                self.squares[key].index_add_(0, groups, values.square())
+
+    def stage(self, name: str, stage: str) -> StageStatistics:
+        sums, squares = self.sums[(name, stage)].cpu().numpy(), self.squares[(name, stage)].cpu().numpy()
+        counts = self.counts.cpu().numpy()
+        total = counts.sum()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            class_mean = sums / counts[:, None]
+        mean = sums.sum(0) / total
+        std = np.sqrt(np.maximum(squares.sum(0) / total - mean**2, 0.0))
+        specificity, distance = class_specificity(sums, squares, counts)
+        return StageStatistics(stage, self.shapes[(name, stage)], class_mean, mean, std, specificity, distance)
+
+
+def collect_gate_statistics(
+    model: nn.Module,
+    batches_of_inputs: Iterable[tuple[torch.Tensor, torch.Tensor | None]],
+    class_names: Sequence[str],
+    *,
+    group_by: Grouping = "label",
+    source: str = "",
+) -> GateStatistics:
+    """Statistics over batches of (normalised inputs (B, C, H, W), labels (B,) or None): one probe
+    per batch, accumulated with ``index_add_`` on the model's device. ``group_by="prediction"``
+    groups images by the predicted class (labels may then be None, e.g. for uploaded images)."""
+    if group_by not in ("label", "prediction"):
+        raise ValueError(f"group_by must be 'label' or 'prediction', got {group_by!r}")
+    accumulator = _Accumulator(len(class_names))
+    first = None
+    for inputs, labels in batches_of_inputs:
+        result = probe(model, inputs, keep_on_device=True)
+        if group_by == "label":
+            if labels is None:
+                raise ValueError(
+                    "grouping by label needs labels for every batch; use group_by='prediction' without them"
+                )
+            groups = labels.to(result.logits.device, torch.long)
+        else:
+            groups = result.logits.argmax(dim=1)
+        if groups.numel() and (int(groups.min()) < 0 or int(groups.max()) >= len(class_names)):
+            raise ValueError(f"labels must lie in 0..{len(class_names) - 1} for {len(class_names)} classes")
+        accumulator.add(result, groups)
+        if first is None:
+            first = result
+    if first is None:
+        raise ValueError("no images: statistics need at least one batch with one image")
+    sites = [
+        SiteGateStatistics(
+            name=record.name,
+            kind=record.kind,
+            index=depth.index,
+            relative_depth=depth.relative_depth,
+            channels=depth.channels,
+            resolution=depth.resolution,
+            stages={stage: accumulator.stage(record.name, stage) for stage in record.gates},
+        )
+        for record, depth in zip(first.sites, site_depths(first))
+    ]
+    return GateStatistics(source, group_by, list(class_names), accumulator.counts.cpu().numpy().astype(np.int64), sites)
+
+
+def gate_statistics(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    class_names: Sequence[str],
+    labels: torch.Tensor | None = None,
+    *,
+    batch_size: int = 64,
+    source: str = "batch",
+) -> GateStatistics:
+    """Statistics over an in-memory batch of normalised inputs (the dashboard's uploads), grouped
+    by ``labels`` when given, else by predicted class."""
+    chunks = [
+        (inputs[start : start + batch_size], None if labels is None else labels[start : start + batch_size])
+        for start in range(0, inputs.shape[0], batch_size)
+    ]
+    group_by = "prediction" if labels is None else "label"
+    return collect_gate_statistics(model, chunks, class_names, group_by=group_by, source=source)
+
+
+def split_gate_statistics(
+    model: nn.Module,
+    split: ImageSplit,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    batch_size: int = 256,
+    progress: Callable[[float], None] | None = None,
+) -> GateStatistics:
+    """Statistics over a dataset split (uint8 images normalised batch by batch on the model's
+    device), grouped by true label; ``progress`` gets the fraction of images done."""
+    device = model_device(model)
+
+    def chunks():
+        done = 0
+        for indices in batches(len(split), batch_size, None):
+            yield normalize(split.images[indices].to(device), tuple(mean), tuple(std)), split.labels[indices]
+            done += len(indices)
+            if progress is not None:
+                progress(done / len(split))
+
+    return collect_gate_statistics(model, chunks(), split.class_names, group_by="label", source=split.source)

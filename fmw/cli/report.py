@@ -1,0 +1,79 @@
+"""``fmw report``: write one self-contained HTML report for images and checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fmw.analysis.attribution import INPUT_METHODS
+from fmw.device import select_device
+from fmw.errors import FMWError
+from fmw.export import Section, write_page
+from fmw.export.report import NO_ATTRIBUTION, report_sections
+from fmw.io import LoadedCheckpoint, load_checkpoint
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="fmw report",
+        description=__doc__.split("\n")[0],
+        epilog="exit status: 0 all reported, 1 page written with errors in it, 2 no page written",
+    )
+    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    parser.add_argument("--checkpoint", type=Path, action="append", required=True, help="repeat for several")
+    parser.add_argument("--out", type=Path, required=True, help="the HTML file to write")
+    parser.add_argument("--attribution", default="integrated_gradients", choices=[*INPUT_METHODS, NO_ATTRIBUTION])
+    parser.add_argument("--steps", type=int, default=32, help="integration steps for integrated gradients")
+    parser.add_argument("--resolution", type=int, default=None, help="analysis size in px (default: the checkpoint's)")
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args(argv)
+    try:
+        if args.steps < 1:
+            raise ValueError(f"--steps must be at least 1, got {args.steps}")
+        device = select_device(args.device)
+    except ValueError as error:
+        print(f"fmw report: {error}", file=sys.stderr)
+        return 2
+    checkpoints: dict[str, LoadedCheckpoint] = {}
+    loading = Section("Checkpoints")
+    for path in args.checkpoint:
+        try:
+            checkpoints[path.stem if path.stem not in checkpoints else str(path)] = load_checkpoint(path, device)
+        except FMWError as error:
+            loading.errors.append(str(error))
+    for message in loading.errors:
+        print(f"fmw report: {message}", file=sys.stderr)
+    if not checkpoints:
+        print("fmw report: no checkpoint could be loaded; no report written", file=sys.stderr)
+        return 2
+    loading.notes.append(", ".join(f"{name} ({loaded.metadata.weighting})" for name, loaded in checkpoints.items()))
+    sections: list[Section] = []
+    errors: list[str] = []
+    for path in args.images:
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            message = f"{path}: cannot read the file ({error.strerror or error})"
+            sections.append(Section(f"Image {path}", errors=[message]))
+            errors.append(message)
+            continue
+        image_sections, image_errors = report_sections(
+            [(str(path), data)],
+            checkpoints,
+            attribution=args.attribution,
+            n_steps=args.steps,
+            resolution=args.resolution,
+        )
+        sections += image_sections
+        errors += image_errors
+    for message in errors:
+        print(f"fmw report: {message}", file=sys.stderr)
+    try:
+        write_page(args.out, "fmw report", [loading, *sections])
+    except OSError as error:
+        print(f"fmw report: cannot write {args.out}: {error}", file=sys.stderr)
+        return 2
+    failures = len(errors) + len(loading.errors)
+    print(f"wrote {args.out}: {len(args.images)} image(s) x {len(checkpoints)} checkpoint(s), {failures} error(s)")
+    return 1 if failures else 0

@@ -1,0 +1,91 @@
+"""The HTML report of images and checkpoints: per image and model, predictions, the sites' maps and
+gates, and an input attribution, in one self-contained page."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from fmw.analysis import analyse_image, prepare_input
+from fmw.analysis.attribution import attribute_input
+from fmw.errors import DecodeError
+from fmw.export.files import Section
+from fmw.figures import attribution_overlay_figure, predictions_figure, site_column_figure
+from fmw.io import DecodedImage, LoadedCheckpoint, decode_image
+
+NO_ATTRIBUTION = "none"
+
+
+def checkpoint_sections(
+    name: str,
+    loaded: LoadedCheckpoint,
+    image: DecodedImage,
+    *,
+    attribution: str = "integrated_gradients",
+    n_steps: int = 32,
+    resolution: int | None = None,
+) -> list[Section]:
+    """One checkpoint on one image: a section with the top-5 and the attribution overlay (for the
+    predicted class; ``attribution="none"`` leaves it out), then one section per weighting site
+    with the Compare view's figure: its maps before and after and its gate(s)."""
+    analysis = analyse_image(loaded, image.rgb, resolution=resolution, name=name)
+    top = analysis.predictions[0]
+    figures = [
+        predictions_figure(
+            [p.class_name for p in analysis.predictions], [p.probability for p in analysis.predictions], title="top-5"
+        )
+    ]
+    if attribution != NO_ATTRIBUTION:
+        inputs = prepare_input(analysis.crop, loaded.metadata, analysis.resolution)
+        result = attribute_input(loaded.model, inputs, attribution, target=top.index, n_steps=n_steps)
+        title = f"{attribution.replace('_', ' ')} for {top.class_name}"
+        figures.append(attribution_overlay_figure(analysis.crop, result.maps[0], title=title))
+    height, width = analysis.resolution
+    sections = [
+        Section(
+            f"{name}: {top.class_name} ({top.probability:.1%})",
+            figures,
+            notes=[f"{loaded.metadata.weighting} weighting, analysed at {height}x{width} px"],
+            level=3,
+        )
+    ]
+    for site in analysis.sites:
+        figure = site_column_figure(
+            site.before, site.after, site.channel_gate, site.spatial_gate, title=f"{site.name}: before, after, gates"
+        )
+        _, map_height, map_width = site.before.shape
+        note = f"{site.kind}, {site.channels} maps of {map_height}x{map_width}"
+        if not site.gates:
+            note += "; no gate: the site passes its input through unchanged"
+        sections.append(Section(f"{name} · {site.name}", [figure], notes=[note], level=4))
+    return sections
+
+
+def report_sections(
+    images: Sequence[tuple[str, bytes]],
+    checkpoints: Mapping[str, LoadedCheckpoint],
+    **options,
+) -> tuple[list[Section], list[str]]:
+    """Sections for every (name, file bytes) image and every named checkpoint, and the error
+    messages of what failed (each also appears in its image's section). ``options`` go to
+    ``checkpoint_sections``."""
+    sections: list[Section] = []
+    errors: list[str] = []
+    for image_name, data in images:
+        heading = Section(f"Image {image_name}")
+        sections.append(heading)
+        try:
+            image = decode_image(data, image_name)
+        except DecodeError as error:
+            heading.errors.append(str(error))
+            errors.append(str(error))
+            continue
+        width, height = image.source_size
+        heading.notes.append(f"{image.source_format}, {width}x{height} px, sha256 {image.digest[:12]}")
+        for name, loaded in checkpoints.items():
+            try:
+                sections += checkpoint_sections(name, loaded, image, **options)
+            except (ValueError, RuntimeError) as error:
+                message = f"{image_name} with {name}: {error}"
+                heading.errors.append(message)
+                errors.append(message)
+    return sections, errors

@@ -1,0 +1,275 @@
+"""Figures of what one weighting site did: feature-map montages before and after, channel gates as
+bars, spatial gates as maps and over the image."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from fmw.figures.style import (
+    DIFFERENCE_COLORSCALE,
+    GATE_COLORSCALE,
+    MAP_HOVER,
+    MAPS_COLORSCALE,
+    STAGE_COLOURS,
+    TIGHT_MARGIN,
+    _coloraxis,
+    _image_axes,
+    symmetric_limit,
+)
+
+
+@dataclass(frozen=True)
+class Montage:
+    """Maps tiled row by row: ``values`` and ``channels`` (the channel shown at each pixel, -1 in
+    the gaps) have shape (rows * (H + gap) - gap, columns * (W + gap) - gap)."""
+
+    values: np.ndarray
+    channels: np.ndarray
+    rows: int
+    columns: int
+
+
+def _grid_columns(count: int, tile_height: int, tile_width: int) -> int:
+    """Columns that make the montage roughly square."""
+    return max(1, math.ceil(math.sqrt(count * tile_height / tile_width)))
+
+
+def montage(
+    maps: np.ndarray,
+    order: Sequence[int] | np.ndarray | None = None,
+    columns: int | None = None,
+    gap: int = 1,
+    per_map_scale: bool = False,
+) -> Montage:
+    """Tile ``maps`` (C, H, W) in ``order`` (default: by index). With ``per_map_scale`` every
+    tile is divided by its own largest absolute value, so each spans [-1, 1]."""
+    if maps.ndim != 3:
+        raise ValueError(f"maps must be (channels, height, width), got shape {maps.shape}")
+    count, height, width = maps.shape
+    order = np.arange(count) if order is None else np.asarray(order, dtype=np.int64)
+    tiles = maps[order].astype(np.float32)
+    if per_map_scale:
+        limits = np.abs(tiles).reshape(len(order), -1).max(axis=1)
+        tiles = tiles / np.where(limits > 0, limits, 1.0)[:, None, None]
+    columns = columns or _grid_columns(len(order), height, width)
+    rows = max(1, math.ceil(len(order) / columns))
+    values = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap), np.nan, np.float32)
+    channels = np.full(values.shape, -1, np.int32)
+    for position, (channel, tile) in enumerate(zip(order, tiles)):
+        top, left = (position // columns) * (height + gap), (position % columns) * (width + gap)
+        values[top : top + height, left : left + width] = tile
+        channels[top : top + height, left : left + width] = channel
+    return Montage(values=values, channels=channels, rows=rows, columns=columns)
+
+
+def _channel_indices(channels: np.ndarray) -> np.ndarray:
+    """The montage's channel map in the smallest unsigned type that holds it (fewer bytes to
+    send); gaps become 0, which hover never shows since z is NaN there."""
+    return np.maximum(channels, 0).astype(np.uint8 if channels.max(initial=0) < 256 else np.uint16)
+
+
+def _grid_trace(
+    maps: np.ndarray,
+    order: Sequence[int] | np.ndarray | None,
+    per_map_scale: bool,
+    name: str,
+    coloraxis: str,
+) -> go.Heatmap:
+    """One heatmap over the montage. Hover shows the channel (``customdata``) and the value: z
+    itself, or with ``per_map_scale`` (where z is rescaled per tile) the raw value carried as a
+    second ``customdata`` plane."""
+    tiled = montage(maps, order, per_map_scale=per_map_scale)
+    if per_map_scale:
+        raw = montage(maps, order).values
+        customdata = np.stack([tiled.channels.astype(np.float32), raw], axis=-1)
+        hovertemplate = MAP_HOVER
+    else:
+        customdata = _channel_indices(tiled.channels)
+        hovertemplate = "channel %{customdata}<br>value %{z:.4g}<extra>%{fullData.name}</extra>"
+    return go.Heatmap(
+        z=tiled.values,
+        customdata=customdata,
+        hovertemplate=hovertemplate,
+        hoverongaps=False,
+        name=name,
+        coloraxis=coloraxis,
+    )
+
+
+def feature_grid_figure(
+    maps: np.ndarray,
+    *,
+    order: Sequence[int] | np.ndarray | None = None,
+    per_map_scale: bool = False,
+    limit: float | None = None,
+    title: str = "",
+) -> go.Figure:
+    """All maps (C, H, W) as one heatmap trace; colour range ±``limit`` (default: the maps'
+    largest absolute value), or each map scaled to its own range with ``per_map_scale``."""
+    scale = 1.0 if per_map_scale else (limit or symmetric_limit(maps))
+    figure = go.Figure(_grid_trace(maps, order, per_map_scale, "maps", "coloraxis"))
+    figure.update_layout(title=title, coloraxis=_coloraxis(MAPS_COLORSCALE, scale), margin=TIGHT_MARGIN)
+    _image_axes(figure)
+    return figure
+
+
+def site_column_figure(
+    before: np.ndarray,
+    after: np.ndarray,
+    channel_gate: np.ndarray | None = None,
+    spatial_gate: np.ndarray | None = None,
+    *,
+    limit: float | None = None,
+    gate_upper: float | None = None,
+    title: str = "",
+) -> go.Figure:
+    """One site of one checkpoint, top to bottom in one figure (one column of the Compare view):
+    before and after grids on the colour range ±``limit``, then the channel gate by channel
+    index on [0, ``gate_upper``] and the spatial gate on [0, 1], when the site has them. Pass the
+    same ``limit`` and ``gate_upper`` to every column so equal colours and heights mean equal values."""
+    limit = limit or symmetric_limit(before, after)
+    rows = [("before", 3.0), ("after", 3.0)]
+    if channel_gate is not None:
+        rows.append(("channel gate", 1.4))
+    if spatial_gate is not None:
+        rows.append(("spatial gate (0 to 1)", 2.0))
+    titles, heights = zip(*rows)
+    figure = make_subplots(rows=len(rows), cols=1, subplot_titles=titles, row_heights=heights, vertical_spacing=0.05)
+    figure.add_trace(_grid_trace(before, None, False, "before", "coloraxis"), row=1, col=1)
+    figure.add_trace(_grid_trace(after, None, False, "after", "coloraxis"), row=2, col=1)
+    image_subplots = [1, 2]
+    if channel_gate is not None:
+        figure.add_trace(_channel_gate_trace(channel_gate, np.arange(channel_gate.size)), row=3, col=1)
+        if gate_upper is not None:
+            figure.update_yaxes(range=[min(0.0, float(channel_gate.min())), gate_upper], row=3, col=1)
+    if spatial_gate is not None:
+        figure.add_trace(
+            _spatial_gate_trace(spatial_gate, "gate %{z:.4g}<extra></extra>", showscale=False), row=len(titles), col=1
+        )
+        image_subplots.append(len(titles))
+    title_lines = title.count("<br>") + 1 if title else 1  # columns are narrow: callers break long titles
+    figure.update_layout(
+        title={"text": title, "font": {"size": 14}},
+        height=int(100 * sum(heights)) + 70 + 20 * title_lines,
+        showlegend=False,
+        bargap=0.05,
+        coloraxis=_coloraxis(MAPS_COLORSCALE, limit, orientation="h", y=-0.02, yanchor="top"),
+        margin={**TIGHT_MARGIN, "t": 50 + 20 * title_lines},
+    )
+    _image_axes(figure, image_subplots)
+    return figure
+
+
+def explorer_grids_figure(
+    before: np.ndarray,
+    after: np.ndarray,
+    *,
+    order: Sequence[int] | np.ndarray | None = None,
+    per_map_scale: bool = False,
+    height: int = 480,
+) -> go.Figure:
+    """before | after | difference (after - before), all channels, one trace per grid. Before
+    and after share a colour range (per map with ``per_map_scale``); the difference has its own."""
+    difference = after - before
+    figure = make_subplots(
+        rows=1, cols=3, subplot_titles=("before", "after", "difference (after − before)"), horizontal_spacing=0.03
+    )
+    figure.add_trace(_grid_trace(before, order, per_map_scale, "before", "coloraxis"), row=1, col=1)
+    figure.add_trace(_grid_trace(after, order, per_map_scale, "after", "coloraxis"), row=1, col=2)
+    figure.add_trace(_grid_trace(difference, order, per_map_scale, "difference", "coloraxis2"), row=1, col=3)
+    maps_limit = 1.0 if per_map_scale else symmetric_limit(before, after)
+    difference_limit = 1.0 if per_map_scale else symmetric_limit(difference)
+    figure.update_layout(
+        height=height,
+        coloraxis=_coloraxis(MAPS_COLORSCALE, maps_limit, "map", x=1.0, len=0.45, y=0.75),
+        coloraxis2=_coloraxis(DIFFERENCE_COLORSCALE, difference_limit, "diff", x=1.0, len=0.45, y=0.22),
+        margin=TIGHT_MARGIN,
+    )
+    _image_axes(figure, subplots=(1, 2, 3))
+    return figure
+
+
+def _channel_gate_trace(gate: np.ndarray, order: np.ndarray) -> go.Bar:
+    """The channel gate as bars in ``order``; hover names each bar's channel."""
+    return go.Bar(
+        x=np.arange(gate.size),
+        y=gate[order].astype(np.float32),
+        customdata=order,
+        hovertemplate="channel %{customdata}<br>gate %{y:.4g}<extra></extra>",
+        marker_color=STAGE_COLOURS["channel"],
+        name="channel gate",
+    )
+
+
+def channel_gate_figure(
+    gate: np.ndarray,
+    *,
+    sort: bool = True,
+    upper: float | None = None,
+    title: str = "channel gate",
+    height: int = 260,
+) -> go.Figure:
+    """The channel gate (C,) as one bar trace: sorted largest first (x = rank) or by channel
+    index; hover names the channel. ``upper`` fixes the y range to [min(0, gate), upper]."""
+    order = np.argsort(-gate, kind="stable") if sort else np.arange(gate.size)
+    figure = go.Figure(_channel_gate_trace(gate, order))
+    figure.update_layout(
+        title=title,
+        height=height,
+        bargap=0.05,
+        margin=TIGHT_MARGIN,
+        xaxis_title="channels, largest gate first" if sort else "channel",
+    )
+    if upper is not None:
+        figure.update_yaxes(range=[min(0.0, float(gate.min())), upper])
+    return figure
+
+
+def _spatial_gate_trace(gate: np.ndarray, hovertemplate: str, **placement) -> go.Heatmap:
+    """A spatial gate (H, W) as a heatmap on the fixed range [0, 1]."""
+    return go.Heatmap(
+        z=gate.astype(np.float32),
+        zmin=0.0,
+        zmax=1.0,
+        colorscale=GATE_COLORSCALE,
+        hovertemplate=hovertemplate,
+        colorbar={"thickness": 10},
+        **placement,
+    )
+
+
+def _finish_image_figure(figure: go.Figure, title: str, height: int) -> go.Figure:
+    figure.update_layout(title=title, height=height, margin=TIGHT_MARGIN)
+    _image_axes(figure)
+    return figure
+
+
+def spatial_gate_figure(gate: np.ndarray, *, title: str = "spatial gate", height: int = 260) -> go.Figure:
+    """The spatial gate (H, W) as one heatmap on the fixed range [0, 1]."""
+    trace = _spatial_gate_trace(gate, "row %{y}, column %{x}<br>gate %{z:.4g}<extra></extra>")
+    return _finish_image_figure(go.Figure(trace), title, height)
+
+
+def spatial_overlay_figure(
+    image: np.ndarray,
+    gate: np.ndarray,
+    *,
+    opacity: float = 0.5,
+    title: str = "spatial gate over the input",
+    height: int = 320,
+) -> go.Figure:
+    """The spatial gate (h, w) stretched over ``image`` (H, W, 3 uint8): an image trace and one
+    semi-transparent heatmap whose cells each cover (H / h) x (W / w) image pixels."""
+    image_height, image_width = image.shape[:2]
+    gate_height, gate_width = gate.shape
+    dx, dy = image_width / gate_width, image_height / gate_height
+    cells = _spatial_gate_trace(
+        gate, "gate %{z:.4g}<extra></extra>", x0=dx / 2 - 0.5, dx=dx, y0=dy / 2 - 0.5, dy=dy, opacity=opacity
+    )
+    return _finish_image_figure(go.Figure([go.Image(z=image, hoverinfo="skip"), cells]), title, height)

@@ -1,0 +1,26 @@
+"""The registry: one short name per weighting layer class, and the factory that builds a layer
+from its name and channel count."""
+
+from __future__ import annotations
+
+from fmw.layers.base import NoWeighting, WeightingLayer
+from fmw.layers.cbam import CBAM
+from fmw.layers.eca import EfficientChannelAttention
+from fmw.layers.scale import ChannelScaling
+from fmw.layers.spatial import SpatialAttention
+from fmw.layers.squeeze_excitation import SqueezeExcitation
+
+WEIGHTING_LAYERS: dict[str, type[WeightingLayer]] = {
+    cls.kind: cls
+    for cls in (NoWeighting, ChannelScaling, SpatialAttention, SqueezeExcitation, CBAM, EfficientChannelAttention)
+}
+
+
+def create_weighting(kind: str, channels: int) -> WeightingLayer:
+    """Build the weighting layer registered as ``kind`` for ``channels`` feature maps."""
+    try:
+        cls = WEIGHTING_LAYERS[kind]
+    except KeyError:
+        known = ", ".join(WEIGHTING_LAYERS)
+        raise ValueError(f"unknown weighting kind {kind!r}; expected one of: {known}") from None
+    return cls(channels)

@@ -1,0 +1,262 @@
+"""Models from elsewhere: torchvision networks with built-in squeeze-excitation, timm networks with
+SE, ECA, CBAM (optional), and users' torchvision state dicts, each with its preprocessing."""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+import torch
+from PIL import Image
+from torch import nn
+from torchvision import transforms
+from torchvision.models import WeightsEnum, get_model, get_model_weights
+
+from fmw.errors import CheckpointError, ZooError
+from fmw.models.weights import compare_state_dicts, load_pickled_state_dict
+
+TORCHVISION_MODELS: dict[str, str] = {
+    "mobilenet_v3_small": "MobileNetV3-Small: 9 squeeze-excitation blocks (hard-sigmoid gates)",
+    "mobilenet_v3_large": "MobileNetV3-Large: 8 squeeze-excitation blocks (hard-sigmoid gates)",
+    "efficientnet_b0": "EfficientNet-B0: 16 squeeze-excitation blocks, one per MBConv block",
+    "regnet_y_400mf": "RegNetY-400MF: 16 squeeze-excitation blocks, one per residual block",
+}
+
+
+@dataclass(frozen=True)
+class TimmRecipe:
+    """How to build one catalogued timm model: its timm name and ``create_model`` keyword arguments."""
+
+    architecture: str
+    options: dict
+    description: str
+
+
+TIMM_MODELS: dict[str, TimmRecipe] = {
+    "seresnet18": TimmRecipe("seresnet18", {}, "SE-ResNet-18: squeeze-excitation (SEModule) in every block"),
+    "resnet10t-ese": TimmRecipe(
+        "resnet10t", {"block_args": {"attn_layer": "ese"}}, "ResNet-10-T with effective squeeze-excitation"
+    ),
+    "resnet10t-eca": TimmRecipe("resnet10t", {"block_args": {"attn_layer": "eca"}}, "ResNet-10-T with ECA"),
+    "resnet10t-ceca": TimmRecipe(
+        "resnet10t", {"block_args": {"attn_layer": "ceca"}}, "ResNet-10-T with circular-padding ECA"
+    ),
+    "resnet10t-cbam": TimmRecipe("resnet10t", {"block_args": {"attn_layer": "cbam"}}, "ResNet-10-T with CBAM"),
+    "mobilenetv3_small_100": TimmRecipe(
+        "mobilenetv3_small_100", {}, "timm's MobileNetV3-Small: EfficientNet-style squeeze-excitation"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How images must be prepared for a model: resize the short side, centre-crop, normalise."""
+
+    resize_size: int
+    crop_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    interpolation: str
+
+    def transform(self) -> Callable[[Image.Image], torch.Tensor]:
+        """A callable turning an RGB PIL image into a normalised (3, crop, crop) float tensor."""
+        return transforms.Compose(
+            [
+                transforms.Resize(
+                    self.resize_size, interpolation=transforms.InterpolationMode(self.interpolation), antialias=True
+                ),
+                transforms.CenterCrop(self.crop_size),
+                transforms.ToTensor(),
+                transforms.Normalize(self.mean, self.std),
+            ]
+        )
+
+
+@dataclass
+class ZooModel:
+    """A foreign model ready to probe: eval mode, on its device, with its classes and preprocessing.
+    ``random_weights`` is True when the weights are an untrained initialisation; label every view."""
+
+    model: nn.Module
+    name: str
+    family: Literal["torchvision", "timm"]
+    class_names: list[str]
+    preprocessing: Preprocessing
+    random_weights: bool
+    source: str
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return (self.preprocessing.crop_size, self.preprocessing.crop_size)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} (random weights)" if self.random_weights else self.name
+
+
+def _torchvision_weights(name: str) -> WeightsEnum:
+    if name not in TORCHVISION_MODELS:
+        raise ZooError(f"unknown torchvision model {name!r}; choose one of: {', '.join(TORCHVISION_MODELS)}")
+    return get_model_weights(name).DEFAULT
+
+
+def _torchvision_preprocessing(weights: WeightsEnum) -> Preprocessing:
+    preset = weights.transforms()
+    return Preprocessing(
+        resize_size=preset.resize_size[0],
+        crop_size=preset.crop_size[0],
+        mean=tuple(preset.mean),
+        std=tuple(preset.std),
+        interpolation=preset.interpolation.value,
+    )
+
+
+def _seeded_model(build: Callable[[], nn.Module], seed: int) -> nn.Module:
+    """Build a model whose random initialisation depends only on ``seed``, leaving the global RNG as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def cached_weights_path(name: str) -> Path:
+    """Where torch's hub cache keeps (or would keep) the default ImageNet weights of ``name``."""
+    filename = os.path.basename(urlparse(_torchvision_weights(name).url).path)
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def _imagenet_state_dict(name: str, weights: WeightsEnum, allow_download: bool) -> dict[str, torch.Tensor]:
+    """The cached ImageNet weights (downloading them first when allowed), read with weights_only=True.
+
+    torchvision's builders load with ``torch.load(weights_only=False)``; fmw passes ``weights_only=True``
+    to the same ``weights.get_state_dict`` so the cached file can only yield tensors."""
+    path = cached_weights_path(name)
+    advice = "Choose 'random weights' to explore the architecture, or copy the file there."
+    cached = path.is_file()
+    if not cached and not allow_download:
+        raise ZooError(
+            f"ImageNet weights for {name} are not in the torch cache ({path}) and downloading was not allowed. {advice}"
+        )
+    try:
+        return weights.get_state_dict(progress=False, check_hash=True, weights_only=True)
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if cached:
+            raise ZooError(
+                f"ImageNet weights for {name} in the torch cache ({path}) could not be read: {reason}. "
+                "Delete the file so it can be fetched again, or choose 'random weights'."
+            ) from None
+        raise ZooError(
+            f"ImageNet weights for {name} are not in the torch cache ({path}) and could not be downloaded: "
+            f"{reason}. {advice}"
+        ) from None
+
+
+def load_torchvision_model(
+    name: str,
+    weights: Literal["default", "random"] = "default",
+    device: str | torch.device = "cpu",
+    *,
+    allow_download: bool = False,
+    seed: int = 0,
+) -> ZooModel:
+    """Open a catalogued torchvision model in eval mode on ``device``.
+
+    ``weights="default"`` loads torchvision's default ImageNet weights from the torch hub cache
+    (``cached_weights_path``), downloading them only when ``allow_download``; otherwise a ``ZooError``
+    says where the file should be. ``weights="random"`` builds the architecture with a seeded
+    random initialisation (``random_weights=True``); class names are ImageNet's either way.
+    """
+    tv_weights = _torchvision_weights(name)
+    if weights not in ("default", "random"):
+        raise ZooError(f"weights must be 'default' (ImageNet) or 'random', got {weights!r}")
+    model = _seeded_model(lambda: get_model(name, weights=None), seed)
+    if weights == "default":
+        model.load_state_dict(_imagenet_state_dict(name, tv_weights, allow_download))
+        source = f"torchvision {tv_weights} ({cached_weights_path(name)})"
+    else:
+        source = f"torchvision {name}, random initialisation (seed {seed})"
+    return ZooModel(
+        model=model.to(device).eval(),
+        name=name,
+        family="torchvision",
+        class_names=list(tv_weights.meta["categories"]),
+        preprocessing=_torchvision_preprocessing(tv_weights),
+        random_weights=weights == "random",
+        source=source,
+    )
+
+
+def load_state_dict_upload(
+    data: bytes, architecture: str, filename: str = "uploaded state dict", device: str | torch.device = "cpu"
+) -> ZooModel:
+    """A user's ``torch.save(model.state_dict())`` file for the catalogued torchvision ``architecture``.
+
+    The bytes are read with ``torch.load(weights_only=True)``, so nothing in them is executed; a file
+    whose keys or shapes do not fit raises ``CheckpointError`` listing the mismatching keys."""
+    tv_weights = _torchvision_weights(architecture)
+    found = load_pickled_state_dict(data, filename)
+    model = get_model(architecture, weights=None)
+    expected = model.state_dict()
+    problems = compare_state_dicts(expected, found)
+    if problems:
+        raise CheckpointError(
+            f"{filename}: this state dict does not fit torchvision's {architecture}: "
+            + " | ".join(problems)
+            + ". Choose the architecture the file was saved from."
+        )
+    model.load_state_dict({key: tensor.to(expected[key].dtype) for key, tensor in found.items()})
+    return ZooModel(
+        model=model.to(device).eval(),
+        name=f"{architecture} ({filename})",
+        family="torchvision",
+        class_names=list(tv_weights.meta["categories"]),
+        preprocessing=_torchvision_preprocessing(tv_weights),
+        random_weights=False,
+        source=f"uploaded state dict {filename} for torchvision {architecture}",
+    )
+
+
+def timm_available() -> bool:
+    """Whether timm can be imported (its models and weighting modules are optional)."""
+    try:
+        import timm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def build_timm_model(name: str, device: str | torch.device = "cpu", *, seed: int = 0) -> ZooModel:
+    """A catalogued timm model (``TIMM_MODELS``) with seeded random weights; nothing is downloaded."""
+    if not timm_available():
+        raise ZooError(f"timm is not installed, so {name!r} cannot be built; run: pip install 'timm>=1.0,<2'")
+    import timm
+    from timm.data import ImageNetInfo, resolve_data_config
+
+    if name not in TIMM_MODELS:
+        raise ZooError(f"unknown timm model {name!r}; choose one of: {', '.join(TIMM_MODELS)}")
+    recipe = TIMM_MODELS[name]
+    model = _seeded_model(lambda: timm.create_model(recipe.architecture, pretrained=False, **recipe.options), seed)
+    config = resolve_data_config({}, model=model)
+    crop_size = config["input_size"][-1]
+    return ZooModel(
+        model=model.to(device).eval(),
+        name=name,
+        family="timm",
+        class_names=[description.split(",")[0] for description in ImageNetInfo().label_descriptions()],
+        preprocessing=Preprocessing(
+            resize_size=math.floor(crop_size / config["crop_pct"]),
+            crop_size=crop_size,
+            mean=tuple(config["mean"]),
+            std=tuple(config["std"]),
+            interpolation=config["interpolation"],
+        ),
+        random_weights=True,
+        source=f"timm {recipe.architecture}{f' {recipe.options}' if recipe.options else ''}, "
+        f"random initialisation (seed {seed})",
+    )

@@ -1,0 +1,74 @@
+"""Where each weighting site sits in its network (forward position, resolution stage), so that sites
+of models with different depths and input sizes can be matched for side-by-side comparison."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from fmw.sites.probe import ProbeResult
+
+__all__ = ["SiteDepth", "match_sites", "site_depths"]
+
+
+@dataclass(frozen=True)
+class SiteDepth:
+    """One site's place in its model: ``index`` in forward order, ``relative_depth`` = index scaled
+    to 0..1, ``stage`` = rank of its output resolution (0 = largest) among the model's sites."""
+
+    name: str
+    index: int
+    relative_depth: float
+    stage: int
+    stage_count: int
+    resolution: tuple[int, int]
+    channels: int
+
+    @property
+    def relative_stage(self) -> float:
+        return self.stage / (self.stage_count - 1) if self.stage_count > 1 else 0.0
+
+
+def _fraction(index: int, count: int) -> float:
+    return index / (count - 1) if count > 1 else 0.0
+
+
+def site_depths(result: ProbeResult) -> list[SiteDepth]:
+    """The depth of every site recorded by ``probe``, in forward order. Stages group sites by the
+    spatial size of their output at the input size that was probed (larger first)."""
+    shapes = [tuple(record.after.shape) for record in result.sites]
+    for record, shape in zip(result.sites, shapes):
+        if len(shape) != 4:
+            raise ValueError(f"site {record.name!r} produced a {len(shape)}-D output {shape}; expected (N, C, H, W)")
+    resolutions = [(shape[2], shape[3]) for shape in shapes]
+    stages = sorted(set(resolutions), key=lambda size: size[0] * size[1], reverse=True)
+    return [
+        SiteDepth(
+            name=record.name,
+            index=index,
+            relative_depth=_fraction(index, len(shapes)),
+            stage=stages.index(resolution),
+            stage_count=len(stages),
+            resolution=resolution,
+            channels=shape[1],
+        )
+        for index, (record, shape, resolution) in enumerate(zip(result.sites, shapes, resolutions))
+    ]
+
+
+def match_sites(
+    depths_a: list[SiteDepth], depths_b: list[SiteDepth], by: Literal["depth", "stage"] = "depth"
+) -> list[tuple[SiteDepth, SiteDepth]]:
+    """For each site of model A, the site of model B nearest to it: by relative forward position
+    (``by="depth"``), or by relative resolution stage with relative position breaking ties
+    (``by="stage"``). Equal distances go to B's earlier site. Empty when either list is empty."""
+    if by not in ("depth", "stage"):
+        raise ValueError(f"by must be 'depth' or 'stage', got {by!r}")
+
+    def distance(a: SiteDepth, b: SiteDepth) -> tuple[float, ...]:
+        depth = abs(a.relative_depth - b.relative_depth)
+        return (depth, b.index) if by == "depth" else (abs(a.relative_stage - b.relative_stage), depth, b.index)
+
+    if not depths_b:
+        return []
+    return [(a, min(depths_b, key=lambda b: distance(a, b))) for a in depths_a]
