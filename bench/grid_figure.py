@@ -11,6 +11,7 @@ import math
 import platform
 import statistics
 import time
+from collections.abc import Callable
 
 import numpy as np
 import plotly
@@ -43,7 +44,7 @@ def subplot_grid_figure(maps: np.ndarray) -> go.Figure:
     return figure
 
 
-def measure(build, maps: np.ndarray, repeats: int) -> tuple[float, float, int]:
+def measure(build: Callable[[np.ndarray], go.Figure], maps: np.ndarray, repeats: int) -> tuple[float, float, int]:
     """Median build seconds, median serialise seconds (as streamlit sends it), JSON bytes."""
     build_times, serialise_times, size = [], [], 0
     for _ in range(repeats):

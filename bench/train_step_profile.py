@@ -17,21 +17,23 @@ from __future__ import annotations
 
 import argparse
 import platform
+from collections.abc import Callable
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 from bench.timing import interleaved_medians
 from bench.train_throughput import synthetic_split
-from fmw.models import NetConfig, build_model, count_multiply_adds
+from fmw.models import FMWNet, NetConfig, build_model, count_multiply_adds
 from fmw.training import Recipe
+from fmw.training.optim import TrainingOptimizer
 from fmw.training.trainer import OPTIMIZERS, build_optimizer, train_one_epoch
 
 FORWARD_CONVOLUTION = "aten::mkldnn_convolution"
 BACKWARD_CONVOLUTION = "aten::convolution_backward"
 
 
-def convolution_multiply_adds(model: torch.nn.Module) -> int:
+def convolution_multiply_adds(model: FMWNet) -> int:
     """Forward multiply-adds of one image in the network's convolutions: all of them but the
     linear classifier's."""
     return count_multiply_adds(model) - model.classifier.in_features * model.classifier.out_features
@@ -76,8 +78,8 @@ def main() -> None:
     print(f"convolutions in all:            {(forward + backward) / total:.1%} of the step")
     print(f"forward convolutions:           {rate / 1e9:8.1f} G multiply-adds/s")
 
-    def step(net, opt, bias_trains: bool):
-        def run():
+    def step(net: FMWNet, opt: TrainingOptimizer, bias_trains: bool) -> Callable[[], None]:
+        def run() -> None:
             net.whitening.bias.requires_grad_(bias_trains)
             train_one_epoch(net, opt, one_step, recipe, mean, std, generator, device, 2, 10, progress=False)
 

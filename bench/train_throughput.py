@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from fmw.io import ImageSplit, load_split, normalize
-from fmw.models import NetConfig, build_model
+from fmw.models import FMWNet, NetConfig, build_model
 from fmw.training import Recipe
+from fmw.training.optim import TrainingOptimizer
 from fmw.training.trainer import autocast_for, build_optimizer, train_one_epoch
 
 
@@ -33,7 +34,12 @@ def synthetic_split(count: int, classes: int = 10) -> ImageSplit:
 
 
 def plain_loop(
-    model: nn.Module, optimizer, images: torch.Tensor, labels: torch.Tensor, batch_size: int, recipe: Recipe
+    model: nn.Module,
+    optimizer: TrainingOptimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    recipe: Recipe,
 ) -> None:
     model.train()
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
@@ -71,7 +77,7 @@ def main() -> None:
     device = torch.device("cpu")
     prepared = normalize(split.images, mean, std).contiguous(memory_format=torch.channels_last)
 
-    def fresh(recipe: Recipe):
+    def fresh(recipe: Recipe) -> tuple[FMWNet, TrainingOptimizer]:
         torch.manual_seed(0)
         model = build_model(NetConfig(weighting=args.weighting)).to(memory_format=torch.channels_last)
         return model, build_optimizer(model, recipe)

@@ -3,6 +3,7 @@ the ``FMW_DEVICE`` environment variable says otherwise."""
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import torch
@@ -60,6 +61,6 @@ def select_device(preference: str | torch.device | None = None) -> torch.device:
 
 def model_device(model: nn.Module) -> torch.device:
     """The device of ``model``'s first parameter (or buffer); the CPU for a model with neither."""
-    for tensor in (*model.parameters(), *model.buffers()):
+    for tensor in itertools.chain(model.parameters(), model.buffers()):  # lazily: the first one decides
         return tensor.device
     return torch.device("cpu")

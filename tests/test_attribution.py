@@ -3,6 +3,8 @@ sides of a site, progress, and switching weighting off (gates at 1 equal the `no
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -19,7 +21,7 @@ from fmw.analysis.attribution import (
 from fmw.models import build_model
 from fmw.sites import override_gates, probe
 
-TINY = {"stem_width": 4, "widths": (8, 8), "num_classes": 3}
+TINY: dict[str, Any] = {"stem_width": 4, "widths": (8, 8), "num_classes": 3}  # NetConfig overrides
 CLASSES = ["a", "b", "c"]
 
 
@@ -28,6 +30,7 @@ def tiny_model(weighting: str = "cbam", seed: int = 0) -> torch.nn.Module:
     model = build_model(weighting=weighting, **TINY).eval()
     for module in model.modules():  # random BN statistics, so sites see varied inputs
         if isinstance(module, torch.nn.BatchNorm2d):
+            assert module.running_mean is not None and module.running_var is not None  # tracked by default
             module.running_mean.uniform_(-0.2, 0.2)
             module.running_var.uniform_(0.5, 1.5)
     return model

@@ -8,6 +8,7 @@ import io
 import json
 import pickle
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -17,14 +18,14 @@ import fmw
 from fmw.errors import CheckpointError
 from fmw.io import CIFAR10_CLASSES, CheckpointMetadata, load_checkpoint, save_checkpoint
 from fmw.layers import WEIGHTING_LAYERS
-from fmw.models import NetConfig, build_model, load_pickled_state_dict
+from fmw.models import FMWNet, NetConfig, build_model, load_pickled_state_dict
 from fmw.sites import probe
 
 CLASSES = CIFAR10_CLASSES
-SMALL = {"stem_width": 8, "widths": (8, 16, 32)}
+SMALL: dict[str, Any] = {"stem_width": 8, "widths": (8, 16, 32)}  # NetConfig overrides
 
 
-def trained_looking_model(kind: str, seed: int = 0, **config) -> torch.nn.Module:
+def trained_looking_model(kind: str, seed: int = 0, **config: Any) -> FMWNet:
     """A model whose parameters and BatchNorm statistics are all non-default (seeded)."""
     torch.manual_seed(seed)
     model = build_model(weighting=kind, **config)

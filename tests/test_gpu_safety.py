@@ -50,7 +50,8 @@ class RunsOutOfMemory:
     and makes its forward pass raise CUDA out-of-memory while ``fails(device, batch)`` says so."""
 
     def __init__(self, loaded: LoadedCheckpoint, fails, monkeypatch) -> None:
-        self.loaded, self.fails, self.calls, self.releases = loaded, fails, [], 0
+        self.loaded, self.fails, self.releases = loaded, fails, 0
+        self.calls: list[tuple[str, int]] = []
         self.device = "cpu"
         forward = loaded.model.forward
 
@@ -96,7 +97,7 @@ def test_out_of_memory_at_batch_one_falls_back_to_the_cpu(loaded, photos, monkey
     model = RunsOutOfMemory(loaded, lambda device, batch: device.startswith("cuda"), monkeypatch)
     run = analyse_images_on_device(model, photos[:3], "cuda:0", resolution=32, batch_size=2)
     assert (run.device, run.batch_size) == ("cpu", 1)
-    assert run.notice.endswith("in batches of 1 then on the CPU. Results are the same.")
+    assert run.notice is not None and run.notice.endswith("in batches of 1 then on the CPU. Results are the same.")
     assert [device for device, _ in model.calls] == ["cuda:0", "cuda:0", "cpu", "cpu", "cpu"]
     assert model.releases == 2
     assert_same_analyses(run.value, expected)

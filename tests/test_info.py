@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from fmw.cli.info import main
 from fmw.layers import WEIGHTING_LAYERS
 from fmw.models import NetConfig, build_model, count_multiply_adds, count_parameters
 
-SMALL = {"stem_width": 8, "widths": (8, 16, 32)}
+SMALL: dict[str, Any] = {"stem_width": 8, "widths": (8, 16, 32)}  # NetConfig overrides
 
 
 def number(text: str) -> int:

@@ -7,6 +7,7 @@ import json
 import math
 import re
 from dataclasses import fields
+from typing import Any
 
 import pytest
 import torch
@@ -17,11 +18,11 @@ from fmw.models import NetConfig, build_model, count_multiply_adds, count_parame
 from fmw.sites import find_sites
 
 KINDS = list(WEIGHTING_LAYERS)
-SMALL = {"stem_width": 8, "widths": (8, 16, 32)}
+SMALL: dict[str, Any] = {"stem_width": 8, "widths": (8, 16, 32)}  # NetConfig overrides
 
 
 def test_config_round_trips_through_json() -> None:
-    config = NetConfig(weighting="cbam", num_classes=7, in_channels=1, stem_width=6, widths=[16, 32], logit_scale=0.1)
+    config = NetConfig(weighting="cbam", num_classes=7, in_channels=1, stem_width=6, widths=(16, 32), logit_scale=0.1)
     text = config.to_json()
     data = json.loads(text)
     assert set(data) == {f.name for f in fields(NetConfig)}, "every field is written"

@@ -5,6 +5,7 @@ modules, tensors kept on the device, and gates switched off matching a model wit
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from fmw.models import build_model
 from fmw.sites import ProbeResult, override_gates, probe
 
 KINDS = list(WEIGHTING_LAYERS)
-SMALL = {"stem_width": 8, "widths": (8, 16, 32)}
+SMALL: dict[str, Any] = {"stem_width": 8, "widths": (8, 16, 32)}
 
 
 def small_model(kind: str, seed: int = 0) -> nn.Module:
@@ -30,7 +31,7 @@ def small_model(kind: str, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
-def images(seed: int, n: int = 2, size: int = 16) -> torch.Tensor:
+def images(seed: int, n: int = 2, size: int = 32) -> torch.Tensor:
     return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
 

@@ -26,6 +26,8 @@ def signal_model() -> nn.Module:
     """Site "0": gate_c = sigmoid(4 mean_c - 2), high on the lit channel (class-specific). Site "1":
     every channel's gate = sigmoid(2 sum_c mean_c - 2.5), set by overall brightness (class-agnostic)."""
     specific, agnostic = SqueezeExcitation(3, min_hidden=3), SqueezeExcitation(3, min_hidden=3)
+    assert specific.fc1.bias is not None and specific.fc2.bias is not None  # SqueezeExcitation's convs have biases
+    assert agnostic.fc1.bias is not None and agnostic.fc2.bias is not None
     with torch.no_grad():
         specific.fc1.weight.copy_(2 * torch.eye(3).view(3, 3, 1, 1))
         specific.fc1.bias.zero_()

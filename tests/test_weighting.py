@@ -4,6 +4,7 @@ maths against a hand computation written with plain Python loops on a tiny tenso
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from fmw.layers import (
     NoWeighting,
     SpatialAttention,
     SqueezeExcitation,
+    WeightingLayer,
     create_weighting,
     eca_kernel_size,
     squeeze_excitation_hidden,
@@ -46,7 +48,15 @@ def tiny_input() -> torch.Tensor:
     return torch.randn(1, 4, 3, 3, dtype=torch.float64)
 
 
-def randomised(layer: torch.nn.Module, seed: int = 3) -> torch.nn.Module:
+Layer = TypeVar("Layer", bound=torch.nn.Module)
+
+
+def bias_of(layer: torch.nn.Conv2d | torch.nn.Linear) -> torch.Tensor:
+    assert layer.bias is not None, f"{type(layer).__name__} built without a bias"
+    return layer.bias
+
+
+def randomised(layer: Layer, seed: int = 3) -> Layer:
     """The layer in float64 with every parameter drawn at random, so no weight is a default."""
     torch.manual_seed(seed)
     layer = layer.double()
@@ -95,7 +105,7 @@ def assert_matches(output: torch.Tensor, expected: Grid) -> None:
 # ---------------------------------------------------------------- shapes, gates, gradients
 
 
-def capture_gates(layer: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def capture_gates(layer: WeightingLayer, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     gates: dict[str, torch.Tensor] = {}
     handles = [
         module.register_forward_hook(lambda m, i, o, stage=stage: gates.__setitem__(stage, o))
@@ -187,7 +197,7 @@ def test_spatial_matches_hand_computation() -> None:
     x = tiny_input()
     image = grid(x)
     weight = [w[0][0] for w in layer.conv.weight[0].tolist()]
-    bias = layer.conv.bias.item()
+    bias = bias_of(layer.conv).item()
     gate = [[sigmoid(bias + sum(weight[c] * image[c][i][j] for c in range(4))) for j in range(3)] for i in range(3)]
     assert_matches(layer(x), scale_positions(image, gate))
 
@@ -198,8 +208,8 @@ def test_squeeze_excitation_matches_hand_computation() -> None:
     x = tiny_input()
     image = grid(x)
     squeezed = [spatial_mean(channel) for channel in image]
-    hidden = [max(0.0, v) for v in dense(layer.fc1.weight.tolist(), layer.fc1.bias.tolist(), squeezed)]
-    gate = [sigmoid(v) for v in dense(layer.fc2.weight.tolist(), layer.fc2.bias.tolist(), hidden)]
+    hidden = [max(0.0, v) for v in dense(layer.fc1.weight.tolist(), bias_of(layer.fc1).tolist(), squeezed)]
+    gate = [sigmoid(v) for v in dense(layer.fc2.weight.tolist(), bias_of(layer.fc2).tolist(), hidden)]
     assert_matches(layer(x), scale_channels(image, gate))
 
 
@@ -211,9 +221,9 @@ def test_cbam_matches_hand_computation() -> None:
     channel_gate = layer.channel
 
     def mlp(descriptor: list[float]) -> list[float]:
-        hidden = dense(channel_gate.fc1.weight.tolist(), channel_gate.fc1.bias.tolist(), descriptor)
+        hidden = dense(channel_gate.fc1.weight.tolist(), bias_of(channel_gate.fc1).tolist(), descriptor)
         hidden = [max(0.0, v) for v in hidden]
-        return dense(channel_gate.fc2.weight.tolist(), channel_gate.fc2.bias.tolist(), hidden)
+        return dense(channel_gate.fc2.weight.tolist(), bias_of(channel_gate.fc2).tolist(), hidden)
 
     from_average = mlp([spatial_mean(channel) for channel in image])
     from_maximum = mlp([spatial_max(channel) for channel in image])
@@ -224,7 +234,7 @@ def test_cbam_matches_hand_computation() -> None:
     max_map = [[max(refined[c][i][j] for c in range(4)) for j in range(3)] for i in range(3)]
     kernel = layer.spatial.conv.weight[0].tolist()  # (2, 7, 7): [mean; max]
     assert len(kernel[0]) == 7
-    bias = layer.spatial.conv.bias.item()
+    bias = bias_of(layer.spatial.conv).item()
 
     def convolved(i: int, j: int) -> float:
         total = bias

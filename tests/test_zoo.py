@@ -301,12 +301,12 @@ def test_overriding_timm_eca_gates_switches_them_off(images):
 @pytest.fixture
 def without_timm(monkeypatch):
     """Make ``import timm`` (and its already imported submodules) fail as if timm were not
-    installed, and rebuild the adapter list."""
+    installed, and rebuild the list of known classes."""
     for module_name in {"timm", *(name for name in sys.modules if name.startswith("timm."))}:
         monkeypatch.setitem(sys.modules, module_name, None)
-    known._adapters.cache_clear()
+    known._foreign_kinds.cache_clear()
     yield
-    known._adapters.cache_clear()
+    known._foreign_kinds.cache_clear()
 
 
 def test_without_timm_torchvision_models_still_work(without_timm, images):
@@ -325,8 +325,21 @@ def timm_model() -> nn.Module:
     return zoo.build_timm_model("seresnet18").model
 
 
-def test_timm_modules_are_plain_modules_once_timm_is_unavailable(timm_model, without_timm):
-    assert find_sites(timm_model) == []
+def test_timm_sites_are_found_without_timm_class_knowledge(timm_model, images):
+    """Discovery does not need timm's classes: without them the same sites are found, kinds then
+    named by their stages (SE's channel gate: "channel")."""
+    with_names = find_sites(timm_model, example=images)
+    known._foreign_kinds.cache_clear()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for module_name in {"timm", *(name for name in sys.modules if name.startswith("timm."))}:
+                patch.setitem(sys.modules, module_name, None)
+            without = find_sites(timm_model, example=images)
+    finally:
+        known._foreign_kinds.cache_clear()
+    assert [site.name for site in without] == [site.name for site in with_names]
+    assert len(without) == 8 and {site.kind for site in with_names} == {"channel"}
+    assert {site.kind for site in without} == {"channel"}
 
 
 # --- matching sites across families -----------------------------------------------------------

@@ -13,9 +13,9 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ from captum.attr import (
 from torch import nn
 
 from fmw.device import model_device
-from fmw.sites import GateReplacement, ProbeResult, override_gates, probe, select_sites
+from fmw.sites import GateReplacement, ProbeResult, find_sites, observation_points, override_gates, probe, select_sites
 
 __all__ = [
     "ALL_SITES",
@@ -174,6 +174,7 @@ class AttributionRow:
 @contextmanager
 def gates_overridden(model: nn.Module, override: GateOverride) -> Iterator[None]:
     """``override_gates`` for a ``GateOverride``: nothing for None, every gate at 1 for "all"."""
+    context: AbstractContextManager[object]
     if override is None:
         context = nullcontext()
     elif isinstance(override, str):
@@ -309,8 +310,17 @@ def attribute_input(
     )
 
 
-def _site_module(model: nn.Module, site: str) -> nn.Module:
-    return select_sites(model, [site])[0].module
+@contextmanager
+def _site_sides(model: nn.Module, site: str) -> Iterator[tuple[tuple[nn.Module, bool], tuple[nn.Module, bool]]]:
+    """The layers (and captum's ``attribute_to_layer_input``) whose tensors are the site's two sides:
+    identity modules the weighted map and the product pass through, or, for a placeholder site
+    without a gate, the module's own input and output."""
+    (spec,) = select_sites(model, [site])
+    if not spec.stages:
+        yield (spec.module, True), (spec.module, False)
+        return
+    with observation_points(model, site) as (before, after):
+        yield (before, False), (after, False)
 
 
 def _layer_attribution(
@@ -355,8 +365,9 @@ def attribute_site(
     internal_batch_size: int | None = None,
     progress: Progress | None = None,
 ) -> LayerAttribution:
-    """Attribute the ``target`` logit (default: the predicted class) to the input and to the output
-    of weighting site ``site`` (captum's ``attribute_to_layer_input=True`` and ``False``).
+    """Attribute the ``target`` logit (default: the predicted class) to both sides of weighting site
+    ``site``: the feature map it weighted (before) and its product (after), exactly those tensors
+    also where the product is made inside a larger module's forward.
 
     ``method``: "grad_cam" (Selvaraju et al. 2017, ReLU applied, summed over channels), "activation"
     (the site's tensors themselves, target ignored) or "conductance" (``n_steps`` points from
@@ -367,15 +378,15 @@ def attribute_site(
     private = copy.deepcopy(model)
     inputs = inputs.to(model_device(private))
     targets = _targets(private, inputs, target)
-    layer = _site_module(private, site)
     calls = _path_calls(inputs.shape[0], n_steps + 1, internal_batch_size) if method == "conductance" else 1
     forward = _CountingForward(private, 2 * calls, progress)
-    with gates_overridden(private, override):
+    find_sites(private, example=inputs[:1])  # the copy's sites, found on an input it accepts
+    with gates_overridden(private, override), _site_sides(private, site) as sides:
         before, after = [
             _layer_attribution(
                 method, forward, layer, inputs, targets, to_input, baseline, n_steps, internal_batch_size
             )
-            for to_input in (True, False)
+            for layer, to_input in sides
         ]
     forward.finish()
     return LayerAttribution(
@@ -415,7 +426,7 @@ def ablation_steps(
 ) -> list[AblationStep]:
     """Weighting on, then each of ``sites`` (default: every site that has a gate) switched off
     alone, then all of them off. Switched off means gates at 1, or at ``mean_gates[site]`` when given."""
-    chosen = [spec.name for spec in select_sites(model, sites) if sites is not None or spec.gates]
+    chosen = [spec.name for spec in select_sites(model, sites) if sites is not None or spec.stages]
     if not chosen:
         raise ValueError("the model has no weighting site with a gate to switch off")
     if mean_gates is not None:
@@ -496,7 +507,7 @@ def attributions_with_weighting_off(
     mean_gates: Mapping[str, Mapping[str, torch.Tensor | np.ndarray]] | None = None,
     target: Target = None,
     progress: Progress | None = None,
-    **options,
+    **options: Any,
 ) -> list[AttributionRow]:
     """``attribute_input`` under every ``ablation_steps`` step, for one fixed target per image
     (default: the class predicted with weighting on). ``options`` go to ``attribute_input``;

@@ -34,7 +34,7 @@ def training_command(loaded: LoadedCheckpoint, out: str) -> str:
     return " ".join(parts)
 
 
-def _percent(value) -> str:
+def _percent(value: object) -> str:
     return f"{100 * value:.2f}" if isinstance(value, (int, float)) else "n/a"
 
 
@@ -68,11 +68,12 @@ def seed_noise(checkpoints: list[LoadedCheckpoint]) -> list[str]:
         by_kind.setdefault(loaded.metadata.weighting, []).append(loaded)
     lines = []
     for kind, group in by_kind.items():
-        scores = [c.metadata.metrics.get("test_top1") for c in group]
-        scores = [s for s in scores if isinstance(s, (int, float))]
+        recorded = [c.metadata.metrics.get("test_top1") for c in group]
+        scores = [s for s in recorded if isinstance(s, (int, float))]
         if len(scores) < 2:
             continue
-        seeds = sorted(c.metadata.recipe.get("seed") for c in group)
+        # a checkpoint without a recorded seed is left out of the list (None does not sort with ints)
+        seeds = sorted(seed for c in group if isinstance(seed := c.metadata.recipe.get("seed"), int))
         lines.append(
             f"- `{kind}`, seeds {seeds}: mean {_percent(statistics.mean(scores))}%, "
             f"standard deviation {100 * statistics.stdev(scores):.2f} points, "

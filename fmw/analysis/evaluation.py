@@ -39,8 +39,8 @@ class AccuracyReport:
     weighting_off: Accuracy | None
     views: str = "single"
 
-    def summary(self) -> dict:
-        result = {"test_top1": round(self.weighting_on.top1, 4), "test_images": self.images}
+    def summary(self) -> dict[str, float | str]:
+        result: dict[str, float | str] = {"test_top1": round(self.weighting_on.top1, 4), "test_images": self.images}
         if self.views != "single":
             result["views"] = self.views
         if self.weighting_off is not None:
@@ -48,7 +48,7 @@ class AccuracyReport:
         return result
 
     def to_json(self) -> dict:
-        def part(accuracy: Accuracy | None):
+        def part(accuracy: Accuracy | None) -> dict[str, object] | None:
             if accuracy is None:
                 return None
             return {

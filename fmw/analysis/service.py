@@ -372,7 +372,8 @@ def batch_statistics(analyses: list[ImageAnalysis]) -> list[SiteStatistics]:
     for position, first in enumerate(analyses[0].sites):
         sites = [analysis.sites[position] for analysis in analyses]
         gate_values = {stage: np.concatenate([s.gates[stage].ravel() for s in sites]) for stage in first.gates}
-        channel_gates = np.stack([s.channel_gate for s in sites]) if first.channel_gate is not None else None
+        present = [s.channel_gate for s in sites if s.channel_gate is not None]  # all of them or none (same sites)
+        channel_gates = np.stack(present) if present else None
         statistics.append(
             SiteStatistics(
                 name=first.name,
@@ -387,7 +388,7 @@ def batch_statistics(analyses: list[ImageAnalysis]) -> list[SiteStatistics]:
     return statistics
 
 
-def _percent(value) -> float | None:
+def _percent(value: object) -> float | None:
     """Metrics are stored as fractions (0..1) or percents; the Models page shows percents."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return None

@@ -21,7 +21,7 @@ class alone (sqrt(K / (K - 1)) for K balanced classes at most).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -32,7 +32,7 @@ from torch import nn
 from fmw.device import model_device
 from fmw.io import ImageSplit, normalize
 from fmw.io.datasets import batches
-from fmw.sites import probe, site_depths
+from fmw.sites import ProbeResult, probe, site_depths
 
 FORMAT_NAME = "fmw-gate-statistics"
 
@@ -49,7 +49,7 @@ Grouping = Literal["label", "prediction"]
 
 def _listed(array: np.ndarray) -> list:
     """A nested list for JSON, NaN as null."""
-    return np.where(np.isnan(array), None, array).tolist()
+    return np.where(np.isnan(array), np.array(None, dtype=object), array).tolist()
 
 
 def _array(values: list) -> np.ndarray:
@@ -237,15 +237,13 @@ class _Accumulator:
 
     def __init__(self, classes: int) -> None:
         self.classes = classes
-        self.counts: torch.Tensor | None = None
+        self.counts = torch.zeros(classes, dtype=torch.float64)  # moves to the gates' device with the first batch
         self.sums: dict[tuple[str, str], torch.Tensor] = {}
         self.squares: dict[tuple[str, str], torch.Tensor] = {}
         self.shapes: dict[tuple[str, str], tuple[int, ...]] = {}
 
-    def add(self, result, groups: torch.Tensor) -> None:
-        if self.counts is None:
-            self.counts = torch.zeros(self.classes, dtype=torch.float64, device=groups.device)
-        self.counts += torch.bincount(groups, minlength=self.classes).double()
+    def add(self, result: ProbeResult, groups: torch.Tensor) -> None:
+        self.counts = self.counts.to(groups.device) + torch.bincount(groups, minlength=self.classes).double()
         for record in result.sites:
             for stage, gate in record.gates.items():
                 key = (record.name, stage)
@@ -338,7 +336,7 @@ def gate_statistics(
         (inputs[start : start + batch_size], None if labels is None else labels[start : start + batch_size])
         for start in range(0, inputs.shape[0], batch_size)
     ]
-    group_by = "prediction" if labels is None else "label"
+    group_by: Grouping = "prediction" if labels is None else "label"
     return collect_gate_statistics(model, chunks, class_names, group_by=group_by, source=source)
 
 
@@ -355,7 +353,7 @@ def split_gate_statistics(
     device), grouped by true label; ``progress`` gets the fraction of images done."""
     device = model_device(model)
 
-    def chunks():
+    def chunks() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         done = 0
         for indices in batches(len(split), batch_size, None):
             yield normalize(split.images[indices].to(device), tuple(mean), tuple(std)), split.labels[indices]

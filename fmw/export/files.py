@@ -74,7 +74,8 @@ def analysis_arrays(analysis: ImageAnalysis) -> dict[str, np.ndarray]:
 def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     """``arrays`` as the bytes of a compressed ``.npz`` file (read back with ``numpy.load``)."""
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    # numpy's default, named so that an array called "allow_pickle" cannot be taken for the flag
+    np.savez_compressed(buffer, allow_pickle=True, **arrays)
     return buffer.getvalue()
 
 

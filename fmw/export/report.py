@@ -4,6 +4,7 @@ gates, and an input attribution, in one self-contained page."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fmw.analysis import analyse_image, prepare_input
 from fmw.analysis.attribution import attribute_input
@@ -63,7 +64,7 @@ def checkpoint_sections(
 def report_sections(
     images: Sequence[tuple[str, bytes]],
     checkpoints: Mapping[str, LoadedCheckpoint],
-    **options,
+    **options: Any,
 ) -> tuple[list[Section], list[str]]:
     """Sections for every (name, file bytes) image and every named checkpoint, and the error
     messages of what failed (each also appears in its image's section). ``options`` go to

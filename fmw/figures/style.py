@@ -46,8 +46,11 @@ def _image_axes(figure: go.Figure, subplots: Sequence[int] = (1,)) -> None:
         )
 
 
-def _coloraxis(colorscale: str, limit: float | None, title: str = "", **colorbar) -> dict:
-    axis = {"colorscale": colorscale, "colorbar": {"title": {"text": title}, "thickness": 10, **colorbar}}
+def _coloraxis(colorscale: str, limit: float | None, title: str = "", **colorbar: object) -> dict[str, object]:
+    axis: dict[str, object] = {
+        "colorscale": colorscale,
+        "colorbar": {"title": {"text": title}, "thickness": 10, **colorbar},
+    }
     if limit is not None:
         axis.update(cmin=-limit, cmax=limit)
     return axis

@@ -8,6 +8,7 @@ import math
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import save as save_safetensors_bytes
@@ -84,7 +85,7 @@ class CheckpointMetadata:
         if missing:
             raise CheckpointError(f"{source}: metadata lacks {', '.join(missing)}; re-save the model with fmw.")
 
-        def parse(key: str):
+        def parse(key: str) -> Any:  # a JSON value, checked where it is used
             try:
                 return json.loads(strings[key])
             except (json.JSONDecodeError, TypeError, RecursionError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,8 +74,8 @@ def default_cifar10_path() -> Path | None:
 
 def _decode(data: bytes, name: str, size: tuple[int, int] | None) -> np.ndarray:
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image = image.convert("RGB")
+        with Image.open(io.BytesIO(data)) as opened:
+            image = opened.convert("RGB")
             if size is not None and image.size != (size[1], size[0]):
                 image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             return np.asarray(image, dtype=np.uint8)
@@ -202,7 +203,9 @@ def augment_batch(
     return out
 
 
-def batches(count: int, batch_size: int, generator: torch.Generator | None, drop_last: bool = False):
+def batches(
+    count: int, batch_size: int, generator: torch.Generator | None, drop_last: bool = False
+) -> Iterator[torch.Tensor]:
     """Index tensors for one epoch: shuffled when ``generator`` is given, else in order."""
     order = torch.randperm(count, generator=generator) if generator is not None else torch.arange(count)
     stop = count - count % batch_size if drop_last else count

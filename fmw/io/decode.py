@@ -141,7 +141,7 @@ def decode_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=[source_format])
+            image: Image.Image = Image.open(io.BytesIO(data), formats=[source_format])
             width, height = image.size
             if width < 1 or height < 1:
                 raise DecodeError(f"{name}: the {source_format} header declares an empty image ({width}x{height})")

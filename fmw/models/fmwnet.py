@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -51,7 +52,7 @@ class NetConfig:
                 f"unknown weighting kind {self.weighting!r}; expected one of: {', '.join(WEIGHTING_LAYERS)}"
             )
 
-        def positive_integer(value) -> bool:
+        def positive_integer(value: object) -> bool:
             return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
         if not isinstance(self.widths, (list, tuple)) or not self.widths or not all(map(positive_integer, self.widths)):
@@ -120,6 +121,8 @@ class PatchWhitening(nn.Conv2d):
     ``v / sqrt(lambda + eps)`` and their negatives (so the following GELU keeps both signs).
     Its weight is frozen during training; its bias trains (airbench93: for the first epochs).
     """
+
+    bias: torch.Tensor  # always built with a bias (``nn.Conv2d`` types it as optional)
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(in_channels, out_channels, WHITEN_KERNEL, padding=0, bias=True)
@@ -199,14 +202,14 @@ class FMWNet(nn.Module):
 
     @property
     def whitening(self) -> PatchWhitening:
-        return self.stem[0]
+        return cast(PatchWhitening, self.stem[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.pool(self.stages(self.stem(x))).flatten(1)
         return self.classifier(features) * self.config.logit_scale
 
 
-def build_model(config: NetConfig | None = None, **overrides) -> FMWNet:
+def build_model(config: NetConfig | None = None, **overrides: Any) -> FMWNet:
     """Build an ``FMWNet`` from a config, or from keyword overrides of the default config."""
     if config is None:
         config = NetConfig(**overrides)

@@ -1,22 +1,36 @@
-"""Weighting sites: what a site is, how fmw finds the sites of a model, and the probe that records
-what each did in a forward pass (``probe``) or replaces its gates (``override_gates``)."""
+"""Weighting sites: what a site is, how fmw finds the sites of any CNN by what it computes, and the
+probe that records what each did in a forward pass (``probe``) or replaces its gates
+(``override_gates``)."""
 
 from __future__ import annotations
 
 from fmw.sites.depth import SiteDepth, match_sites, site_depths
-from fmw.sites.finding import find_sites
-from fmw.sites.probe import GateReplacement, ProbeResult, SiteRecord, override_gates, probe, select_sites
-from fmw.sites.spec import GateSpec, SiteSpec
+from fmw.sites.known import KIND_PAPERS
+from fmw.sites.probe import (
+    NOTHING_FOUND,
+    GateReplacement,
+    ProbeResult,
+    SiteRecord,
+    find_sites,
+    observation_points,
+    override_gates,
+    probe,
+    select_sites,
+)
+from fmw.sites.spec import SiteSpec, StageSpec
 
 __all__ = [
+    "KIND_PAPERS",
+    "NOTHING_FOUND",
     "GateReplacement",
-    "GateSpec",
     "ProbeResult",
     "SiteDepth",
     "SiteRecord",
     "SiteSpec",
+    "StageSpec",
     "find_sites",
     "match_sites",
+    "observation_points",
     "override_gates",
     "probe",
     "select_sites",

@@ -1,65 +1,53 @@
-"""Class knowledge: torchvision's and timm's weighting modules, with the kind each is and the
-submodules whose outputs are its gates."""
+"""Class knowledge, kept to names: the kind fmw calls a site whose module is of a class it knows
+(its own layers, torchvision's and timm's attention modules), and the paper behind each kind.
+Finding sites never depends on it: discovery observes the products (``fmw.sites.observer``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import cache
 
-import torch
 from torch import nn
-from torchvision.ops import SqueezeExcitation as TorchvisionSqueezeExcitation
 
-from fmw.sites.spec import GateSpec
+from fmw.layers import WeightingLayer
 
-GateAdapter = tuple[type, str, Callable[[nn.Module], dict[str, GateSpec]]]
+__all__ = ["KIND_PAPERS", "known_kind"]
 
-
-def _channel_gate_from_sequence(gate: torch.Tensor) -> torch.Tensor:
-    """timm's ECA gates are (N, 1, C); the contract's channel gate is (N, C, 1, 1)."""
-    return gate.reshape(gate.shape[0], -1, 1, 1)
-
-
-def _single_gate(module: nn.Module) -> dict[str, GateSpec]:
-    return {"channel": GateSpec(module.gate)}
+KIND_PAPERS: dict[str, str] = {
+    "scale": "a learned per-channel vector, as LayerScale (Touvron et al. 2021, arXiv:2103.17239) per feature map",
+    "spatial": "a 1x1 convolution to one channel and a sigmoid: a map in [0, 1] over the positions",
+    "channel": "squeeze-and-excitation (Hu et al. 2018, arXiv:1709.01507)",
+    "cbam": "CBAM, channel then spatial attention (Woo et al. 2018, arXiv:1807.06521)",
+    "eca": "ECA, a 1-D convolution across the pooled channels (Wang et al. 2020, arXiv:1910.03151)",
+}
 
 
-def _timm_adapters() -> list[GateAdapter]:
-    """timm's weighting modules whose gates come from a ``.gate`` submodule. LightCbamModule is left
-    out: its channel gate is a functional sigmoid that no hook can read or replace."""
+@cache
+def _foreign_kinds() -> dict[type, str]:
+    """torchvision's and timm's weighting classes (timm's only when it is installed)."""
+    from torchvision.ops import SqueezeExcitation
+
+    kinds: dict[type, str] = {SqueezeExcitation: "channel"}
     try:
         from timm.layers import cbam, eca, squeeze_excite
         from timm.models import _efficientnet_blocks
     except ImportError:
-        return []
-
-    def eca_gate(module: nn.Module) -> dict[str, GateSpec]:
-        return {"channel": GateSpec(module.gate, _channel_gate_from_sequence)}
-
-    def cbam_gates(module: nn.Module) -> dict[str, GateSpec]:
-        return {"channel": GateSpec(module.channel.gate), "spatial": GateSpec(module.spatial.gate)}
-
-    return [
-        (squeeze_excite.SEModule, "channel", _single_gate),
-        (squeeze_excite.EffectiveSEModule, "channel", _single_gate),
-        (_efficientnet_blocks.SqueezeExcite, "channel", _single_gate),
-        (eca.EcaModule, "eca", eca_gate),
-        (eca.CecaModule, "eca", eca_gate),
-        (cbam.CbamModule, "cbam", cbam_gates),
-    ]
+        return kinds
+    kinds.update(
+        {
+            squeeze_excite.SEModule: "channel",
+            squeeze_excite.EffectiveSEModule: "channel",
+            _efficientnet_blocks.SqueezeExcite: "channel",
+            eca.EcaModule: "eca",
+            eca.CecaModule: "eca",
+            cbam.CbamModule: "cbam",
+            cbam.LightCbamModule: "cbam",
+        }
+    )
+    return kinds
 
 
-@cache
-def _adapters() -> list[GateAdapter]:
-    return [
-        (TorchvisionSqueezeExcitation, "channel", lambda m: {"channel": GateSpec(m.scale_activation)}),
-        *_timm_adapters(),
-    ]
-
-
-def describe_foreign_site(module: nn.Module) -> tuple[str, dict[str, GateSpec]] | None:
-    """Kind and gates of a torchvision or timm weighting module, or None for any other module."""
-    for cls, kind, gates in _adapters():
-        if type(module) is cls:
-            return kind, gates(module)
-    return None
+def known_kind(module: nn.Module) -> str | None:
+    """The kind's name for a module of a class fmw knows, else None (the stages then name it)."""
+    if isinstance(module, WeightingLayer):
+        return module.kind
+    return _foreign_kinds().get(type(module))

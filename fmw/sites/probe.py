@@ -1,16 +1,17 @@
-"""The probe: one forward pass that records, at every weighting site, the input (before), the
-gate(s) and the output (after), plus the logits; and ``override_gates`` to switch gates off.
+"""The probe: one forward pass that finds every weighting site of a model by what it computes and
+records, at each, the map that was weighted (before), the gate(s) and the product (after), plus
+the logits; ``override_gates`` replaces gates within a block; ``find_sites`` lists a model's sites.
 
-Hooks are registered and removed inside one ``try/finally``. Each hook only acts for the thread
-that registered it, so several threads may probe (or ablate) one shared model at the same time
-without seeing each other's tensors and without a global lock.
+Nothing is hooked on the model's modules (fmw's ``none`` placeholder layer aside): a
+``TorchFunctionMode`` sees the multiplications (``fmw.sites.observer``). It is installed and removed
+inside one ``try/finally`` and acts only in the calling thread, so several threads may probe one
+shared model at once without seeing each other's tensors. The sites found are remembered per model
+(weakly) until its module tree changes, so that ``override_gates`` can name them before a pass.
 """
 
 from __future__ import annotations
 
-import threading
-import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -18,15 +19,47 @@ import torch
 from torch import nn
 
 from fmw.device import model_device
-from fmw.sites.finding import find_sites
+from fmw.errors import FMWError
+from fmw.sites.grouping import SiteDraft, group_products
+from fmw.sites.observer import (
+    Keeper,
+    ModelIndex,
+    Observation,
+    ObservedProduct,
+    StageKey,
+    model_index,
+    observing,
+    refuse_unobservable,
+)
+from fmw.sites.products import Layout
 from fmw.sites.spec import SiteSpec
 
-__all__ = ["ProbeResult", "SiteRecord", "override_gates", "probe", "select_sites"]
+__all__ = [
+    "NOTHING_FOUND",
+    "GateReplacement",
+    "ProbeResult",
+    "SiteRecord",
+    "find_sites",
+    "observation_points",
+    "override_gates",
+    "probe",
+    "select_sites",
+]
+
+NOTHING_FOUND = (
+    "fmw found no feature-map weighting in this model. It looks for products of a 4-D feature map "
+    "x (N, C, H, W) with a gate that broadcasts over the positions (a channel gate, (N|1, C, 1, 1)) "
+    "or over the channels (a spatial gate, (N|1, 1, H, W)), however written (x * g, torch.mul, "
+    "x *= g, ...). Products whose both sides vary over channels and positions (x * sigmoid(x), "
+    "GLU, masks) are not weighting, nor are tensors other than 4-D feature maps (a ViT's tokens)."
+)
 
 
 @dataclass
 class SiteRecord:
-    """What one weighting site did in one forward pass (all tensors detached)."""
+    """What one weighting site did in one forward pass (all tensors detached copies): ``before``
+    the first map it weighted, ``gates`` by stage in the contract's layout, ``after`` its last
+    product (for parallel stages, such as scSE's, the last stage's product)."""
 
     name: str
     kind: str
@@ -50,65 +83,109 @@ class ProbeResult:
     def names(self) -> list[str]:
         return [record.name for record in self.sites]
 
-
-def _only_in_thread(owner: int, hook: Callable) -> Callable:
-    """Wrap a hook so it does nothing when a thread other than ``owner`` runs the model."""
-
-    def guarded(*args):
-        if threading.get_ident() != owner:
-            return None
-        return hook(*args)
-
-    return guarded
+    @property
+    def message(self) -> str | None:
+        """What to tell a user when nothing was found (``NOTHING_FOUND``), else None."""
+        return None if self.sites else NOTHING_FOUND
 
 
-_SITES: weakref.WeakKeyDictionary[nn.Module, tuple[list[weakref.ref], list[SiteSpec]]] = weakref.WeakKeyDictionary()
-_SITES_LOCK = threading.Lock()
-
-
-def _module_tree(model: nn.Module) -> list[nn.Module]:
-    """Every module under ``model`` in a fixed order; a plain walk over ``_modules``, several
-    times faster than ``model.modules()``, which matters when a small input is probed."""
-    modules, stack = [], [model]
-    while stack:
-        module = stack.pop()
-        modules.append(module)
-        stack.extend(child for child in module._modules.values() if child is not None)
-    return modules
-
-
-def _sites_of(model: nn.Module) -> list[SiteSpec]:
-    """``find_sites(model)``, remembered per model until its module tree changes (a submodule
-    added, removed or replaced: the cached tree is compared module by module, by identity)."""
-    descendants = _module_tree(model)[1:]  # weak references only: the cache must not keep models alive
-    with _SITES_LOCK:
-        cached = _SITES.get(model)
-    if (
-        cached is not None
-        and len(cached[0]) == len(descendants)
-        and all(reference() is module for reference, module in zip(cached[0], descendants))
-    ):
-        return cached[1]
-    sites = find_sites(model)
-    with _SITES_LOCK:
-        _SITES[model] = ([weakref.ref(module) for module in descendants], sites)
+def _remembered(model: nn.Module) -> list[SiteSpec] | None:
+    """The sites last found in ``model``, unless its module tree changed since."""
+    sites: list[SiteSpec] | None = model_index(model).sites
     return sites
+
+
+def _remember(model: nn.Module, sites: list[SiteSpec]) -> None:
+    model_index(model).sites = sites
+
+
+def _watched(index: ModelIndex, sites: list[SiteSpec] | None) -> list[nn.Module] | None:
+    """The modules whose forwards made the products of ``sites`` (None: watch everything)."""
+    if sites is None:
+        return None
+    makers = dict.fromkeys(stage.maker for site in sites for stage in site.stages)
+    return [index.module(name) for name in makers]
+
+
+def _run(
+    model: nn.Module,
+    images: torch.Tensor,
+    keep: Keeper | None,
+    *,
+    discover: bool = False,
+) -> tuple[torch.Tensor, list[SiteDraft]]:
+    """One observed pass: every operation watched when ``discover`` or when the model's sites are
+    not known yet, else only those inside the modules that made its products last time."""
+    observation = Observation(model, record=keep)
+    within = None if discover else _watched(observation.index, observation.index.sites)
+    with observing(observation, within=within), torch.no_grad():
+        observation.start_pass()
+        logits = model(images)
+    drafts = group_products(observation.index, observation.products)
+    observation.index.sites = [draft.spec for draft in drafts]
+    return logits, drafts
+
+
+def _check_images(images: object) -> torch.Tensor:
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a 4-D tensor (N, C, H, W), got {shape}")
+    return images
+
+
+def default_example(model: nn.Module) -> torch.Tensor:
+    """The input ``find_sites`` runs when it has none: one image of the fmw family's size, else one
+    3x224x224 image (the size of torchvision's and timm's ImageNet models)."""
+    config = getattr(model, "config", None)
+    channels = getattr(config, "in_channels", 3)
+    side = 32 if config is not None and hasattr(config, "minimum_input_size") else 224
+    return torch.zeros(1, channels, side, side, device=model_device(model))
+
+
+def find_sites(model: nn.Module, example: torch.Tensor | None = None) -> list[SiteSpec]:
+    """Every weighting site of ``model``, in forward order, as found by its last probe; when it has
+    not been probed (or its modules changed since), by one forward pass on ``example``
+    (default: ``default_example(model)``). Sites depend on the computation, so a model whose
+    forward branches on its input may show other sites for other inputs."""
+    remembered = _remembered(model) if example is None else None
+    if remembered is not None:
+        return remembered
+    refuse_unobservable(model)
+    example = default_example(model) if example is None else _check_images(example).to(model_device(model))
+    try:
+        _, drafts = _run(model, example, keep=None, discover=True)
+    except (RuntimeError, ValueError, TypeError, IndexError) as error:
+        raise FMWError(
+            f"fmw could not run the model once to find its weighting sites on an input of shape "
+            f"{tuple(example.shape)} ({type(error).__name__}: {str(error).strip()[:200]}); probe it on an "
+            "input it accepts first (fmw.probe(model, images)) or pass find_sites(model, example=...)"
+        ) from None
+    return [draft.spec for draft in drafts]
+
+
+def _check_names(wanted: Iterable[str], known: Iterable[str]) -> set[str]:
+    """``wanted`` as a set, or ``KeyError`` naming the unknown ones and listing the known."""
+    wanted, known = list(wanted), set(known)
+    missing = [name for name in wanted if name not in known]
+    if missing:
+        raise KeyError(f"no weighting site named {', '.join(map(repr, missing))}; sites: {', '.join(sorted(known))}")
+    return set(wanted)
 
 
 def select_sites(model: nn.Module, names: Iterable[str] | None = None) -> list[SiteSpec]:
     """The model's sites, or the named subset (unknown names raise ``KeyError`` listing the known)."""
-    sites = list(_sites_of(model))
+    sites = list(find_sites(model))
     if names is None:
         return sites
-    wanted = list(names)
-    known = {site.name for site in sites}
-    missing = [name for name in wanted if name not in known]
-    if missing:
-        raise KeyError(f"no weighting site named {', '.join(map(repr, missing))}; sites: {', '.join(sorted(known))}")
-    return [site for site in sites if site.name in set(wanted)]
+    chosen = _check_names(names, (site.name for site in sites))
+    return [site for site in sites if site.name in chosen]
 
 
 GateReplacement = float | torch.Tensor | Mapping[str, float | torch.Tensor]
+
+
+def _stage_keys(sites: Iterable[SiteSpec]) -> dict[StageKey, tuple[str, str]]:
+    return {(stage.maker, stage.ordinal): (site.name, stage.name) for site in sites for stage in site.stages}
 
 
 @contextmanager
@@ -118,35 +195,56 @@ def override_gates(
     *,
     value: float = 1.0,
 ) -> Iterator[list[SiteSpec]]:
-    """Within the block, replace gates with constants: every site's gates with ``value`` (1.0 =
-    weighting switched off) when ``replacements`` is None, else only the named sites'.
+    """Within the block, replace gates with constants: every weighting product's gate with
+    ``value`` (1.0 = weighting switched off: the map passes through bit-identical) when
+    ``replacements`` is None, else only the named sites'.
 
-    A replacement is a number, a tensor broadcastable to the gate (e.g. a dataset-mean gate of
-    shape (1, C, 1, 1)), or a mapping from stage name ("channel", "spatial") to either.
-    Only the calling thread's forward passes are affected.
+    A replacement is a number, a tensor in the contract's layout (e.g. a dataset-mean gate of
+    shape (1, C, 1, 1)), or a mapping from stage name ("channel", "spatial") to either. Only the
+    calling thread's forward passes are affected; in-place products are replaced in place.
+    The list yielded holds the sites replaced: with ``replacements`` None, those the model's last
+    probe found, brought up to date by every pass within the block.
     """
-    sites = select_sites(model, None if replacements is None else replacements.keys())
-    owner = threading.get_ident()
-    handles = []
-    try:
-        for site in sites:
-            replacement = value if replacements is None else replacements[site.name]
-            for stage, gate in site.gates.items():
-                stage_value = replacement.get(stage, None) if isinstance(replacement, Mapping) else replacement
-                if stage_value is None:
-                    continue
+    if replacements is None:  # every product: no need to know the sites first
+        sites = list(_remembered(model) or [])
 
-                def replace(module, inputs, output, stage_value=stage_value):
-                    fill = torch.as_tensor(stage_value, dtype=output.dtype, device=output.device)
-                    if fill.dim() == 4 and output.dim() == 3:  # (N,1,C)-layout gates, e.g. timm's ECA
-                        fill = fill.reshape(fill.shape[0], 1, -1)
-                    return fill.expand_as(output).clone()
+        def found(products: list[ObservedProduct]) -> None:
+            sites[:] = [draft.spec for draft in group_products(model_index(model), products)]
+            _remember(model, list(sites))
 
-                handles.append(gate.module.register_forward_hook(_only_in_thread(owner, replace)))
+        observation = Observation(model, fill=lambda key, layout: value, finished=found)
+        with observing(observation, per_pass=True, within=_watched(observation.index, observation.index.sites)):
+            yield sites
+        return
+    sites = select_sites(model, replacements.keys())
+    keys = _stage_keys(sites)
+
+    def fill(key: StageKey, layout: Layout) -> float | torch.Tensor | None:
+        if key not in keys:
+            return None
+        site, stage = keys[key]
+        replacement = replacements[site]
+        return replacement.get(stage) if isinstance(replacement, Mapping) else replacement
+
+    with observing(Observation(model, fill=fill), per_pass=True, within=_watched(model_index(model), sites)):
         yield sites
-    finally:
-        for handle in handles:
-            handle.remove()
+
+
+@contextmanager
+def observation_points(model: nn.Module, site: str) -> Iterator[tuple[nn.Module, nn.Module]]:
+    """Within the block, the calling thread's passes send ``site``'s first weighted map through the
+    first identity module yielded and its last product through the second, so that methods that
+    hook a module (captum's layer attributions) act exactly on the site's two sides."""
+    (spec,) = select_sites(model, [site])
+    if not spec.stages:
+        raise ValueError(f"site {site!r} applies no gate, so it has no weighted map to attribute")
+    before, after = nn.Identity(), nn.Identity()
+    first, last = spec.stages[0], spec.stages[-1]
+    points: dict[StageKey, tuple[nn.Module | None, nn.Module | None]] = {(first.maker, first.ordinal): (before, None)}
+    last_key = (last.maker, last.ordinal)
+    points[last_key] = (points.get(last_key, (None, None))[0], after)
+    with observing(Observation(model, points=points), per_pass=True, within=_watched(model_index(model), [spec])):
+        yield before, after
 
 
 def probe(
@@ -158,51 +256,41 @@ def probe(
 ) -> ProbeResult:
     """Run ``model`` once on ``images`` (N, C, H, W) and record every weighting site.
 
-    Records come in the order the sites finished in the forward pass; ``after`` is a copy of
-    the very tensor the site passed on, ``before`` a copy of what it received, gates in the
-    contract's layout. Tensors are moved to the CPU unless ``keep_on_device``. The model runs
-    as it is (call ``model.eval()`` first for inference behaviour), without gradients.
+    Records come in forward order (the order of each site's first product); ``after`` is a copy of
+    the very tensor the model went on with, ``before`` a copy of the map as it was multiplied, gates
+    in the contract's layout. Tensors are moved to the CPU unless ``keep_on_device``. The model runs
+    as it is (call ``model.eval()`` first for inference behaviour), without gradients. A model with
+    no weighting gives no records (``ProbeResult.message`` says what fmw looks for).
     """
-    if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be a 4-D tensor (N, C, H, W), got {shape}")
-    chosen = select_sites(model, sites)
+    images = _check_images(images)
+    refuse_unobservable(model)
     images = images.to(model_device(model))
 
-    def keep(tensor: torch.Tensor) -> torch.Tensor:
-        tensor = tensor.detach()
-        return tensor.clone() if keep_on_device else tensor.to("cpu", copy=True)
+    index = model_index(model)
+    keeper = Keeper(keep_on_device, copy_all=index.copy_records)
+    logits, drafts = _run(model, images, keeper)
+    if keeper.changed:  # the model overwrote a held tensor unseen: run again copying all, and from now on
+        index.copy_records = True
+        keeper = Keeper(keep_on_device, copy_all=True)
+        logits, drafts = _run(model, images, keeper)
+    records, seen = [], set()
 
-    owner = threading.get_ident()
-    finished: list[SiteRecord] = []
-    open_records: dict[str, list[SiteRecord]] = {}
-    handles = []
+    def settled(tensor: torch.Tensor | None) -> torch.Tensor:
+        """Each record owns its tensors: one the model passed from site to site is copied."""
+        assert tensor is not None
+        kept = keeper.settled(tensor)
+        if id(kept) in seen:
+            return keeper.copy(kept)
+        seen.add(id(kept))
+        return kept
 
-    try:
-        for site in chosen:
-
-            def before_hook(module, inputs, site=site):
-                record = SiteRecord(site.name, site.kind, before=keep(inputs[0]), after=torch.empty(0))
-                open_records.setdefault(site.name, []).append(record)
-
-            def after_hook(module, inputs, output, site=site):
-                record = open_records[site.name].pop()
-                record.after = keep(output)
-                finished.append(record)
-
-            handles.append(site.module.register_forward_pre_hook(_only_in_thread(owner, before_hook)))
-            handles.append(site.module.register_forward_hook(_only_in_thread(owner, after_hook)))
-            for stage, gate in site.gates.items():
-
-                def gate_hook(module, inputs, output, site=site, stage=stage, gate=gate):
-                    stack = open_records.get(site.name)
-                    if stack:
-                        stack[-1].gates[stage] = keep(gate.standard(output))
-
-                handles.append(gate.module.register_forward_hook(_only_in_thread(owner, gate_hook)))
-        with torch.no_grad():
-            logits = model(images)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return ProbeResult(logits=keep(logits), sites=finished)
+    for draft in drafts:
+        first, last = draft.products[0], draft.products[-1]
+        stages = zip(draft.spec.stages, draft.products, strict=False)  # a placeholder has no stage
+        gates = {stage.name: product.gate for stage, product in stages if product.gate is not None}
+        before, after = settled(first.before), settled(last.after)
+        records.append(SiteRecord(draft.spec.name, draft.spec.kind, before, after, gates))
+    if sites is not None:
+        chosen = _check_names(sites, (record.name for record in records))
+        records = [record for record in records if record.name in chosen]
+    return ProbeResult(logits=keeper.settled(logits.detach()), sites=records)

@@ -1,32 +1,42 @@
-"""What a weighting site is: its qualified name, kind, module, and the submodules whose outputs are
-its gates (``GateSpec``), in the order the gates are applied."""
+"""What a weighting site is: a module's qualified name, its kind, and its stages (the weighting
+products made in it, in the order applied), each with its gate's layout and whether the gate
+depends on the input. A stage is identified by the module whose forward made the product (its
+maker) and the product's ordinal among that module's products in one forward pass."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
 from torch import nn
+
+from fmw.sites.products import Layout
+
+__all__ = ["SiteSpec", "StageSpec"]
 
 
 @dataclass(frozen=True)
-class GateSpec:
-    """A module whose output is a gate; ``to_standard`` reshapes that output to the contract's
-    (N, C, 1, 1) or (N, 1, H, W) when the module produces another layout (e.g. timm's ECA)."""
+class StageSpec:
+    """One gate of a site: ``name`` ("channel", "spatial"; "channel_2" for a second channel gate),
+    its layout, ``static`` when the gate does not depend on the input (a parameter, a buffer or
+    something computed from them alone), and the product's maker and ordinal."""
 
-    module: nn.Module
-    to_standard: Callable[[torch.Tensor], torch.Tensor] | None = None
-
-    def standard(self, gate: torch.Tensor) -> torch.Tensor:
-        return self.to_standard(gate) if self.to_standard is not None else gate
+    name: str
+    layout: Layout
+    static: bool
+    maker: str
+    ordinal: int
 
 
 @dataclass(frozen=True)
 class SiteSpec:
-    """One weighting site of a model: qualified name, kind, module, gates in application order."""
+    """One weighting site of a model: qualified name ("" for the model itself), kind, module and
+    stages in the order applied. A site with no stages is a placeholder (fmw's ``none`` layer)."""
 
     name: str
     kind: str
     module: nn.Module
-    gates: dict[str, GateSpec]
+    stages: tuple[StageSpec, ...]
+
+    @property
+    def gated(self) -> bool:
+        return bool(self.stages)

@@ -13,11 +13,12 @@ learned.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import overload
 
 import torch
 
-__all__ = ["Muon", "OptimizerGroup", "orthogonalise"]
+__all__ = ["Muon", "OptimizerGroup", "TrainingOptimizer", "orthogonalise"]
 
 # Quintic Newton-Schulz coefficients published with Muon, chosen for speed over convergence: in five
 # iterations the singular values of a random Gaussian matrix land in about [0.67, 1.14] (measured in
@@ -48,7 +49,7 @@ class Muon(torch.optim.Optimizer):
     rescales each weight to Frobenius norm sqrt(out), then subtracts ``lr`` x the orthogonalised
     Nesterov momentum. No weight decay: the rescaling bounds the weights instead."""
 
-    def __init__(self, params: Iterable[torch.Tensor], lr: float, momentum: float = 0.6, nesterov: bool = True):
+    def __init__(self, params: Iterable[torch.Tensor], lr: float, momentum: float = 0.6, nesterov: bool = True) -> None:
         if lr < 0 or not 0 <= momentum < 1:
             raise ValueError(f"Muon needs lr >= 0 and 0 <= momentum < 1, got lr={lr}, momentum={momentum}")
         super().__init__(params, {"lr": lr, "momentum": momentum, "nesterov": nesterov})
@@ -59,8 +60,14 @@ class Muon(torch.optim.Optimizer):
                         f"Muon updates matrices and filter banks, not a tensor of shape {tuple(parameter.shape)}"
                     )
 
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
         loss = closure() if closure is not None else None
         for group in self.param_groups:
             momentum, lr = group["momentum"], group["lr"]
@@ -86,7 +93,7 @@ class OptimizerGroup:
     """Several optimisers stepped as one: ``param_groups`` lists all their groups (so a schedule
     sets every rate in one loop), ``zero_grad`` and ``step`` call each in turn."""
 
-    def __init__(self, *optimizers: torch.optim.Optimizer):
+    def __init__(self, *optimizers: torch.optim.Optimizer) -> None:
         self.optimizers = [optimizer for optimizer in optimizers if optimizer.param_groups]
 
     @property
@@ -100,3 +107,7 @@ class OptimizerGroup:
     def step(self) -> None:
         for optimizer in self.optimizers:
             optimizer.step()
+
+
+# what ``fmw.training.trainer.build_optimizer`` returns and the training loop steps
+TrainingOptimizer = torch.optim.Optimizer | OptimizerGroup

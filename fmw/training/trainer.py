@@ -8,6 +8,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from fmw.models import (
     count_multiply_adds,
     count_parameters,
 )
-from fmw.training.optim import Muon, OptimizerGroup
+from fmw.training.optim import Muon, OptimizerGroup, TrainingOptimizer
 
 
 @dataclass
@@ -80,7 +81,7 @@ def whitening_sample(count: int, seed: int, size: int = WHITENING_IMAGES) -> tor
 OPTIMIZERS = ("sgd", "muon")
 
 
-def backbone_filters(model: nn.Module) -> list[nn.Parameter]:
+def backbone_filters(model: nn.Module) -> list[torch.Tensor]:
     """The weights of the blocks' 3x3 convolutions (not the whitening filters, not the weighting
     layers' own parameters): what ``Recipe.optimizer == "muon"`` hands to ``Muon``."""
     return [
@@ -92,7 +93,7 @@ def backbone_filters(model: nn.Module) -> list[nn.Parameter]:
     ]
 
 
-def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer | OptimizerGroup:
+def build_optimizer(model: nn.Module, recipe: Recipe) -> TrainingOptimizer:
     """Nesterov SGD in groups: BatchNorm biases (``bias_lr_scale`` x the rate, the same absolute
     decay), conv/linear weights and the whitening bias (decayed), and the weighting layers' own
     vectors and biases (not decayed: decay would pull a gate towards zero). With
@@ -164,28 +165,29 @@ class Lookahead:
         if self.average is None:
             self.average = {key: value.detach().clone() for key, value in model.state_dict().items()}
         else:
-            self.update(model, 0.95**self.every * (step / total) ** 3)
+            self.update(model, self.average, 0.95**self.every * (step / total) ** 3)
 
     def end_epoch(self, model: nn.Module) -> None:
         if self.average is not None:
-            self.update(model, 1.0)
+            self.update(model, self.average, 1.0)
 
+    @staticmethod
     @torch.no_grad()
-    def update(self, model: nn.Module, decay: float) -> None:
+    def update(model: nn.Module, average: dict[str, torch.Tensor], decay: float) -> None:
         for key, value in model.state_dict().items():
             if value.is_floating_point():
-                self.average[key].lerp_(value, 1 - decay)
-                value.copy_(self.average[key])
+                average[key].lerp_(value, 1 - decay)
+                value.copy_(average[key])
 
 
-def autocast_for(device: torch.device, enabled: bool):
+def autocast_for(device: torch.device, enabled: bool) -> torch.autocast:
     usable = enabled and (device.type == "cuda" or (device.type == "cpu" and torch.backends.mkldnn.is_available()))
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=usable)
 
 
 def train_one_epoch(
     model: nn.Module,
-    optimizer: torch.optim.Optimizer | OptimizerGroup,
+    optimizer: TrainingOptimizer,
     split: ImageSplit,
     recipe: Recipe,
     mean: tuple[float, ...],
@@ -262,7 +264,7 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
-def check_ranks_agree(model: nn.Module, rank: int, world: int, log=say) -> None:
+def check_ranks_agree(model: nn.Module, rank: int, world: int, log: Callable[[str], None] = say) -> None:
     """Gather every rank's weights and buffers and fail unless all are bit-identical."""
     state = torch.cat([tensor.detach().flatten().double() for tensor in model.state_dict().values()])
     gathered = [torch.empty_like(state) for _ in range(world)]
@@ -279,7 +281,7 @@ def train(
     out: Path | None,
     device_name: str | None = None,
     progress: bool = True,
-    log=say,
+    log: Callable[[str], None] = say,
     train_split: ImageSplit | None = None,
     test_split: ImageSplit | None = None,
 ) -> tuple[FMWNet, CheckpointMetadata]:
@@ -330,7 +332,7 @@ def train(
             # 10-13% shorter (bench/train_step_profile.py); the group's zero rate alone would not.
             model.whitening.bias.requires_grad_(False)
             if world > 1:  # DistributedDataParallel fixes the set of trained parameters when it wraps
-                trained = None
+                del trained
                 gc.collect()  # the old wrapper's reducer holds hooks on the parameters
                 trained = nn.parallel.DistributedDataParallel(
                     model, device_ids=[device.index] if device.type == "cuda" else None
@@ -385,12 +387,13 @@ def train(
         "schedule": list(recipe.schedule),
         "data": str(train_split.source),
     }
+    _, _, height, width = train_split.images.shape
     metadata = CheckpointMetadata(
         architecture=config,
         class_names=list(train_split.class_names),
         mean=mean,
         std=std,
-        input_size=tuple(train_split.images.shape[2:]),
+        input_size=(height, width),
         metrics=metrics,
         recipe=recipe_record,
     )
