@@ -50,7 +50,7 @@ def probed(model: nn.Module, images: torch.Tensor) -> None:
 
 def discovered(model: nn.Module, images: torch.Tensor) -> None:
     """A first probe: every operation watched (``find_sites`` with an example always discovers)."""
-    find_sites(model, example=images)
+    find_sites(model, example=images, rediscover=True)
 
 
 def main(argv: list[str] | None = None) -> int:

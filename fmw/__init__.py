@@ -3,9 +3,11 @@ attention, squeeze-and-excitation, CBAM, ECA) and record what it did to the feat
 
 The entry points most users need are here; each sub-package documents the rest:
 
+- ``inspect(model, images)``: a notebook view of any model on any images (``fmw.notebook``);
 - ``probe(model, images)``: one forward pass recording every site's before, gates and after;
 - ``override_gates(model)``: a context in which gates are replaced (by 1: weighting off);
 - ``load_checkpoint(path)``: an fmw ``.safetensors`` checkpoint, never unpickled;
+- ``load_model(spec)``: a checkpoint, ``torchvision:NAME``, ``timm:NAME`` or ``file.py:FACTORY``;
 - ``WEIGHTING_LAYERS`` / ``create_weighting``: the layers fmw trains, by short name;
 - ``FMWError``: the base of every error fmw raises on purpose.
 """
@@ -20,11 +22,15 @@ from fmw.errors import CheckpointError, DataError, DecodeError, FMWError, ZooErr
 
 if TYPE_CHECKING:
     from fmw.io import load_checkpoint
+    from fmw.io.model_spec import load_model
     from fmw.layers import WEIGHTING_LAYERS, create_weighting
+    from fmw.notebook import inspect
     from fmw.sites import ProbeResult, SiteRecord, find_sites, override_gates, probe
 
 # Loaded on first use, so that ``import fmw.figures`` (plotly only) does not import torch.
 _LAZY = {
+    "inspect": "fmw.notebook",
+    "load_model": "fmw.io.model_spec",
     "load_checkpoint": "fmw.io",
     "WEIGHTING_LAYERS": "fmw.layers",
     "create_weighting": "fmw.layers",
@@ -60,7 +66,9 @@ __all__ = [
     "__version__",
     "create_weighting",
     "find_sites",
+    "inspect",
     "load_checkpoint",
+    "load_model",
     "override_gates",
     "probe",
 ]

@@ -23,6 +23,7 @@ LEVELS: tuple[tuple[str, ...], ...] = (
     ("fmw.analysis",),
     ("fmw.figures",),
     ("fmw.export",),
+    ("fmw.notebook",),
     ("fmw.training",),
     ("fmw.cli",),
     ("fmw", "fmw.__main__"),

@@ -93,9 +93,11 @@ def test_random_weights_are_seeded_and_leave_the_global_rng_alone():
     assert not torch.equal(first.state_dict()[key], other.state_dict()[key])
 
 
-def test_unknown_names_list_the_catalogue():
-    with pytest.raises(zoo.ZooError, match=r"unknown torchvision model 'resnet50'.*mobilenet_v3_small"):
-        zoo.load_torchvision_model("resnet50", weights="random")
+def test_any_torchvision_classifier_opens_and_unknown_names_get_suggestions():
+    assert "resnet50" in zoo.torchvision_classifiers() and "resnet50" not in zoo.TORCHVISION_MODELS
+    assert zoo.load_torchvision_model("resnet18", weights="random").class_names[0] == "tench"
+    with pytest.raises(zoo.ZooError, match=r"unknown torchvision model 'resnet5O'; did you mean: resnet50"):
+        zoo.load_torchvision_model("resnet5O", weights="random")
     with pytest.raises(zoo.ZooError, match="'default' \\(ImageNet\\) or 'random'"):
         zoo.load_torchvision_model("mobilenet_v3_small", weights="imagenet")
 
@@ -135,7 +137,8 @@ def test_failed_download_gives_the_clear_message_and_leaves_no_file(empty_torch_
     path = zoo.cached_weights_path("mobilenet_v3_small")
     assert str(error.value) == (
         f"ImageNet weights for mobilenet_v3_small are not in the torch cache ({path}) and could not be downloaded: "
-        "<urlopen error no network in this test>. Choose 'random weights' to explore the architecture, "
+        "<urlopen error no network in this test>. Choose 'random weights' (on the command line: "
+        "--random-weights) to explore the architecture, "
         "or copy the file there."
     )
     assert attempts == ["https://download.pytorch.org/models/mobilenet_v3_small-047dcff4.pth"]
@@ -328,13 +331,13 @@ def timm_model() -> nn.Module:
 def test_timm_sites_are_found_without_timm_class_knowledge(timm_model, images):
     """Discovery does not need timm's classes: without them the same sites are found, kinds then
     named by their stages (SE's channel gate: "channel")."""
-    with_names = find_sites(timm_model, example=images)
+    with_names = find_sites(timm_model, example=images, rediscover=True)
     known._foreign_kinds.cache_clear()
     try:
         with pytest.MonkeyPatch.context() as patch:
             for module_name in {"timm", *(name for name in sys.modules if name.startswith("timm."))}:
                 patch.setitem(sys.modules, module_name, None)
-            without = find_sites(timm_model, example=images)
+            without = find_sites(timm_model, example=images, rediscover=True)
     finally:
         known._foreign_kinds.cache_clear()
     assert [site.name for site in without] == [site.name for site in with_names]

@@ -31,6 +31,7 @@ from fmw.analysis.service import (
     release_cuda_memory,
     run_with_memory_fallback,
     site_index_at_depth,
+    summarise_site,
 )
 
 __all__ = [
@@ -61,4 +62,5 @@ __all__ = [
     "release_cuda_memory",
     "run_with_memory_fallback",
     "site_index_at_depth",
+    "summarise_site",
 ]

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fmw.device import model_device
 from fmw.io import CheckpointMetadata, LoadedCheckpoint
 from fmw.layers import WEIGHTING_LAYERS
 from fmw.models import ZooModel, count_multiply_adds, count_parameters
@@ -157,7 +158,7 @@ def prepare_input(crop: np.ndarray, metadata: CheckpointMetadata, resolution: tu
     return ((pixels - mean) / std).unsqueeze(0)
 
 
-def _summarise(record: SiteRecord, index: int = 0) -> SiteSummary:
+def summarise_site(record: SiteRecord, index: int = 0) -> SiteSummary:
     """Image ``index`` of the batch, copied out so that no summary keeps the whole batch alive."""
 
     def of_image(tensor: torch.Tensor) -> np.ndarray:
@@ -235,7 +236,7 @@ def _analysis_of(
         checkpoint=name,
         resolution=prepared.resolution,
         predictions=predictions,
-        sites=[_summarise(record, index) for record in result.sites],
+        sites=[summarise_site(record, index) for record in result.sites],
         crop=prepared.crop,
     )
 
@@ -399,12 +400,13 @@ def model_card(loaded: Analysable, name: str) -> ModelCard:
     """Parameters, multiply-adds at the model's input size, and the recorded accuracies (fmw
     checkpoints only; a zoo model's weighting is the kinds of its sites)."""
     if isinstance(loaded, ZooModel):
-        kinds = sorted({site.kind for site in find_sites(loaded.model)})
+        example = torch.zeros(1, len(loaded.preprocessing.mean), *loaded.input_size, device=model_device(loaded.model))
+        kinds = sorted({site.kind for site in find_sites(loaded.model, example)})
         weighting, input_size, metrics, channels = (
             f"{loaded.family}: {', '.join(kinds) or 'none'}",
             loaded.input_size,
             {},
-            3,
+            len(loaded.preprocessing.mean),
         )
     else:
         metadata = loaded.metadata

@@ -15,6 +15,7 @@ COMMANDS = {
     "info": ("fmw.cli.info", "show a checkpoint's metadata, or the family's parameter and multiply-add overheads"),
     "stats": ("fmw.cli.stats", "per-site, per-class gate statistics over a dataset split"),
     "report": ("fmw.cli.report", "write one self-contained HTML report for images and checkpoints"),
+    "inspect": ("fmw.cli.inspect", "list a model's weighting sites: name, kind, stages, channels, map size"),
     "dashboard": ("fmw.cli.dashboard", "start the Streamlit dashboard (arguments pass through to `streamlit run`)"),
 }
 

@@ -1,4 +1,4 @@
-"""``fmw report``: write one self-contained HTML report for images and checkpoints."""
+"""``fmw report``: write one self-contained HTML report for images and models."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 from fmw.analysis.attribution import INPUT_METHODS
+from fmw.cli.models import describe, open_models
 from fmw.device import select_device
-from fmw.errors import FMWError
 from fmw.export import Section, write_page
 from fmw.export.report import NO_ATTRIBUTION, report_sections
-from fmw.io import LoadedCheckpoint, load_checkpoint
+from fmw.io.model_spec import add_model_arguments, model_options_from_args
 
 
 def main(argv: list[str]) -> int:
@@ -21,13 +21,19 @@ def main(argv: list[str]) -> int:
         epilog="exit status: 0 all reported, 1 page written with errors in it, 2 no page written",
     )
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
-    parser.add_argument("--checkpoint", type=Path, action="append", required=True, help="repeat for several")
+    parser.add_argument(
+        "--checkpoint", type=Path, action="append", default=[], help="an fmw checkpoint (as --model PATH; repeatable)"
+    )
+    add_model_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="the HTML file to write")
     parser.add_argument("--attribution", default="integrated_gradients", choices=[*INPUT_METHODS, NO_ATTRIBUTION])
     parser.add_argument("--steps", type=int, default=32, help="integration steps for integrated gradients")
-    parser.add_argument("--resolution", type=int, default=None, help="analysis size in px (default: the checkpoint's)")
+    parser.add_argument("--resolution", type=int, default=None, help="analysis size in px (default: each model's)")
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
+    specs = [str(path) for path in args.checkpoint] + args.models
+    if not specs:
+        parser.error("give at least one model: --model SPEC (or --checkpoint PATH)")
     try:
         if args.steps < 1:
             raise ValueError(f"--steps must be at least 1, got {args.steps}")
@@ -35,19 +41,14 @@ def main(argv: list[str]) -> int:
     except ValueError as error:
         print(f"fmw report: {error}", file=sys.stderr)
         return 2
-    checkpoints: dict[str, LoadedCheckpoint] = {}
-    loading = Section("Checkpoints")
-    for path in args.checkpoint:
-        try:
-            checkpoints[path.stem if path.stem not in checkpoints else str(path)] = load_checkpoint(path, device)
-        except FMWError as error:
-            loading.errors.append(str(error))
+    checkpoints, failures = open_models(specs, model_options_from_args(args, device))
+    loading = Section("Models", errors=failures)
     for message in loading.errors:
         print(f"fmw report: {message}", file=sys.stderr)
     if not checkpoints:
-        print("fmw report: no checkpoint could be loaded; no report written", file=sys.stderr)
+        print("fmw report: no model could be opened; no report written", file=sys.stderr)
         return 2
-    loading.notes.append(", ".join(f"{name} ({loaded.metadata.weighting})" for name, loaded in checkpoints.items()))
+    loading.notes.append(", ".join(f"{name} ({describe(loaded)})" for name, loaded in checkpoints.items()))
     sections: list[Section] = []
     errors: list[str] = []
     for path in args.images:

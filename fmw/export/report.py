@@ -1,4 +1,4 @@
-"""The HTML report of images and checkpoints: per image and model, predictions, the sites' maps and
+"""The HTML report of images and models: per image and model, predictions, the sites' maps and
 gates, and an input attribution, in one self-contained page."""
 
 from __future__ import annotations
@@ -6,26 +6,28 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fmw.analysis import analyse_image, prepare_input
+from fmw.analysis import Analysable, ImageAnalysis, analyse_image, prepare_image
 from fmw.analysis.attribution import attribute_input
 from fmw.errors import DecodeError
 from fmw.export.files import Section
 from fmw.figures import attribution_overlay_figure, predictions_figure, site_column_figure
 from fmw.io import DecodedImage, LoadedCheckpoint, decode_image
+from fmw.sites import NOTHING_FOUND
 
 NO_ATTRIBUTION = "none"
 
 
 def checkpoint_sections(
     name: str,
-    loaded: LoadedCheckpoint,
+    loaded: Analysable,
     image: DecodedImage,
     *,
     attribution: str = "integrated_gradients",
     n_steps: int = 32,
     resolution: int | None = None,
 ) -> list[Section]:
-    """One checkpoint on one image: a section with the top-5 and the attribution overlay (for the
+    """One model (an fmw checkpoint or any other) on one image: a section with the top-5 and the
+    attribution overlay (for the
     predicted class; ``attribution="none"`` leaves it out), then one section per weighting site
     with the Compare view's figure: its maps before and after and its gate(s)."""
     analysis = analyse_image(loaded, image.rgb, resolution=resolution, name=name)
@@ -36,7 +38,7 @@ def checkpoint_sections(
         )
     ]
     if attribution != NO_ATTRIBUTION:
-        inputs = prepare_input(analysis.crop, loaded.metadata, analysis.resolution)
+        inputs = prepare_image(loaded, image.rgb, resolution).inputs
         result = attribute_input(loaded.model, inputs, attribution, target=top.index, n_steps=n_steps)
         title = f"{attribution.replace('_', ' ')} for {top.class_name}"
         figures.append(attribution_overlay_figure(analysis.crop, result.maps[0], title=title))
@@ -45,10 +47,12 @@ def checkpoint_sections(
         Section(
             f"{name}: {top.class_name} ({top.probability:.1%})",
             figures,
-            notes=[f"{loaded.metadata.weighting} weighting, analysed at {height}x{width} px"],
+            notes=[f"{_weighting(loaded, analysis)}, analysed at {height}x{width} px"],
             level=3,
         )
     ]
+    if not analysis.sites:
+        sections.append(Section(f"{name}: no weighting site", notes=[NOTHING_FOUND], level=4))
     for site in analysis.sites:
         figure = site_column_figure(
             site.before, site.after, site.channel_gate, site.spatial_gate, title=f"{site.name}: before, after, gates"
@@ -61,9 +65,16 @@ def checkpoint_sections(
     return sections
 
 
+def _weighting(loaded: Analysable, analysis: ImageAnalysis) -> str:
+    if isinstance(loaded, LoadedCheckpoint):
+        return f"{loaded.metadata.weighting} weighting"
+    kinds = sorted({site.kind for site in analysis.sites})
+    return f"{loaded.source}; weighting found: {', '.join(kinds) or 'none'}"
+
+
 def report_sections(
     images: Sequence[tuple[str, bytes]],
-    checkpoints: Mapping[str, LoadedCheckpoint],
+    checkpoints: Mapping[str, Analysable],
     **options: Any,
 ) -> tuple[list[Section], list[str]]:
     """Sections for every (name, file bytes) image and every named checkpoint, and the error

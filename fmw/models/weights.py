@@ -103,6 +103,9 @@ def compare_state_dicts(expected: dict[str, torch.Tensor], found: dict[str, torc
     return problems
 
 
+STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")
+
+
 def load_pickled_state_dict(data: bytes, source: str = "state dict") -> dict[str, torch.Tensor]:
     """Read a ``torch.save``d state dict with ``torch.load(weights_only=True)``: plain tensors and
     containers only; anything that would need arbitrary code is refused, never executed."""
@@ -119,8 +122,10 @@ def load_pickled_state_dict(data: bytes, source: str = "state dict") -> dict[str
             f"{source}: refused: not a plain state dict that can be read safely ({first_line[:200]}). "
             "Save it with torch.save(model.state_dict(), path)."
         ) from None
-    if isinstance(loaded, dict) and "state_dict" in loaded and isinstance(loaded["state_dict"], dict):
-        loaded = loaded["state_dict"]
+    for key in STATE_DICT_KEYS:  # a training checkpoint holding the state dict under a usual key
+        if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
+            loaded = loaded[key]
+            break
     if not isinstance(loaded, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
     ):

@@ -8,6 +8,8 @@ import os
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
+from difflib import get_close_matches
+from functools import cache
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
@@ -16,7 +18,7 @@ import torch
 from PIL import Image
 from torch import nn
 from torchvision import transforms
-from torchvision.models import WeightsEnum, get_model, get_model_weights
+from torchvision.models import WeightsEnum, get_model, get_model_weights, list_models
 
 from fmw.errors import CheckpointError, ZooError
 from fmw.models.weights import compare_state_dicts, load_pickled_state_dict
@@ -85,7 +87,7 @@ class ZooModel:
 
     model: nn.Module
     name: str
-    family: Literal["torchvision", "timm"]
+    family: Literal["torchvision", "timm", "user"]
     class_names: list[str]
     preprocessing: Preprocessing
     random_weights: bool
@@ -100,10 +102,25 @@ class ZooModel:
         return f"{self.name} (random weights)" if self.random_weights else self.name
 
 
+@cache
+def torchvision_classifiers() -> tuple[str, ...]:
+    """Every torchvision classification model (``torchvision.models.list_models``)."""
+    import torchvision.models
+
+    return tuple(list_models(module=torchvision.models))
+
+
 def _torchvision_weights(name: str) -> WeightsEnum:
-    if name not in TORCHVISION_MODELS:
-        raise ZooError(f"unknown torchvision model {name!r}; choose one of: {', '.join(TORCHVISION_MODELS)}")
-    return get_model_weights(name).DEFAULT
+    if name not in torchvision_classifiers():
+        suggestions = ", ".join(get_close_matches(name, torchvision_classifiers(), n=3)) or ", ".join(
+            TORCHVISION_MODELS
+        )
+        raise ZooError(
+            f"unknown torchvision model {name!r}; did you mean: {suggestions}? "
+            "(every classification model of torchvision.models.list_models() works, e.g. mobilenet_v3_small)"
+        )
+    weights: WeightsEnum = get_model_weights(name).DEFAULT
+    return weights
 
 
 def _torchvision_preprocessing(weights: WeightsEnum) -> Preprocessing:
@@ -130,20 +147,26 @@ def cached_weights_path(name: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 
-def _imagenet_state_dict(name: str, weights: WeightsEnum, allow_download: bool) -> dict[str, torch.Tensor]:
+def _imagenet_state_dict(
+    name: str, weights: WeightsEnum, allow_download: bool, progress: bool = False
+) -> dict[str, torch.Tensor]:
     """The cached ImageNet weights (downloading them first when allowed), read with weights_only=True.
 
     torchvision's builders load with ``torch.load(weights_only=False)``; fmw passes ``weights_only=True``
     to the same ``weights.get_state_dict`` so the cached file can only yield tensors."""
     path = cached_weights_path(name)
-    advice = "Choose 'random weights' to explore the architecture, or copy the file there."
+    advice = (
+        "Choose 'random weights' (on the command line: --random-weights) to explore the architecture, "
+        "or copy the file there."
+    )
     cached = path.is_file()
     if not cached and not allow_download:
         raise ZooError(
             f"ImageNet weights for {name} are not in the torch cache ({path}) and downloading was not allowed. {advice}"
         )
     try:
-        return weights.get_state_dict(progress=False, check_hash=True, weights_only=True)
+        state: dict[str, torch.Tensor] = weights.get_state_dict(progress=progress, check_hash=True, weights_only=True)
+        return state
     except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if cached:
@@ -164,8 +187,9 @@ def load_torchvision_model(
     *,
     allow_download: bool = False,
     seed: int = 0,
+    progress: bool = False,
 ) -> ZooModel:
-    """Open a catalogued torchvision model in eval mode on ``device``.
+    """Open a torchvision classification model in eval mode on ``device``.
 
     ``weights="default"`` loads torchvision's default ImageNet weights from the torch hub cache
     (``cached_weights_path``), downloading them only when ``allow_download``; otherwise a ``ZooError``
@@ -177,7 +201,7 @@ def load_torchvision_model(
         raise ZooError(f"weights must be 'default' (ImageNet) or 'random', got {weights!r}")
     model = _seeded_model(lambda: get_model(name, weights=None), seed)
     if weights == "default":
-        model.load_state_dict(_imagenet_state_dict(name, tv_weights, allow_download))
+        model.load_state_dict(_imagenet_state_dict(name, tv_weights, allow_download, progress))
         source = f"torchvision {tv_weights} ({cached_weights_path(name)})"
     else:
         source = f"torchvision {name}, random initialisation (seed {seed})"
@@ -231,24 +255,48 @@ def timm_available() -> bool:
     return True
 
 
-def build_timm_model(name: str, device: str | torch.device = "cpu", *, seed: int = 0) -> ZooModel:
-    """A catalogued timm model (``TIMM_MODELS``) with seeded random weights; nothing is downloaded."""
+def build_timm_model(
+    name: str, device: str | torch.device = "cpu", *, seed: int = 0, pretrained: bool = False
+) -> ZooModel:
+    """A timm model: a catalogued one (``TIMM_MODELS``) or any name ``timm.list_models()`` knows,
+    with seeded random weights, or with ``pretrained`` its published weights (fetched by timm from
+    the Hugging Face hub, with its progress bar; offline, a ``ZooError`` says what to do)."""
     if not timm_available():
         raise ZooError(f"timm is not installed, so {name!r} cannot be built; run: pip install 'timm>=1.0,<2'")
     import timm
     from timm.data import ImageNetInfo, resolve_data_config
 
-    if name not in TIMM_MODELS:
-        raise ZooError(f"unknown timm model {name!r}; choose one of: {', '.join(TIMM_MODELS)}")
-    recipe = TIMM_MODELS[name]
-    model = _seeded_model(lambda: timm.create_model(recipe.architecture, pretrained=False, **recipe.options), seed)
+    if name in TIMM_MODELS:
+        recipe = TIMM_MODELS[name]
+    elif timm.is_model(name):
+        recipe = TimmRecipe(name, {}, f"timm {name}")
+    else:
+        suggestions = ", ".join(get_close_matches(name, timm.list_models(), n=3)) or ", ".join(TIMM_MODELS)
+        raise ZooError(f"unknown timm model {name!r}; did you mean: {suggestions}? (timm.list_models() lists them)")
+
+    def build() -> nn.Module:
+        model: nn.Module = timm.create_model(recipe.architecture, pretrained=pretrained, **recipe.options)
+        return model
+
+    try:
+        model = _seeded_model(build, seed)
+    except (OSError, RuntimeError, ValueError) as error:  # hub unreachable, missing weights file
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise ZooError(
+            f"timm could not fetch the pretrained weights of {name!r} ({reason}). Connect to the internet "
+            "(timm downloads them from the Hugging Face hub into its cache), or use random weights "
+            "(--random-weights) to explore the architecture."
+        ) from None
     config = resolve_data_config({}, model=model)
     crop_size = config["input_size"][-1]
+    classes = getattr(model, "num_classes", 1000)
+    names = [description.split(",")[0] for description in ImageNetInfo().label_descriptions()]
+    weights = "pretrained weights" if pretrained else f"random initialisation (seed {seed})"
     return ZooModel(
         model=model.to(device).eval(),
         name=name,
         family="timm",
-        class_names=[description.split(",")[0] for description in ImageNetInfo().label_descriptions()],
+        class_names=names if classes == len(names) else [f"class {index}" for index in range(classes)],
         preprocessing=Preprocessing(
             resize_size=math.floor(crop_size / config["crop_pct"]),
             crop_size=crop_size,
@@ -256,7 +304,6 @@ def build_timm_model(name: str, device: str | torch.device = "cpu", *, seed: int
             std=tuple(config["std"]),
             interpolation=config["interpolation"],
         ),
-        random_weights=True,
-        source=f"timm {recipe.architecture}{f' {recipe.options}' if recipe.options else ''}, "
-        f"random initialisation (seed {seed})",
+        random_weights=not pretrained,
+        source=f"timm {recipe.architecture}{f' {recipe.options}' if recipe.options else ''}, {weights}",
     )

@@ -142,12 +142,13 @@ def default_example(model: nn.Module) -> torch.Tensor:
     return torch.zeros(1, channels, side, side, device=model_device(model))
 
 
-def find_sites(model: nn.Module, example: torch.Tensor | None = None) -> list[SiteSpec]:
-    """Every weighting site of ``model``, in forward order, as found by its last probe; when it has
-    not been probed (or its modules changed since), by one forward pass on ``example``
-    (default: ``default_example(model)``). Sites depend on the computation, so a model whose
-    forward branches on its input may show other sites for other inputs."""
-    remembered = _remembered(model) if example is None else None
+def find_sites(model: nn.Module, example: torch.Tensor | None = None, *, rediscover: bool = False) -> list[SiteSpec]:
+    """Every weighting site of ``model``, in forward order, as its last probe found them; when it
+    has not been probed (or its modules changed since), or with ``rediscover``, as one forward pass
+    on ``example`` finds them (default: ``default_example(model)``), every operation watched. Sites
+    depend on the computation, so a model whose forward branches on its input may show other sites
+    for other inputs."""
+    remembered = None if rediscover else _remembered(model)
     if remembered is not None:
         return remembered
     refuse_unobservable(model)

@@ -1,0 +1,39 @@
+"""``fmw inspect``: list a model's weighting sites (name, kind, stages, channels, feature-map size)
+as found by one forward pass at the given input size."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fmw.analysis import Analysable
+from fmw.analysis.inspection import format_site_table, site_rows
+from fmw.cli.models import describe, open_models
+from fmw.device import select_device
+from fmw.io import LoadedCheckpoint
+from fmw.io.model_spec import SPEC_FORMS, add_model_arguments, model_options_from_args
+
+
+def input_size_of(model: Analysable) -> tuple[int, int]:
+    return model.metadata.input_size if isinstance(model, LoadedCheckpoint) else model.input_size
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="fmw inspect", description=__doc__.split("\n\n")[0].replace("\n", " "))
+    parser.add_argument("specs", nargs="*", metavar="SPEC", help=f"models to inspect ({SPEC_FORMS}); or --model")
+    add_model_arguments(parser)
+    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps; or set FMW_DEVICE")
+    args = parser.parse_intermixed_args(argv)
+    specs = args.specs + args.models
+    if not specs:
+        parser.error("give at least one model SPEC")
+    models, errors = open_models(specs, model_options_from_args(args, select_device(args.device)))
+    for name, model in models.items():
+        height, width = input_size_of(model)
+        channels = len(model.metadata.mean if isinstance(model, LoadedCheckpoint) else model.preprocessing.mean)
+        rows = site_rows(model.model, (height, width), channels)
+        print(f"{name}: {describe(model)}; {len(rows)} weighting site(s) at {height}x{width} px input")
+        print(format_site_table(rows) + "\n")
+    for message in errors:
+        print(f"fmw inspect: {message}", file=sys.stderr)
+    return 2 if errors else 0

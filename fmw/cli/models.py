@@ -1,0 +1,40 @@
+"""Opening the models a command was given (``--model SPEC``, repeatable, and a command's older
+checkpoint arguments): each by ``fmw.io.load_model``, named for display, failures kept as messages
+so that one bad SPEC does not stop the others."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fmw.analysis import Analysable
+from fmw.errors import FMWError
+from fmw.io import LoadedCheckpoint
+from fmw.io.model_spec import ModelOptions, load_model
+
+
+def display_name(spec: str) -> str:
+    """A short name: a checkpoint's stem, a zoo model's or a factory's name."""
+    if spec.endswith(".safetensors"):
+        return Path(spec).stem
+    return spec.rpartition(":")[2] or spec
+
+
+def open_models(specs: list[str], options: ModelOptions) -> tuple[dict[str, Analysable], list[str]]:
+    """The models that opened, by display name (the whole SPEC where two names clash), and one
+    message per SPEC that did not."""
+    models: dict[str, Analysable] = {}
+    errors: list[str] = []
+    for spec in specs:
+        try:
+            model = load_model(spec, options)
+        except (FMWError, OSError) as error:
+            errors.append(f"{spec}: {error}" if spec not in str(error) else str(error))
+            continue
+        name = display_name(spec)
+        models[name if name not in models else spec] = model
+    return models, errors
+
+
+def describe(model: Analysable) -> str:
+    """What a model is, in a few words: its weighting for a checkpoint, its source otherwise."""
+    return f"{model.metadata.weighting} weighting" if isinstance(model, LoadedCheckpoint) else model.source

@@ -1,0 +1,180 @@
+"""One way to name a model everywhere (commands, notebooks, the dashboard's command line): a model
+SPEC, and the options that go with it.
+
+- ``path/to/model.safetensors``: an fmw checkpoint;
+- ``torchvision:NAME``: any torchvision classification model, ImageNet weights fetched the way
+  torchvision fetches them (``--random-weights`` for a seeded random initialisation);
+- ``timm:NAME``: any timm model, pretrained weights fetched by timm (or random);
+- ``path/to/file.py:FACTORY`` or ``package.module:FACTORY``: the user's own code, where FACTORY is a
+  function or class returning an ``nn.Module`` (or a module object); ``--weights`` a ``.safetensors``
+  or ``.pt``/``.pth`` state dict, read without unpickling code.
+
+``add_model_arguments`` declares the options on a command's parser, so that every command spells
+them the same way; ``model_options_from_args`` turns the parsed options into ``ModelOptions``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from fmw.errors import FMWError
+from fmw.io.checkpoint import LoadedCheckpoint, load_checkpoint
+from fmw.models.user import IMAGENET_MEAN, IMAGENET_STD, UserModelOptions, is_factory_spec, load_user_model
+from fmw.models.zoo import ZooModel, build_timm_model, load_state_dict_upload, load_torchvision_model
+
+__all__ = ["SPEC_FORMS", "ModelOptions", "add_model_arguments", "load_model", "model_options_from_args", "read_classes"]
+
+SPEC_FORMS = "path/to/model.safetensors, torchvision:NAME, timm:NAME, path/to/file.py:FACTORY or package.module:FACTORY"
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Options for ``load_model``. ``weights``: a state dict for a factory (or a torchvision
+    architecture); ``random_weights``: a seeded random initialisation instead of published weights;
+    ``input_size``, ``mean``, ``std``: preprocessing (defaults: the weights' own, else 224 px and
+    ImageNet's statistics); ``classes``: a file with one class name a line."""
+
+    weights: Path | None = None
+    random_weights: bool = False
+    input_size: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    classes: Path | None = None
+    seed: int = 0
+    device: str | torch.device = "cpu"
+    allow_download: bool = True
+
+
+def read_classes(path: Path) -> tuple[str, ...]:
+    """One class name a line; blank lines are skipped."""
+    try:
+        names = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    except (OSError, UnicodeDecodeError) as error:
+        raise FMWError(f"{path}: cannot read the class names ({error})") from None
+    if not names:
+        raise FMWError(f"{path}: no class names in it (expected one name a line)")
+    return names
+
+
+def _adjusted(model: ZooModel, options: ModelOptions) -> ZooModel:
+    """A zoo model with the preprocessing and class names the options override."""
+    preprocessing = model.preprocessing
+    if options.input_size is not None:
+        preprocessing = dataclasses.replace(preprocessing, resize_size=options.input_size, crop_size=options.input_size)
+    if options.mean is not None or options.std is not None:
+        preprocessing = dataclasses.replace(
+            preprocessing, mean=options.mean or preprocessing.mean, std=options.std or preprocessing.std
+        )
+    names = list(read_classes(options.classes)) if options.classes is not None else model.class_names
+    return dataclasses.replace(model, preprocessing=preprocessing, class_names=names)
+
+
+def load_model(spec: str, options: ModelOptions = ModelOptions()) -> LoadedCheckpoint | ZooModel:
+    """The model ``spec`` names (see the module's docstring), in eval mode on ``options.device``.
+    Every failure is an ``FMWError`` (``CheckpointError``, ``ZooError``, ...) saying what to do."""
+    spec = spec.strip()
+    if spec.endswith(".safetensors") and not is_factory_spec(spec):
+        if options.weights is not None:
+            raise FMWError(f"{spec} is an fmw checkpoint: it holds its weights, so --weights does not apply")
+        return load_checkpoint(Path(spec), options.device)
+    family, colon, name = spec.partition(":")
+    if colon and family in ("torchvision", "timm"):
+        if not name:
+            raise FMWError(f"{spec!r}: give the model's name after '{family}:', e.g. {family}:mobilenet_v3_small")
+        if family == "timm":
+            if options.weights is not None:
+                raise FMWError("--weights applies to torchvision:NAME and FILE.py:FACTORY models, not timm's")
+            model = build_timm_model(name, options.device, seed=options.seed, pretrained=not options.random_weights)
+        elif options.weights is not None:
+            data = options.weights.read_bytes() if options.weights.is_file() else b""
+            if not data:
+                raise FMWError(f"{options.weights}: no such weights file (or it is empty)")
+            model = load_state_dict_upload(data, name, str(options.weights), options.device)
+        else:
+            weights = "random" if options.random_weights else "default"
+            model = load_torchvision_model(
+                name, weights, options.device, allow_download=options.allow_download, seed=options.seed, progress=True
+            )
+        return _adjusted(model, options)
+    if is_factory_spec(spec):
+        user = UserModelOptions(
+            weights=options.weights,
+            input_size=options.input_size or 224,
+            mean=options.mean or IMAGENET_MEAN,
+            std=options.std or IMAGENET_STD,
+            class_names=read_classes(options.classes) if options.classes is not None else None,
+            seed=options.seed,
+        )
+        return load_user_model(spec, user, options.device)
+    raise FMWError(f"{spec!r} is not a model spec fmw knows; give one of: {SPEC_FORMS}")
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.replace(",", " ").split())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers such as 0.485,0.456,0.406, got {text!r}") from None
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """``--model SPEC`` (repeatable) and the options that shape how each model is opened."""
+    group = parser.add_argument_group("models", f"SPEC is one of: {SPEC_FORMS}")
+    group.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        required=required,
+        help="a model to work on (repeat for several)",
+    )
+    group.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help="a .safetensors, .pt or .pth state dict for FILE.py:FACTORY (or torchvision:NAME) "
+        "models, read without running code (default: the model's own initialisation)",
+    )
+    group.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="torchvision/timm: seeded random weights instead of downloading published ones",
+    )
+    group.add_argument(
+        "--input-size",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="input side in pixels (default: the weights' own; 224 for FILE.py:FACTORY models)",
+    )
+    group.add_argument(
+        "--mean",
+        type=_floats,
+        default=None,
+        help="normalisation mean per channel (default: the "
+        "weights' own; ImageNet's 0.485,0.456,0.406 for FILE.py:FACTORY models)",
+    )
+    group.add_argument("--std", type=_floats, default=None, help="normalisation std per channel (default: as --mean)")
+    group.add_argument(
+        "--classes",
+        type=Path,
+        default=None,
+        help="a file with one class name a line (default: the weights' own; 'class 0', 'class 1', ...)",
+    )
+
+
+def model_options_from_args(args: argparse.Namespace, device: str | torch.device = "cpu") -> ModelOptions:
+    return ModelOptions(
+        weights=args.weights,
+        random_weights=args.random_weights,
+        input_size=args.input_size,
+        mean=args.mean,
+        std=args.std,
+        classes=args.classes,
+        device=device,
+    )

@@ -1,0 +1,235 @@
+"""Notebooks: ``fmw.inspect(model, images)`` probes any model on images given as tensors, PIL images,
+arrays or file paths, and returns an ``Inspection`` that shows itself in Jupyter (its sites, the
+predictions and the before / gate / after figure of the first gated site) and whose methods return
+plotly figures of the other views, for the user to change further."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from PIL import Image
+from torch import nn
+
+from fmw.analysis import (
+    Analysable,
+    Prediction,
+    SiteSummary,
+    channel_order,
+    class_names_of,
+    prepare_image,
+    summarise_site,
+)
+from fmw.analysis.attribution import compare_weighting_off
+from fmw.errors import FMWError
+from fmw.figures import (
+    channel_gate_figure,
+    explorer_grids_figure,
+    site_column_figure,
+    spatial_gate_figure,
+    weighting_off_figure,
+)
+from fmw.io import LoadedCheckpoint, decode_image
+from fmw.io.model_spec import ModelOptions, load_model
+from fmw.models.user import IMAGENET_MEAN, IMAGENET_STD, UserModelOptions, wrap_module
+from fmw.models.zoo import ZooModel
+from fmw.sites import NOTHING_FOUND, ProbeResult, SiteRecord, probe
+
+__all__ = ["Inspection", "inspect"]
+
+ImageLike = torch.Tensor | np.ndarray | Image.Image | str | Path
+
+
+def _rgb(image: np.ndarray | Image.Image | str | Path | torch.Tensor) -> np.ndarray:
+    """An image as (H, W, 3) uint8 RGB: files are decoded safely (``fmw.io.decode_image``)."""
+    if isinstance(image, (str, Path)):
+        path = Path(image)
+        return decode_image(path.read_bytes(), path.name).rgb
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    if isinstance(image, torch.Tensor):  # uint8 (3, H, W) pixels
+        image = image.permute(1, 2, 0).cpu().numpy()
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise FMWError(f"an image array must be (H, W, 3) RGB, got shape {array.shape}")
+    if array.dtype != np.uint8:
+        array = np.clip(array * (255.0 if array.max() <= 1.0 else 1.0), 0, 255).round().astype(np.uint8)
+    return np.ascontiguousarray(array[:, :, :3])
+
+
+def _as_images(images: ImageLike | Sequence[ImageLike]) -> list[Any]:
+    if isinstance(images, torch.Tensor) and images.dim() == 4:
+        return list(images)
+    if isinstance(images, (list, tuple)):
+        return list(images)
+    return [images]
+
+
+def _inputs(model: Analysable, images: list[Any]) -> tuple[torch.Tensor, list[np.ndarray] | None]:
+    """The model's input batch and the crops it saw; float tensors are taken as already prepared."""
+    if all(isinstance(image, torch.Tensor) and image.is_floating_point() for image in images):
+        return torch.stack(images), None
+    prepared = [prepare_image(model, _rgb(image)) for image in images]
+    return torch.cat([p.inputs for p in prepared]), [p.crop for p in prepared]
+
+
+def _analysable(
+    model: nn.Module | Analysable | str,
+    input_size: int | None,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    class_names: Sequence[str] | None,
+    random_weights: bool,
+) -> Analysable:
+    if isinstance(model, str):
+        options = ModelOptions(
+            random_weights=random_weights,
+            input_size=input_size,
+            mean=tuple(mean) if mean else None,
+            std=tuple(std) if std else None,
+        )
+        return load_model(model, options)
+    if isinstance(model, (LoadedCheckpoint, ZooModel)):
+        return model
+    if not isinstance(model, nn.Module):
+        raise FMWError(
+            f"model must be an nn.Module, an fmw checkpoint, a zoo model or a SPEC, got {type(model).__name__}"
+        )
+    options = UserModelOptions(
+        input_size=input_size or 224,
+        mean=tuple(mean) if mean else IMAGENET_MEAN,
+        std=tuple(std) if std else IMAGENET_STD,
+        class_names=tuple(class_names) if class_names else None,
+    )
+    return wrap_module(model, type(model).__name__, f"{type(model).__name__} given in Python", options)
+
+
+@dataclass
+class Inspection:
+    """A model probed on a batch of images. ``result`` holds the raw records (tensors); the methods
+    return numpy summaries and plotly figures; in Jupyter it shows itself."""
+
+    model: Analysable
+    name: str
+    inputs: torch.Tensor
+    result: ProbeResult
+    crops: list[np.ndarray] | None
+
+    @property
+    def class_names(self) -> list[str]:
+        return class_names_of(self.model)
+
+    @property
+    def sites(self) -> list[SiteRecord]:
+        return self.result.sites
+
+    @property
+    def site_names(self) -> list[str]:
+        return self.result.names
+
+    def predictions(self, image: int = 0, k: int = 5) -> list[Prediction]:
+        probabilities = self.result.logits[image].float().softmax(0)
+        values, indices = probabilities.topk(min(k, probabilities.numel()))
+        return [Prediction(int(i), self.class_names[int(i)], float(p)) for p, i in zip(values, indices, strict=True)]
+
+    def _site_name(self, site: str | None) -> str:
+        if site is not None:
+            self.result.site(site)  # KeyError listing the sites when unknown
+            return site
+        gated = [record.name for record in self.sites if record.gates]
+        if not gated:
+            raise FMWError(NOTHING_FOUND)
+        return gated[0]
+
+    def summary(self, site: str | None = None, image: int = 0) -> SiteSummary:
+        """One site on one image as numpy: maps before and after, gates, channel energies."""
+        return summarise_site(self.result.site(self._site_name(site)), image)
+
+    def figure(self, site: str | None = None, image: int = 0) -> go.Figure:
+        """The site's maps before and after and its gate(s) (default: the first site with a gate)."""
+        s = self.summary(site, image)
+        return site_column_figure(s.before, s.after, s.channel_gate, s.spatial_gate, title=f"{self.name} · {s.name}")
+
+    def explorer(self, site: str | None = None, image: int = 0, order: str = "gate") -> go.Figure:
+        """Every map of the site before, after and their difference, ordered by ``order``
+        ("index", "gate" or "energy change")."""
+        s = self.summary(site, image)
+        by = order if order != "gate" or s.channel_gate is not None else "energy change"
+        return explorer_grids_figure(s.before, s.after, order=channel_order(s, by))
+
+    def gates(self, site: str | None = None, image: int = 0) -> go.Figure:
+        """The site's channel gate as bars, or its spatial gate as a map."""
+        s = self.summary(site, image)
+        if s.channel_gate is not None:
+            return channel_gate_figure(s.channel_gate, title=f"{s.name}: channel gate")
+        assert s.spatial_gate is not None
+        return spatial_gate_figure(s.spatial_gate, title=f"{s.name}: spatial gate")
+
+    def weighting_off(self, image: int = 0) -> go.Figure:
+        """Predictions with weighting on, each site switched off (gates = 1) alone, and all off."""
+        comparison = compare_weighting_off(self.model.model, self.inputs[image : image + 1], self.class_names)
+        target = self.class_names[int(comparison.targets[0])]
+        rows = comparison.rows
+        return weighting_off_figure(
+            [row.label for row in rows],
+            [float(row.target_probability[0]) for row in rows],
+            [self.class_names[int(row.predicted[0])] for row in rows],
+            target=target,
+            title=f"{self.name}: switching weighting off",
+        )
+
+    def _tables_html(self) -> str:
+        head = f"<h4>{html.escape(self.name)}: {len(self.sites)} weighting site(s)</h4>"
+        if not self.sites:
+            return head + f"<p>{html.escape(NOTHING_FOUND)}</p>"
+        rows = "".join(
+            f"<tr><td>{html.escape(r.name or '(the model itself)')}</td><td>{html.escape(r.kind)}</td>"
+            f"<td>{html.escape(', '.join(r.gates) or '(no gate)')}</td><td>{r.before.shape[1]}</td>"
+            f"<td>{r.before.shape[2]}x{r.before.shape[3]}</td></tr>"
+            for r in self.sites
+        )
+        predictions = ", ".join(f"{html.escape(p.class_name)} {p.probability:.1%}" for p in self.predictions(k=3))
+        return (
+            head + "<table><tr><th>site</th><th>kind</th><th>stages</th><th>channels</th><th>map</th></tr>"
+            f"{rows}</table><p>image 0 predicted: {predictions}</p>"
+        )
+
+    def _repr_html_(self) -> str:
+        return self._tables_html()
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import HTML, display
+
+        display(HTML(self._tables_html()))
+        if any(record.gates for record in self.sites):
+            display(self.figure())
+
+
+def inspect(
+    model: nn.Module | Analysable | str,
+    images: ImageLike | Sequence[ImageLike],
+    *,
+    input_size: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    class_names: Sequence[str] | None = None,
+    random_weights: bool = False,
+) -> Inspection:
+    """Probe ``model`` (an ``nn.Module``, an fmw checkpoint or zoo model, or a model SPEC such as
+    ``"torchvision:mobilenet_v3_small"``) on ``images``: a float tensor (N, C, H, W) taken as
+    already prepared, or images (uint8 tensors (3, H, W), PIL images, (H, W, 3) arrays, file paths)
+    prepared the model's way. For a plain module: ``input_size`` (224), ``mean``/``std``
+    (ImageNet's) and ``class_names`` ("class 0", ...) say how; for a torchvision or timm SPEC,
+    ``random_weights`` builds it without downloading its published weights."""
+    analysable = _analysable(model, input_size, mean, std, class_names, random_weights)
+    inputs, crops = _inputs(analysable, _as_images(images))
+    name = analysable.label if isinstance(analysable, ZooModel) else Path(analysable.source).stem
+    return Inspection(analysable, name, inputs, probe(analysable.model, inputs), crops)
