@@ -87,6 +87,7 @@ def test_weights_classes_and_checkpoint_dicts_are_applied(user_file: Path, tmp_p
     for weights in ("trained.pth", "trained.safetensors"):
         options = ModelOptions(weights=tmp_path / weights, input_size=32, classes=tmp_path / "classes.txt")
         model = load_model(f"{user_file}:build", options)
+        assert isinstance(model, ZooModel)
         assert model.class_names == ["cat", "dog", "bird"] and not model.random_weights
         for key, value in model.model.state_dict().items():
             assert torch.equal(value, state[key]), key
@@ -95,7 +96,7 @@ def test_weights_classes_and_checkpoint_dicts_are_applied(user_file: Path, tmp_p
 def test_a_module_path_factory_opens(user_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(user_file.parent))
     model = load_model("my_model:build", ModelOptions(input_size=32))
-    assert model.name == "build"
+    assert isinstance(model, ZooModel) and model.name == "build"
     sys.modules.pop("my_model", None)
 
 

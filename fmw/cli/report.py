@@ -41,8 +41,8 @@ def main(argv: list[str]) -> int:
     except ValueError as error:
         print(f"fmw report: {error}", file=sys.stderr)
         return 2
-    checkpoints, failures = open_models(specs, model_options_from_args(args, device))
-    loading = Section("Models", errors=failures)
+    checkpoints, load_errors = open_models(specs, model_options_from_args(args, device))
+    loading = Section("Models", errors=load_errors)
     for message in loading.errors:
         print(f"fmw report: {message}", file=sys.stderr)
     if not checkpoints:
@@ -76,5 +76,5 @@ def main(argv: list[str]) -> int:
         print(f"fmw report: cannot write {args.out}: {error}", file=sys.stderr)
         return 2
     failures = len(errors) + len(loading.errors)
-    print(f"wrote {args.out}: {len(args.images)} image(s) x {len(checkpoints)} checkpoint(s), {failures} error(s)")
+    print(f"wrote {args.out}: {len(args.images)} image(s) x {len(checkpoints)} model(s), {failures} error(s)")
     return 1 if failures else 0

@@ -96,9 +96,13 @@ def load_model(spec: str, options: ModelOptions = ModelOptions()) -> LoadedCheck
                 raise FMWError(f"{options.weights}: no such weights file (or it is empty)")
             model = load_state_dict_upload(data, name, str(options.weights), options.device)
         else:
-            weights = "random" if options.random_weights else "default"
             model = load_torchvision_model(
-                name, weights, options.device, allow_download=options.allow_download, seed=options.seed, progress=True
+                name,
+                "random" if options.random_weights else "default",
+                options.device,
+                allow_download=options.allow_download,
+                seed=options.seed,
+                progress=True,
             )
         return _adjusted(model, options)
     if is_factory_spec(spec):

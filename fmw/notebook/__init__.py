@@ -103,13 +103,13 @@ def _analysable(
         raise FMWError(
             f"model must be an nn.Module, an fmw checkpoint, a zoo model or a SPEC, got {type(model).__name__}"
         )
-    options = UserModelOptions(
+    user = UserModelOptions(
         input_size=input_size or 224,
         mean=tuple(mean) if mean else IMAGENET_MEAN,
         std=tuple(std) if std else IMAGENET_STD,
         class_names=tuple(class_names) if class_names else None,
     )
-    return wrap_module(model, type(model).__name__, f"{type(model).__name__} given in Python", options)
+    return wrap_module(model, type(model).__name__, f"{type(model).__name__} given in Python", user)
 
 
 @dataclass
