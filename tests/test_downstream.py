@@ -51,6 +51,7 @@ def test_analysis_has_both_sites_with_their_gates(model, photos) -> None:
     analysis = analyse_image(model, photos[0])
     assert [(site.name, site.kind) for site in analysis.sites] == [("attention", "channel+spatial"), ("block", "scale")]
     attention, block = analysis.sites
+    assert attention.channel_gate is not None and attention.spatial_gate is not None and block.channel_gate is not None
     assert attention.channel_gate.shape == (8,) and attention.spatial_gate.shape == (24, 24)
     assert block.spatial_gate is None and np.array_equal(
         block.channel_gate, model.model.block.scale_weights.detach().numpy()
