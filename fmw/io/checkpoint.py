@@ -15,6 +15,7 @@ from safetensors.torch import save as save_safetensors_bytes
 
 from fmw._version import __version__
 from fmw.errors import CheckpointError
+from fmw.io.decode import MAX_SIDE
 from fmw.models import FMWNet, NetConfig, build_model
 from fmw.models.weights import compare_state_dicts, read_safetensors
 
@@ -24,9 +25,8 @@ FORMAT_NAME = "fmw-checkpoint"
 FORMAT_VERSION = 1
 
 
-MAX_STAGES = (
-    14  # each stage halves the input: 2**15 px per side is more than any decodable image (fmw.io.decode.MAX_SIDE)
-)
+# each stage halves the input: a model with more stages would need a larger side than any decodable image
+MAX_STAGES = math.floor(math.log2(MAX_SIDE))
 
 
 MAX_INPUT_SIDE = 4096  # the native analysis size is built at full size on every request

@@ -20,9 +20,9 @@ import torch
 
 __all__ = ["Muon", "OptimizerGroup", "TrainingOptimizer", "orthogonalise"]
 
-# Quintic Newton-Schulz coefficients published with Muon, chosen for speed over convergence: in five
-# iterations the singular values of a random Gaussian matrix land in about [0.67, 1.14] (measured in
-# tests/test_optim.py), and directions 1000x weaker than the strongest are raised to about 0.25.
+# Quintic Newton-Schulz coefficients published with Muon, chosen for speed over convergence: five
+# iterations bring singular values near 1 without converging exactly (tests/test_optim.py checks
+# the range they land in).
 NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)
 
 

@@ -41,7 +41,7 @@ class Recipe:
     1.5 and 0.00133 at batch 1024."""
 
     weighting: str = "none"
-    epochs: int = 12  # airbench93 uses 11; at 12 the slowest variant (cbam) took 12.3 min on 2 CPU cores
+    epochs: int = 12  # airbench93 uses 11; checkpoints/README.md gives the training times this takes
     batch_size: int = 1024
     learning_rate: float = 1.5
     momentum: float = 0.85
@@ -328,8 +328,8 @@ def train(
         epoch_start = time.perf_counter()
         if epoch - 1 == recipe.whiten_bias_epochs:
             # The whitening bias has had its epochs. Taking it out of autograd also spares the
-            # gradient with respect to the first block's input (its largest convolution): steps
-            # 10-13% shorter (bench/train_step_profile.py); the group's zero rate alone would not.
+            # gradient with respect to the first block's input (its largest convolution), which the
+            # group's zero rate alone would not (bench/train_step_profile.py measures the saving).
             model.whitening.bias.requires_grad_(False)
             if world > 1:  # DistributedDataParallel fixes the set of trained parameters when it wraps
                 del trained
