@@ -457,3 +457,31 @@ def test_two_threads_probing_one_user_model_get_their_own_records() -> None:
     for key, afters in results.items():
         assert len(afters) == 10
         assert all(torch.equal(after, references[key].site("body").after) for after in afters)
+
+
+class ChainedInPlace(nn.Module):
+    """Two sites in a row, the second multiplying the first's product in place."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = ArticleChannelAttention(8)
+        self.second = InPlaceGates(8)
+        self.second.conv = nn.Identity()  # type: ignore[assignment]  # multiply the first site's product itself
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(self.first(x))
+
+
+def test_a_record_survives_an_in_place_product_on_it_in_every_mode() -> None:
+    model = built(ChainedInPlace())
+    x = images()
+    passes: list[int] = []
+    model.register_forward_pre_hook(lambda module, inputs: passes.append(1))
+    for _ in range(2):  # the first probe watches everything; the second only the modules with products
+        passes.clear()
+        result = probe(model, x)
+        assert len(passes) == 1, "the overwrite was seen and the record copied first: no second pass"
+        with torch.no_grad():
+            expected = model.body.first(F.relu(model.stem(x)))
+        assert torch.equal(result.site("body.first").after, expected)
+        assert torch.equal(result.site("body.second").before, expected)

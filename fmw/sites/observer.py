@@ -402,6 +402,10 @@ def _handle(func: Callable[..., Any], args: tuple[Any, ...], product: WeightingP
         points = observation.points.get((observed.maker, observed.ordinal))
         if points is not None:
             before_point, after_point = points
+    if product.in_place:  # the map may be what an earlier record holds (a chained site's product)
+        for observation, _ in recorders:
+            if observation.record is not None and observation.record.preserve(feature_map):
+                observation.index.copy_records = True
     operands = list(args)
     operands[product.gate_index] = gate
     if before_point is not None or after_point is not None:
