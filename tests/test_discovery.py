@@ -482,6 +482,6 @@ def test_a_record_survives_an_in_place_product_on_it_in_every_mode() -> None:
         result = probe(model, x)
         assert len(passes) == 1, "the overwrite was seen and the record copied first: no second pass"
         with torch.no_grad():
-            expected = model.body.first(F.relu(model.stem(x)))
+            expected = model.get_submodule("body.first")(F.relu(model.stem(x)))
         assert torch.equal(result.site("body.first").after, expected)
         assert torch.equal(result.site("body.second").before, expected)
