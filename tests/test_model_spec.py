@@ -173,3 +173,37 @@ def test_fmw_report_with_a_users_model_and_weights(user_file: Path, tmp_path: Pa
     assert fmw_main([*arguments, "--input-size", "32", "--attribution", "saliency", "--out", str(out)]) == 0
     page = out.read_text()
     assert "build · se" in page and "weighting found: channel" in page
+
+
+def test_dashboard_model_list_from_the_command_line_and_a_config_file(user_file: Path, tmp_path: Path) -> None:
+    from fmw.io.model_spec import (
+        CONFIG_FILE,
+        MODELS_VARIABLE,
+        ModelEntry,
+        configured_models,
+        entries_from_json,
+        entries_to_json,
+    )
+
+    given = [ModelEntry(f"{user_file}:build", ModelOptions(input_size=32, mean=(0.5, 0.5, 0.5)))]
+    assert entries_from_json(entries_to_json(given)) == given
+    (tmp_path / CONFIG_FILE).write_text(
+        '[[model]]\nspec = "my_model.py:build"\ninput_size = 32\nclasses = "classes.txt"\n\n'
+        '[[model]]\nspec = "torchvision:mobilenet_v3_small"\nrandom_weights = true\n'
+    )
+    entries = configured_models({MODELS_VARIABLE: entries_to_json(given)}, tmp_path)
+    assert [entry.spec for entry in entries] == [
+        given[0].spec,
+        f"{tmp_path}/my_model.py:build",
+        "torchvision:mobilenet_v3_small",
+    ]
+    assert entries[1].options.classes == tmp_path / "classes.txt" and entries[2].options.random_weights
+    assert configured_models({}, tmp_path / "nowhere") == []
+    (tmp_path / CONFIG_FILE).write_text("[[model]]\nspec = 'x'\ncolour = 'red'\n")
+    with pytest.raises(FMWError, match="unknown keys: colour"):
+        configured_models({}, tmp_path)
+    (tmp_path / CONFIG_FILE).write_text("[[model]\n")
+    with pytest.raises(FMWError, match="cannot read it as TOML"):
+        configured_models({}, tmp_path)
+    with pytest.raises(FMWError, match="not valid JSON"):
+        configured_models({MODELS_VARIABLE: "[{"}, tmp_path / "nowhere")
