@@ -1,36 +1,43 @@
-"""Entry point of the fmw dashboard (`fmw dashboard`, or `streamlit run dashboard/app.py`; the
-package is installed, so ``dashboard`` imports from anywhere): page setup, the sidebar
-and the list of views; each view is one page script under ``dashboard/views/``.
-
-To add a view, write ``views/<name>.py`` (read ``current_context()``, render) and list it in VIEWS.
+"""Entry point of the fmw dashboard: ``fmw dashboard``, or ``streamlit run dashboard/app.py`` (the
+package is installed, so ``dashboard`` imports from anywhere). An ``st.App`` serving the pages of
+``dashboard/main.py``, whose start-up warms the process up before the server accepts a connection:
+it imports PyTorch, torchvision, plotly and fmw, loads every checkpoint and analyses the default
+sample photo with each into the caches the pages read, and builds one Compare figure (plotly sets
+up its validators on first use), so the first page a user opens waits for none of it
+(``python -m bench.startup`` measures it).
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import streamlit as st
-import torch
 
-from dashboard.inputs import sidebar
-from dashboard.services import guarded
+PAGES = "main.py"
 
-VIEWS_DIRECTORY = Path(__file__).resolve().parent / "views"
-VIEWS = [
-    st.Page(VIEWS_DIRECTORY / "compare.py", title="Compare", icon=":material/view_column:", default=True),
-    st.Page(VIEWS_DIRECTORY / "explorer.py", title="Layer explorer", icon=":material/layers:"),
-    st.Page(VIEWS_DIRECTORY / "attribution.py", title="Attribution", icon=":material/target:"),
-    st.Page(VIEWS_DIRECTORY / "weighting_off.py", title="Weighting off", icon=":material/toggle_off:"),
-    st.Page(VIEWS_DIRECTORY / "batch.py", title="Batch statistics", icon=":material/bar_chart:"),
-    st.Page(VIEWS_DIRECTORY / "statistics.py", title="Gate statistics", icon=":material/grid_on:"),
-    st.Page(VIEWS_DIRECTORY / "models.py", title="Models", icon=":material/table_chart:"),
-]
-# Interactive inference on small inputs is fastest single-threaded, and concurrent sessions then
-# each get a core instead of fighting over OpenMP threads; FMW_TORCH_THREADS overrides.
-torch.set_num_threads(int(os.environ.get("FMW_TORCH_THREADS", "1")))
 
-st.set_page_config(page_title="fmw: feature-map weighting", page_icon=":material/grid_view:", layout="wide")
-page = st.navigation(VIEWS)
-sidebar()
-guarded(f"The {page.title} view", page.run)
+def warm_up() -> None:
+    """Fill the caches the first page reads and build one figure; a failure here is left for the page
+    to report."""
+    from dashboard.registry import preload_files
+    from dashboard.settings import set_torch_threads
+    from fmw.analysis.changes import site_change
+    from fmw.device import select_device
+    from fmw.figures.compare import site_change_figure
+
+    set_torch_threads()
+    analyses = [analysis for analysis in preload_files(str(select_device("auto"))) if analysis.sites]
+    if analyses:
+        site_change_figure(site_change(analyses[0].sites[0]), analyses[0].crop).to_json()
+
+
+@asynccontextmanager
+async def warmed_up(_app: st.App) -> AsyncIterator[None]:
+    """The server's start-up: warm up (in a worker thread), then serve."""
+    await asyncio.to_thread(warm_up)
+    yield
+
+
+app = st.App(PAGES, lifespan=warmed_up)

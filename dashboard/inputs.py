@@ -1,21 +1,26 @@
 """The sidebar (models, device, images, resolution) and what it yields for the views: one
-``DashboardContext`` per run, kept in the session so page scripts and fragments can read it."""
+``DashboardContext`` per run, kept in the session so page scripts and fragments can read it; the
+current image, shared by every view (a fresh upload becomes it at once); the model each view opens on."""
 
 from __future__ import annotations
 
-import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
 from dashboard.registry import ModelChoice, file_choices, model_inputs, opened_model
-from dashboard.services import SAMPLE_PHOTOS, decoded_upload, guarded, sample_photo, upload_digest
+from dashboard.services import decoded_upload, guarded, sample_photo, upload_digest
+from dashboard.settings import DEFAULT_SAMPLE, SAMPLE_PHOTOS, sample_digest
 from fmw.analysis import Analysable
 from fmw.device import available_devices, select_device
 
 CONTEXT_KEY = "fmw_dashboard_context"
+CURRENT_IMAGE_KEY = "fmw_current_image"  # the name of the image every view shows
+SEEN_UPLOADS_KEY = "fmw_seen_uploads"  # digests of the uploads already seen, to tell a fresh one
 RESOLUTIONS = ("native", 64, 128, 256)
 UPLOAD_FORMATS = "PNG, JPEG, WebP, BMP, TIFF, GIF (first frame)"
 
@@ -37,6 +42,7 @@ class DashboardContext:
     device: str
     resolution: int | None  # None: each checkpoint's own input size
     images: tuple[ImageChoice, ...]
+    current_image: str = ""  # the name of the image the views show ("" when there are none)
 
 
 def _model_inputs() -> tuple[Path, list[ModelChoice], list[ModelChoice]]:
@@ -60,19 +66,37 @@ def _image_inputs() -> list[ImageChoice]:
     uploads = st.file_uploader(
         "Your images", accept_multiple_files=True, key="uploads", help=f"Several at once: {UPLOAD_FORMATS}."
     )
-    samples = st.multiselect("Sample photos", SAMPLE_PHOTOS, default=[SAMPLE_PHOTOS[0]], key="samples")
+    samples = st.multiselect("Sample photos", SAMPLE_PHOTOS, default=[DEFAULT_SAMPLE], key="samples")
     images = []
     for upload in uploads or []:
         data = upload.getvalue()
-        decoded = guarded(
-            upload.name, lambda data=data, name=upload.name: decoded_upload(upload_digest(data), name, data)
-        )
+        decoded = guarded(upload.name, partial(decoded_upload, upload_digest(data), upload.name, data))
         if decoded is not None:
             images.append(ImageChoice(name=upload.name, digest=decoded.digest, rgb=decoded.rgb))
+    _follow_fresh_uploads(images)
     images.extend(
-        ImageChoice(name=f"sample: {name}", digest=f"sample:{name}", rgb=sample_photo(name)) for name in samples
+        ImageChoice(name=f"sample: {name}", digest=sample_digest(name), rgb=sample_photo(name)) for name in samples
     )
     return images
+
+
+def _follow_fresh_uploads(uploads: list[ImageChoice]) -> None:
+    """Make the newest upload not seen before the current image, the moment it arrives."""
+    seen = st.session_state.get(SEEN_UPLOADS_KEY, set())
+    fresh = [image for image in uploads if image.digest not in seen]
+    if fresh:
+        st.session_state[CURRENT_IMAGE_KEY] = fresh[-1].name
+    st.session_state[SEEN_UPLOADS_KEY] = {image.digest for image in uploads}
+
+
+def _current_image(images: list[ImageChoice]) -> str:
+    """The current image's name: the one chosen last (in any view) or uploaded last, else the first."""
+    names = [image.name for image in images]
+    current = st.session_state.get(CURRENT_IMAGE_KEY)
+    if current not in names:
+        current = names[0] if names else ""
+        st.session_state[CURRENT_IMAGE_KEY] = current
+    return current
 
 
 def _resolution_input() -> int | None:
@@ -90,7 +114,7 @@ def _resolution_input() -> int | None:
         f"{choice} px for every model: finer maps for the shipped models, but their recorded accuracy is "
         "for 32 px inputs; zoo models keep their crop and normalisation at this size."
     )
-    return int(choice)
+    return int(str(choice))  # one of RESOLUTIONS' sizes
 
 
 def sidebar() -> DashboardContext:
@@ -108,6 +132,7 @@ def sidebar() -> DashboardContext:
         device=device,
         resolution=resolution,
         images=tuple(images),
+        current_image=_current_image(images),
     )
     st.session_state[CONTEXT_KEY] = context
     return context
@@ -117,26 +142,38 @@ def current_context() -> DashboardContext:
     return st.session_state[CONTEXT_KEY]
 
 
+def _remember_image(key: str) -> None:
+    st.session_state[CURRENT_IMAGE_KEY] = st.session_state[key]
+
+
 def choose_image(context: DashboardContext, key: str) -> ImageChoice | None:
-    """A select box over the images, the first upload preselected; None, with a note, when there are none."""
+    """A select box over the images showing the current image (shared by every view: choosing one here
+    chooses it everywhere); None, with a note, when there are none."""
     if not context.images:
         st.info(f"Upload an image ({UPLOAD_FORMATS}) or pick a sample photo in the sidebar.")
         return None
     names = [image.name for image in context.images]
-    # a new key whenever the images change, so a fresh upload (listed first) is what is shown
-    name = st.selectbox("Image", names, key=f"{key}-{zlib.crc32(chr(0).join(names).encode())}")
-    return context.images[names.index(name)] if name in names else context.images[0]
+    current = context.current_image if context.current_image in names else names[0]
+    st.session_state[key] = current  # the widget follows the shared choice (set before it is drawn)
+    name = st.selectbox("Image", names, key=key, on_change=_remember_image, args=(key,))
+    return context.images[names.index(name) if name in names else names.index(current)]
 
 
-def choose_model(context: DashboardContext, key: str, prefer_weighted: bool = False) -> ModelChoice:
-    """A select box over the selected models (call after ``require_models``). ``prefer_weighted``
-    preselects the first model not known to lack weighting layers (pages about gates)."""
+def choose_model(context: DashboardContext, key: str, preferred: Sequence[str] = ()) -> ModelChoice:
+    """A select box over the selected models (call after ``require_models``). The first model whose
+    weighting kind comes earliest in ``preferred`` is preselected, else the first not known to lack
+    weighting layers, else the first."""
     labels = [choice.label for choice in context.models]
-    index = 0
-    if prefer_weighted:
-        index = next((i for i, choice in enumerate(context.models) if not choice.known_unweighted), 0)
-    label = st.selectbox("Checkpoint", labels, index=index, key=key)
-    return context.models[labels.index(label) if label in labels else 0]
+    ranked = [
+        next((i for i, choice in enumerate(context.models) if choice.weighting == kind), None) for kind in preferred
+    ]
+    weighted = next((i for i, choice in enumerate(context.models) if not choice.known_unweighted), 0)
+    index = next((i for i in ranked if i is not None), weighted)
+    if key in st.session_state:  # chosen before, or set by another view (the Compare view's link)
+        label = st.selectbox("Checkpoint", labels, key=key)
+    else:
+        label = st.selectbox("Checkpoint", labels, index=index, key=key)
+    return context.models[labels.index(label) if label in labels else index]
 
 
 def open_model(context: DashboardContext, choice: ModelChoice) -> Analysable | None:

@@ -7,9 +7,13 @@ so no other session can reach them; a failed upload is reported and leaves every
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
+import json
 import secrets
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -20,13 +24,18 @@ from dashboard.services import (
     EXPECTED_ERRORS,
     downloads_allowed,
     file_version,
+    guarded,
+    image_analysis,
     loaded_checkpoint,
+    sample_photo,
     timm_model,
     torchvision_model,
 )
-from fmw.analysis import Analysable, list_checkpoints
+from dashboard.settings import DEFAULT_SAMPLE, sample_digest
+from fmw.analysis import Analysable, ImageAnalysis, list_checkpoints
 from fmw.device import select_device
 from fmw.io import load_checkpoint
+from fmw.io.model_spec import ModelEntry, configured_models, load_model, spec_name
 from fmw.models import TIMM_MODELS, TORCHVISION_MODELS, load_state_dict_upload, timm_available
 from fmw.settings import checkpoint_directory
 
@@ -38,7 +47,7 @@ ZOO_ERROR_KEY = "fmw_zoo_error"
 TOKEN_KEY = "fmw_session_token"
 WEIGHT_CHOICES = {"ImageNet weights": "default", "random weights": "random"}
 STATE_DICT_SUFFIXES = (".pth", ".pt")
-Origin = Literal["file", "torchvision", "timm", "upload"]
+Origin = Literal["file", "command line", "torchvision", "timm", "upload"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,7 @@ class ModelChoice:
     architecture: str = ""
     weights: str = ""
     weighting: str = ""  # checkpoint files: the kind their header names ("" where unknown)
+    weighting_off_drop: float | None = None  # checkpoint files: test top-1 lost with weighting off, if recorded
 
     @property
     def known_unweighted(self) -> bool:
@@ -140,11 +150,35 @@ def _process_uploads() -> None:
     st.session_state[UPLOAD_ERRORS_KEY] = errors
 
 
+@functools.cache
+def command_line_entries() -> tuple[ModelEntry, ...]:
+    """The models the user gave ``fmw dashboard --model`` or listed in ``fmw-models.toml``, read
+    once per server: their code is imported only because the user named it on this machine."""
+    return tuple(configured_models())
+
+
+def command_line_choices() -> list[ModelChoice]:
+    """One choice per command-line model; a malformed list is one error on the page."""
+    entries = guarded("Your models (fmw dashboard --model, fmw-models.toml)", command_line_entries) or ()
+    return [
+        ModelChoice(spec_name(entry.spec), f"command line:{index}:{entry.spec}", "command line", path=str(index))
+        for index, entry in enumerate(entries)
+    ]
+
+
+@st.cache_resource(max_entries=16, show_spinner="Opening your model…")
+def command_line_model(index: int, device: str) -> Analysable:
+    entry = command_line_entries()[index]
+    return load_model(entry.spec, dataclasses.replace(entry.options, device=device))
+
+
 def opened_model(choice: ModelChoice, device: str) -> Analysable:
-    """The loaded model behind ``choice`` on ``device``: cached for files and zoo models, from
-    this session's state for uploads."""
+    """The loaded model behind ``choice`` on ``device``: cached for files, command-line and zoo
+    models, from this session's state for uploads."""
     if choice.origin == "file":
         return loaded_checkpoint(choice.path, choice.version, device)
+    if choice.origin == "command line":
+        return command_line_model(int(choice.path), device)
     if choice.origin == "torchvision":
         return torchvision_model(choice.architecture, choice.weights, device)
     if choice.origin == "timm":
@@ -214,15 +248,32 @@ def _upload_inputs() -> None:
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
-def header_weighting(path: str, version: float) -> str:
-    """The weighting kind named in a ``.safetensors`` header, read without loading any tensor ("" when
-    the header is unreadable or names none: the file's own load reports what is wrong with it)."""
+def header_metadata(path: str, version: float) -> dict[str, str]:
+    """The metadata of a ``.safetensors`` header, read without loading any tensor ({} when the header
+    is unreadable: the file's own load reports what is wrong with it)."""
     try:
         with safe_open(path, "pt") as handle:
-            value = (handle.metadata() or {}).get("weighting", "")
-    except Exception:  # a hint for preselection only; never let a bad file break the listing
-        return ""
-    return value if isinstance(value, str) else ""
+            metadata = handle.metadata() or {}
+    except Exception:  # hints for preselection only; never let a bad file break the listing
+        return {}
+    return {key: value for key, value in metadata.items() if isinstance(value, str)}
+
+
+def header_weighting(path: str, version: float) -> str:
+    """The weighting kind a checkpoint's header names ("" when unreadable or absent)."""
+    return header_metadata(path, version).get("weighting", "")
+
+
+def header_weighting_off_drop(path: str, version: float) -> float | None:
+    """Test top-1 with weighting on minus with it off, as a checkpoint's header records them (None
+    when it records no such pair)."""
+    try:
+        metrics = json.loads(header_metadata(path, version).get("metrics", "{}"))
+        on, off = metrics["test_top1"], metrics["test_top1_weighting_off"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    numbers = all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in (on, off))
+    return float(on) - float(off) if numbers else None
 
 
 def file_choices() -> tuple[Path, list[ModelChoice]]:
@@ -239,19 +290,37 @@ def file_choices() -> tuple[Path, list[ModelChoice]]:
                 str(path),
                 version,
                 weighting=header_weighting(str(path), version),
+                weighting_off_drop=header_weighting_off_drop(str(path), version),
             )
         )
     return directory, choices
 
 
+def preload_files(device: str) -> list[ImageAnalysis]:
+    """Load every checkpoint file and analyse the default sample photo with each, into the caches the
+    pages read (called by dashboard/app.py before the server accepts a connection, so the first page
+    finds them there); a file that fails is left for the page to report."""
+    _, choices = file_choices()
+    rgb, digest, analyses = sample_photo(DEFAULT_SAMPLE), sample_digest(DEFAULT_SAMPLE), []
+    for choice in choices:
+        try:
+            run = image_analysis(choice.key, digest, None, device, partial(opened_model, choice), rgb, choice.label)
+        except EXPECTED_ERRORS:
+            continue
+        analyses += run.value
+    return analyses
+
+
 def model_inputs(files: list[ModelChoice]) -> list[ModelChoice]:
     """The sidebar's model section: which models to compare, adding zoo models, uploading files."""
     uploaded = [ModelChoice(label, key, "upload") for key, (label, _) in st.session_state.get(UPLOADED_KEY, {}).items()]
-    available = {choice.label: choice for choice in [*files, *st.session_state.get(ZOO_MODELS_KEY, []), *uploaded]}
+    yours = command_line_choices()
+    zoo = st.session_state.get(ZOO_MODELS_KEY, [])
+    available = {choice.label: choice for choice in [*files, *yours, *zoo, *uploaded]}
     selected = st.session_state.get(SELECTION_KEY)
     if selected is not None and any(label not in available for label in selected):  # e.g. an upload removed
         st.session_state[SELECTION_KEY] = [label for label in selected if label in available]
-    default = None if selected is not None else [choice.label for choice in files]
+    default = None if selected is not None else [choice.label for choice in [*files, *yours]]
     chosen = st.multiselect("Models to compare", list(available), default=default, key=SELECTION_KEY)
     with st.expander("Add models: torchvision, timm, your own"):
         _zoo_inputs()

@@ -1,6 +1,6 @@
 """Cached calls from the dashboard into fmw: loaded checkpoints and zoo models (``st.cache_resource``),
-decoded uploads, sample photos, analyses and model cards (``st.cache_data``), a per-session cache for
-slow results (attributions, statistics), and guarded error reporting.
+decoded uploads, sample photos, analyses, model cards and shipped statistics (``st.cache_data``), a
+per-session cache for slow results (attributions, statistics), and guarded error reporting.
 
 Analyses are keyed by a model key (checkpoint path and modification time, zoo name and weights, or a
 session-private key for uploaded models), image digest, resolution and device; the model and the
@@ -19,12 +19,13 @@ from typing import TypeVar
 import numpy as np
 import streamlit as st
 
+from dashboard.settings import SAMPLE_PHOTOS, sample_rgb
 from fmw.analysis import Analysable, DeviceRun, ImageAnalysis, ModelCard, analyse_images_on_device, model_card
+from fmw.analysis.findings import ShippedStatistics, shipped_statistics, statistics_path
 from fmw.errors import FMWError
 from fmw.io import DecodedImage, LoadedCheckpoint, decode_image, load_checkpoint
 from fmw.models import ZooModel, build_timm_model, load_torchvision_model
 
-SAMPLE_PHOTOS = ("chelsea", "astronaut", "coffee", "rocket")
 EXPECTED_ERRORS = (FMWError, ValueError, RuntimeError, KeyError, OSError)
 ALLOW_DOWNLOAD_VARIABLE = "FMW_ALLOW_DOWNLOAD"
 SESSION_CACHE_KEY = "fmw_session_cache"
@@ -50,7 +51,10 @@ def downloads_allowed() -> bool:
 
 @st.cache_resource(max_entries=8, show_spinner="Opening the torchvision model…")
 def torchvision_model(name: str, weights: str, device: str) -> ZooModel:
-    return load_torchvision_model(name, weights, device, allow_download=downloads_allowed())
+    """``weights``: "default" (ImageNet) or "random"."""
+    return load_torchvision_model(
+        name, "random" if weights == "random" else "default", device, allow_download=downloads_allowed()
+    )
 
 
 @st.cache_resource(max_entries=8, show_spinner="Building the timm model…")
@@ -70,11 +74,18 @@ def upload_digest(data: bytes) -> str:
 @st.cache_data(max_entries=len(SAMPLE_PHOTOS), show_spinner=False)
 def sample_photo(name: str) -> np.ndarray:
     """One of scikit-image's bundled photos (available offline), as RGB uint8."""
-    import skimage.data
+    return sample_rgb(name)
 
-    if name not in SAMPLE_PHOTOS:
-        raise ValueError(f"unknown sample photo {name!r}; choose one of {', '.join(SAMPLE_PHOTOS)}")
-    return np.ascontiguousarray(getattr(skimage.data, name)())
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _shipped(path: str, version: float, statistics_version: float) -> ShippedStatistics:
+    return shipped_statistics(Path(path))
+
+
+def shipped(path: str, version: float) -> ShippedStatistics:
+    """The statistics shipped beside the checkpoint at ``path`` (read again when either file changes)."""
+    statistics = statistics_path(Path(path))
+    return _shipped(path, version, file_version(statistics) if statistics.is_file() else 0.0)
 
 
 @st.cache_data(max_entries=128, ttl=CACHE_TTL_SECONDS, show_spinner=False)

@@ -1,23 +1,26 @@
-"""Shared pieces of the browser tests and benchmarks: a `streamlit run` of the dashboard on a free
-loopback port with a given checkpoint folder, Chromium's launch options, and the charts-drawn check."""
+"""Shared pieces of the browser tests and benchmarks: the dashboard served on a free port with a given
+checkpoint folder (by `streamlit run`, by `fmw dashboard`, or any script), Chromium's launch options,
+the charts-drawn checks, and the addresses a server process listens on."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_SKIP_REASON = "needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
-CHROMIUM_OPTIONS = {
+CHROMIUM_OPTIONS: dict[str, Any] = {
     "executable_path": str(CHROMIUM),
     "headless": True,
     "args": [
@@ -32,6 +35,9 @@ CHROMIUM_OPTIONS = {
 STARTUP_SECONDS = 90
 IMAGES_UPLOADER_LABEL = "Your images"  # the sidebar's image uploader (another uploader takes models)
 
+# True once one plotly chart is drawn on the page: what a user first sees of the results.
+FIRST_CHART = """() => [...document.querySelectorAll('.js-plotly-plot')]
+  .some(p => p._fullLayout && p.querySelector('.main-svg'))"""
 # True once every plotly chart on the page is drawn, at least `minimum` of them, all showing image `name`.
 CHARTS_SHOW = """([name, minimum]) => {
   const plots = [...document.querySelectorAll('.js-plotly-plot')];
@@ -46,6 +52,7 @@ class DashboardServer:
     url: str
     pid: int
     log: Path
+    port: int
 
 
 def image_upload_input(page):
@@ -69,31 +76,42 @@ def free_port() -> int:
         return probe_socket.getsockname()[1]
 
 
+SERVERS = {
+    # how the dashboard is started: `streamlit run` (imports PyTorch on the first page) and `fmw dashboard`
+    # (warms up first: python -m dashboard); both bind 127.0.0.1 by default (.streamlit/config.toml, the CLI)
+    "streamlit run": [sys.executable, "-m", "streamlit", "run", "dashboard/app.py"],
+    "fmw dashboard": [sys.executable, "-m", "fmw", "dashboard"],
+}
+
+
 @contextmanager
-def dashboard_server(checkpoints: Path, log: Path) -> Iterator[DashboardServer]:
-    """`streamlit run dashboard/app.py` on 127.0.0.1 with FMW_CHECKPOINT_DIR=``checkpoints``,
-    output to ``log``; yields once /_stcore/health answers, stops the server afterwards."""
+def dashboard_server(
+    checkpoints: Path,
+    log: Path,
+    *,
+    how: str = "streamlit run",
+    script: Path | None = None,
+    address: str | None = "127.0.0.1",
+    arguments: Sequence[str] = (),
+) -> Iterator[DashboardServer]:
+    """The dashboard (``how``: a key of ``SERVERS``), or ``script`` by `streamlit run`, on a free port
+    with FMW_CHECKPOINT_DIR=``checkpoints``, output to ``log``; ``--server.address`` when ``address`` is
+    given (None: the default binding), after ``arguments`` (``fmw dashboard --model ...``). Yields once
+    /_stcore/health answers; stops the server afterwards."""
     port = free_port()
     environment = {**os.environ, "FMW_CHECKPOINT_DIR": str(checkpoints)}
+    command = [sys.executable, "-m", "streamlit", "run", str(script)] if script is not None else SERVERS[how]
+    options = [*arguments, "--server.port", str(port), "--server.headless", "true"]
+    if address is not None:
+        options += ["--server.address", address]
     with open(log, "wb") as output:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "dashboard/app.py",
-                "--server.port",
-                str(port),
-                "--server.headless",
-                "true",
-                "--server.address",
-                "127.0.0.1",
-            ],
+        server = subprocess.Popen(  # its own process group: `fmw dashboard` runs streamlit as a child
+            [*command, *options],
             cwd=REPO,
             env=environment,
             stdout=output,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         url = f"http://127.0.0.1:{port}"
         try:
@@ -101,14 +119,46 @@ def dashboard_server(checkpoints: Path, log: Path) -> Iterator[DashboardServer]:
             while not _healthy(url):
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"streamlit did not become healthy:\n{log.read_text()[-3000:]}")
-                time.sleep(0.3)
-            yield DashboardServer(url=url, pid=server.pid, log=log)
+                time.sleep(0.1)
+            yield DashboardServer(url=url, pid=server.pid, log=log, port=port)
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            _stop_group(server)
+
+
+def _stop_group(server: subprocess.Popen) -> None:
+    """SIGTERM to ``server``'s process group (it and what it started); SIGKILL to what is left after 15 s."""
+    with suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        server.poll()  # reap the leader, so that only live processes keep the group
+        try:
+            os.killpg(server.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    with suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGKILL)
+    server.wait()
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local IP addresses with a socket listening on ``port`` (TCP over IPv4 and IPv6), read from
+    /proc/net/tcp{,6}: {"127.0.0.1"} for a server bound to loopback only, {"0.0.0.0"} for all interfaces."""
+    addresses = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        if not Path(table).exists():
+            continue
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            host, _, port_hex = local.partition(":")
+            if state != "0A" or int(port_hex, 16) != port or len(host) != width:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(host)
+            # the kernel prints each 32-bit word in host (little-endian) order
+            words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            addresses.add(socket.inet_ntop(socket.AF_INET if width == 8 else socket.AF_INET6, words))
+    return addresses
 
 
 def _healthy(url: str) -> bool:

@@ -13,7 +13,7 @@ import torch
 
 from tests.conftest import REPO
 
-APP = str(REPO / "dashboard" / "app.py")
+APP = str(REPO / "dashboard" / "main.py")  # the page script; dashboard/app.py serves it
 TIMEOUT = 60
 
 
@@ -65,7 +65,12 @@ class Downloads:
         manager = self.managers[-1]
         entry = manager._deferred_callables[button.proto.deferred_file_id]
         data = entry["callable"]()
-        return DownloadedFile(entry["filename"], entry["mimetype"], data.encode() if isinstance(data, str) else data)
+        if isinstance(data, str):
+            data = data.encode()
+        elif not isinstance(data, bytes):
+            data = data.read()
+            data = data.encode() if isinstance(data, str) else data
+        return DownloadedFile(entry["filename"] or "", entry["mimetype"] or "", data)
 
 
 @pytest.fixture

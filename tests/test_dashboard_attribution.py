@@ -182,8 +182,9 @@ def test_gate_statistics_of_the_batch_and_of_an_uploaded_file(app, checkpoints):
 
 def test_compare_and_explorer_downloads(app, downloads):
     buttons = app.get("download_button")
-    assert len(buttons) == 3 * 2, "gates, tensors and figure per Compare column"
-    csv, npz, page = [downloads.fetch(button) for button in buttons[:3]]
+    assert len(buttons) == 3, "gates, tensors and figure, in one menu for the whole view"
+    assert widget(app.selectbox, "Model").options == ["channel", "cbam"], "every Compare column is reachable"
+    csv, npz, page = [downloads.fetch(button) for button in buttons]
     assert (csv.mime, npz.mime, page.mime) == ("text/csv", "application/octet-stream", "text/html")
     lines = csv.data.decode().splitlines()
     assert lines[0] == "site,kind,stage,channel,row,column,gate"
@@ -191,6 +192,11 @@ def test_compare_and_explorer_downloads(app, downloads):
     arrays = np.load(io.BytesIO(npz.data))
     assert arrays["stages.0.weighting.before"].shape == (64, 15, 15)
     assert csv.file_name == "channel-sample_chelsea-gates.csv"
+    assert b"mean before" in page.data and b"channel gate, largest first" in page.data, "the channel column's figure"
+    widget(app.selectbox, "Model").set_value("cbam").run()
+    csv, _, page = [downloads.fetch(button) for button in app.get("download_button")]
+    assert csv.file_name == "cbam-sample_chelsea-gates.csv" and b"spatial" in csv.data
+    assert b"spatial gate over the image" in page.data
 
     open_page(app, "views/explorer.py", "cbam")
     files = [downloads.fetch(button) for button in app.get("download_button")]

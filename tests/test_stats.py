@@ -178,7 +178,8 @@ def test_stats_cli_writes_json_and_html(tmp_path, checkpoint_factory, capsys):
     } <= set(data)
     assert data["images"] == 6 and data["class_counts"] == [2, 2, 2]
     assert [site["name"] for site in data["sites"]] == ["stages.0.weighting", "stages.1.weighting"]
-    for site, size in zip(data["sites"], (7, 3)):
+    assert data["grouping"] == "label" and data["class_names"] == CIFAR_CLASSES[:3]
+    for site, size in zip(data["sites"], (15, 7)):  # the 16-px images resized to the checkpoint's 32 px
         assert site["resolution"] == [size, size] and site["channels"] == 8
         assert set(site["stages"]) == {"channel", "spatial"}
         assert np.array(site["stages"]["channel"]["class_mean"]).shape == (3, 8)
@@ -213,15 +214,34 @@ def test_split_statistics_report_progress(tmp_path, checkpoint_factory):
 
 
 def test_stats_cli_errors_are_one_line(tmp_path, checkpoint_factory, capsys):
-    from tests.conftest import CIFAR_CLASSES
 
     write_image_folder(tmp_path / "data", ["cats", "dogs", "eels"], per_class=1)
     out = str(tmp_path / "stats.json")
     assert main([str(tmp_path / "missing.safetensors"), "--data", str(tmp_path / "data"), "--out", out]) == 2
     assert "no such file" in capsys.readouterr().err
     checkpoint = checkpoint_factory("channel", stem_width=4, widths=(8,), num_classes=3)
-    assert main([str(checkpoint), "--data", str(tmp_path / "data"), "--device", "cpu", "--out", out]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "differ from the checkpoint's" in err and str(CIFAR_CLASSES[:3]) in err
     assert main([str(checkpoint), "--data", str(tmp_path / "data"), "--limit", "0", "--out", out]) == 2
     assert "--limit must be at least 1" in capsys.readouterr().err
+    assert main([str(checkpoint), "--model", str(checkpoint), "--data", str(tmp_path / "data"), "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "give one model, an fmw checkpoint or --model SPEC; 2 were given" in err
+    assert main(["--data", str(tmp_path / "data"), "--out", out]) == 2
+    assert "give one model" in capsys.readouterr().err and not (tmp_path / "stats.json").exists()
+
+
+def test_stats_cli_groups_by_folder_when_folders_are_not_the_models_classes(tmp_path, checkpoint_factory, capsys):
+    from tests.conftest import CIFAR_CLASSES
+
+    write_image_folder(tmp_path / "data", ["cats", "dogs", "eels"], per_class=2)
+    checkpoint = checkpoint_factory("channel", stem_width=4, widths=(8,), num_classes=3)
+    out = tmp_path / "stats.json"
+    assert (
+        main(["--model", str(checkpoint), "--data", str(tmp_path / "data"), "--device", "cpu", "--out", str(out)]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "folders 'cats', 'dogs', 'eels' are not among the model's classes" in printed
+    assert f"({', '.join(map(repr, CIFAR_CLASSES[:3]))})" in printed
+    assert "statistics are grouped by folder and accuracy is not measured" in printed
+    data = json.loads(out.read_text())
+    assert data["grouping"] == "folder" and data["class_names"] == ["cats", "dogs", "eels"]
+    assert data["class_counts"] == [2, 2, 2]

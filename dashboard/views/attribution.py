@@ -2,12 +2,15 @@
 Occlusion on the input image, or Grad-CAM, activation or conductance on both sides of one weighting site.
 
 Maps are drawn over the crop the model saw; slow methods show a progress bar (fmw.analysis.attribution's
-progress callback) and results are remembered per session; IG also reports its convergence delta.
+progress callback) and results are remembered per session; IG also reports its convergence delta. It opens
+on the spatial-attention model: its gate decides where the network looks, which is what attribution shows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
@@ -16,11 +19,22 @@ import streamlit as st
 from dashboard.inputs import DashboardContext, ImageChoice, current_context
 from dashboard.registry import ModelChoice
 from dashboard.services import guarded, session_cached
-from dashboard.views.common import PNG_NOTE, choose_analysis, choose_target, download, file_stem, show_figure
+from dashboard.views.common import (
+    PNG_NOTE,
+    choose_analysis,
+    choose_target,
+    download,
+    explain_kind,
+    file_stem,
+    show_figure,
+)
 from fmw.analysis import Analysable, ImageAnalysis, class_names_of, prepare_image
 from fmw.analysis.attribution import InputAttribution, LayerAttribution, attribute_input, attribute_site
 from fmw.export import figure_html, npz_bytes
 from fmw.figures import attribution_overlay_figure
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -40,6 +54,13 @@ METHODS = {
     "Activation at a site": Method("activation", True, False),
     "Conductance at a site": Method("conductance", True, True),
 }
+INTRO = (
+    "Which pixels (or, at a site, which positions) made the model choose a class. Input methods colour every pixel "
+    "of the crop the model saw by how much it pushed the target class up (red) or down (blue); site methods show "
+    "the same on both sides of one weighting layer, **before** and **after** its gate, so you can see what the "
+    "gate added or took away."
+)
+PREFERRED_KINDS = ("spatial", "cbam", "channel", "eca", "scale")  # the spatial gate decides where the model looks
 METHOD_HELP = (
     "Input methods attribute the target's logit to every pixel. Site methods show it on the input side "
     "(before weighting) and output side (after weighting) of one weighting site; activation ignores the target."
@@ -47,14 +68,17 @@ METHOD_HELP = (
 
 
 def compute(
-    model: Analysable, inputs, method: Method, site: str | None, target: int, steps: int
+    model: Analysable, inputs: torch.Tensor, method: Method, site: str | None, target: int, steps: int
 ) -> InputAttribution | LayerAttribution:
     progress = st.progress(0.0, text="Attributing…")
 
     def report(fraction: float) -> None:
         progress.progress(fraction, text=f"Attributing… {fraction:.0%}")
 
+    result: InputAttribution | LayerAttribution
     if method.at_site:
+        if site is None:
+            raise ValueError(f"{method.name} needs a weighting site; choose one")
         result = attribute_site(
             model.model,
             inputs,
@@ -92,7 +116,7 @@ def figures_of(
 def attribution_panel(
     context: DashboardContext, choice: ModelChoice, model: Analysable, analysis: ImageAnalysis, image: ImageChoice
 ) -> None:
-    controls = st.columns(4)
+    controls = st.columns([3, 3, 3, 3, 2], vertical_alignment="bottom")
     method_label = controls[0].selectbox("Method", list(METHODS), key="attribution-method", help=METHOD_HELP)
     method = METHODS[method_label]
     class_names = class_names_of(model)
@@ -133,11 +157,10 @@ def attribution_panel(
             help="sum(attributions) − (F(image) − F(baseline)): how far the integral is from complete; "
             "more steps make it smaller.",
         )
-    st.caption("Red: towards the target class; blue: against it. " + PNG_NOTE)
+    st.caption("Red: towards the target class; blue: against it. Hover a cell for its position and value. " + PNG_NOTE)
     stem = file_stem(choice.label, method.name, image.name)
     arrays = {name: value for name, value in vars(result).items() if isinstance(value, np.ndarray)}
-    columns = st.columns(1 + len(figures))
-    with columns[0]:
+    with controls[4].popover("Downloads", icon=":material/download:"):
         download(
             "Attributions (NPZ)",
             lambda: npz_bytes({"crop": analysis.crop, **arrays}),
@@ -145,11 +168,10 @@ def attribution_panel(
             "application/octet-stream",
             "attribution-download-npz",
         )
-    for column, (side, figure) in zip(columns[1:], figures.items()):
-        with column:
+        for side, figure in figures.items():
             download(
                 f"Figure {side} (HTML)" if len(figures) > 1 else "Figure (HTML)",
-                lambda f=figure: figure_html(f),
+                partial(figure_html, figure),
                 f"{stem}-{side}.html",
                 "text/html",
                 f"attribution-download-{side}",
@@ -158,7 +180,8 @@ def attribution_panel(
 
 def render(context: DashboardContext) -> None:
     st.header("Attribution")
-    selection = choose_analysis(context, "attribution")
+    st.markdown(INTRO)
+    selection = choose_analysis(context, "attribution", preferred=PREFERRED_KINDS)
     if selection is None:
         return
     choice, model, analysis, image = selection.choice, selection.model, selection.analysis, selection.image
@@ -167,6 +190,8 @@ def render(context: DashboardContext) -> None:
         f"**{choice.label}** predicts **{top.class_name}** ({top.probability:.1%}) at "
         f"{analysis.resolution[0]}×{analysis.resolution[1]} px."
     )
+    if analysis.sites:
+        explain_kind(analysis.sites[0].kind, tuple(analysis.sites[0].gates))
     attribution_panel(context, choice, model, analysis, image)
 
 

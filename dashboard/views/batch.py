@@ -1,14 +1,22 @@
 """Batch statistics: every image in the sidebar analysed by one model (with a progress bar),
-then per site the distribution of gate values, the per-channel mean gate and the energy ratio."""
+then per site the distribution of gate values, the per-channel mean gate and the energy ratio; it opens
+on CBAM, whose two gate stages make two distributions."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from dashboard.inputs import DashboardContext, choose_model, current_context, require_models
-from dashboard.views.common import PLOT_CONFIG, analysis_of
+from dashboard.views.common import PLOT_CONFIG, analysis_of, explain_kind
 from fmw.analysis import SiteStatistics, batch_statistics
 from fmw.figures import channel_statistics_figure, gate_histogram_figure
+
+INTRO = (
+    "One model on every image in the sidebar at once: how its gates are distributed, which channels they keep "
+    "on average (mean gate ± std per channel) and how much of each channel's energy survives the weighting "
+    "(**after** / **before**, 1 = unchanged). Add your own photos in the sidebar to widen the batch."
+)
+PREFERRED_KINDS = ("cbam", "channel", "eca", "spatial", "scale")  # CBAM: a channel and a spatial distribution
 
 
 @st.fragment
@@ -21,6 +29,8 @@ def site_statistics(statistics: list[SiteStatistics]) -> None:
         st.plotly_chart(figure, key="batch-histogram", config=PLOT_CONFIG)
     else:
         st.caption(f"`{site.name}` ({site.kind}) applies no gate.")
+    if site.energy_ratio_mean is None:  # batch_statistics always sets it; an empty batch has no sites
+        return
     figure = channel_statistics_figure(
         site.energy_ratio_mean,
         site.channel_gate_mean,
@@ -32,12 +42,13 @@ def site_statistics(statistics: list[SiteStatistics]) -> None:
 
 def render(context: DashboardContext) -> None:
     st.header("Batch statistics")
+    st.markdown(INTRO)
     if not require_models(context):
         return
     if not context.images:
         st.info("Upload images or pick sample photos in the sidebar; statistics are over all of them.")
         return
-    choice = choose_model(context, key="batch-checkpoint", prefer_weighted=True)
+    choice = choose_model(context, key="batch-checkpoint", preferred=PREFERRED_KINDS)
     progress = st.progress(0.0, text="Analysing images…")
     analyses = []
     for done, image in enumerate(context.images, start=1):
@@ -49,6 +60,7 @@ def render(context: DashboardContext) -> None:
     if not analyses or not analyses[0].sites:
         return
     st.caption(f"{len(analyses)} image(s) analysed by **{choice.label}** at {analyses[0].resolution[0]} px.")
+    explain_kind(analyses[0].sites[0].kind, tuple(analyses[0].sites[0].gates))
     site_statistics(batch_statistics(analyses))
 
 

@@ -1,10 +1,12 @@
 """Pieces several views draw: the image-and-model choice with its analysis (cached, errors reported
-per model), the predictions table, the target-class choice, the figure provenance tag and downloads."""
+per model), a progress bar over the models, the predictions table, the target-class choice, the
+words on a weighting kind (formula, paper, what before / gate / after are), the figure provenance
+tag and downloads."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import plotly.graph_objects as go
@@ -23,9 +25,11 @@ from dashboard.services import guarded, image_analysis, session_cached
 from fmw.analysis import Analysable, ImageAnalysis, Prediction, batch_inputs, class_names_of
 from fmw.analysis.stats import GateStatistics, gate_statistics
 from fmw.export import FIGURE_CONFIG, analysis_arrays, figure_html, gates_csv, npz_bytes
+from fmw.layers.descriptions import AFTER, BEFORE, describe_kind
 
 PLOT_CONFIG = FIGURE_CONFIG
 PNG_NOTE = "PNG: the camera button in each chart's toolbar saves it as an image."
+EXPLORE_REQUEST_KEY = "fmw_explore_request"  # (model label, site name) the Layer explorer should open on
 
 
 def analysis_of(context: DashboardContext, choice: ModelChoice, image: ImageChoice) -> ImageAnalysis | None:
@@ -61,21 +65,33 @@ class Selection:
     analysis: ImageAnalysis
 
 
-def choose_analysis(context: DashboardContext, key: str, prefer_weighted: bool = False) -> Selection | None:
+def loading_progress(models: Sequence[ModelChoice], verb: str) -> Iterator[ModelChoice]:
+    """``models`` one by one under a progress bar naming the one in hand (a fresh server loads each
+    model on first use), removed once all are done."""
+    bar = st.progress(0.0, text=f"{verb} the models…")
+    for done, choice in enumerate(models):
+        bar.progress(done / len(models), text=f"{verb} {choice.label} ({done + 1} of {len(models)})…")
+        yield choice
+    bar.empty()
+
+
+def choose_analysis(context: DashboardContext, key: str, preferred: Sequence[str] = ()) -> Selection | None:
     """Image and model select boxes side by side (keys ``<key>-image``, ``<key>-checkpoint``), then
-    the model's analysis of the image; None after saying why there is none. ``prefer_weighted``: see
-    ``choose_model``."""
+    the model's analysis of the image; None after saying why there is none. ``preferred``: the
+    weighting kinds to preselect, in order (see ``choose_model``)."""
     if not require_models(context):
         return None
     image_column, model_column = st.columns(2)
     with image_column:
         image = choose_image(context, key=f"{key}-image")
     with model_column:
-        choice = choose_model(context, key=f"{key}-checkpoint", prefer_weighted=prefer_weighted)
+        choice = choose_model(context, key=f"{key}-checkpoint", preferred=preferred)
     if image is None:
         return None
     model = open_model(context, choice)
-    analysis = None if model is None else analysis_of(context, choice, image)
+    if model is None:
+        return None
+    analysis = analysis_of(context, choice, image)
     return None if analysis is None else Selection(image, choice, model, analysis)
 
 
@@ -116,11 +132,12 @@ def choose_target(class_names: Sequence[str], predicted: int, key: str) -> int:
     )
 
 
-def show_figure(figure: go.Figure, image: ImageChoice, key: str) -> None:
+def show_figure(figure: go.Figure, image: ImageChoice, key: str, *, streamlit_theme: bool = True) -> None:
     """Draw ``figure``, tagged (layout.meta) with the image it shows, so exports and browser
-    tests can tell which image a chart belongs to."""
+    tests can tell which image a chart belongs to. ``streamlit_theme=False`` draws it as styled
+    in fmw: about half the browser's work per chart (measured with six Compare columns)."""
     figure.update_layout(meta={"image": image.name})
-    st.plotly_chart(figure, key=key, config=PLOT_CONFIG)
+    st.plotly_chart(figure, key=key, config=PLOT_CONFIG, theme="streamlit" if streamlit_theme else None)
 
 
 def file_stem(*parts: str) -> str:
@@ -153,3 +170,25 @@ def analysis_downloads(
         )
     with places[2]:
         download("Figure (HTML)", lambda: figure_html(figure), f"{stem}.html", "text/html", f"{key}-html")
+
+
+def explain_kind(kind: str, stages: Sequence[str] = ()) -> None:
+    """What a site of ``kind`` does, for a reader new to it: its formula, what its gate is, what
+    before and after are, and its paper."""
+    description = describe_kind(kind, tuple(stages))
+    paper = f" Paper: [{description.paper}]({description.url})." if description.url else ""
+    with st.container(border=True):
+        st.markdown(
+            f"`{kind}` · {description.title}: `{description.formula}`  \n"
+            f"**Before**: {BEFORE}. **Gate**: {description.gate} **After**: {AFTER}.{paper}"
+        )
+
+
+def kind_glossary(kinds: Sequence[str]) -> None:
+    """The formula, gate and paper of every kind in ``kinds``, one line each (the Compare view's key)."""
+    lines = []
+    for kind in kinds:
+        description = describe_kind(kind)
+        paper = f" [{description.paper}]({description.url})" if description.url else ""
+        lines.append(f"- `{kind}` · {description.title}: `{description.formula}`. {description.gate}{paper}")
+    st.markdown("\n".join(["What each kind of layer computes (x: before, y: after):", *lines]))

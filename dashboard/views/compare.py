@@ -1,60 +1,104 @@
 """Compare view: one image, every selected model side by side (fmw checkpoints, torchvision, timm,
-uploads): top-5 predictions, and at one relative depth each model's nearest site: its maps before and
-after weighting and the gate(s) it applied. Each model gets its own preprocessing and input size.
+uploads), each at its site nearest one relative depth: the mean map over channels before and after
+the weighting, the spatial gate over the image, the channel gate as bars, and the few channels the
+weighting changed most, before and after, drawn large (``fmw.figures.compare``); top-5 predictions.
 
-Columns share colour and axis ranges by default, so differences between weighting kinds are what the eye sees.
+Columns share colour and axis ranges by default, so differences between weighting kinds are what the
+eye sees; every column links to its full grids in the Layer explorer; downloads sit in one menu.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard.inputs import DashboardContext, ImageChoice, choose_image, current_context, require_models
 from dashboard.registry import ModelChoice
-from dashboard.views.common import PNG_NOTE, analysis_downloads, analysis_of, file_stem, predictions_table, show_figure
+from dashboard.views.common import (
+    EXPLORE_REQUEST_KEY,
+    PNG_NOTE,
+    analysis_downloads,
+    analysis_of,
+    file_stem,
+    kind_glossary,
+    loading_progress,
+    predictions_table,
+    show_figure,
+)
 from fmw.analysis import ImageAnalysis, site_index_at_depth
-from fmw.figures import site_column_figure
-from fmw.figures.style import symmetric_limit
+from fmw.analysis.changes import SiteChange, site_change
+from fmw.figures.compare import map_limit, site_change_figure
+from fmw.layers.descriptions import describe_kind
+
+INTRO = (
+    "One image through every selected model, side by side, each at the weighting layer nearest the chosen depth. "
+    "**Before** is what the block computed (one map per channel), the **gate** is what the layer multiplies it "
+    "by, and **after** is the product, what the next block receives. The top row averages all channels; the "
+    "bars are the channel gate, largest first, with the channels drawn below it in red: the ones the weighting "
+    "changed most, before and after."
+)
+COLUMNS_PER_ROW = 6  # a column is a sixth of the page whatever the model count, so maps keep their size
+
+
+def _open_explorer(label: str, site: str) -> None:
+    st.session_state[EXPLORE_REQUEST_KEY] = (label, site)
 
 
 def draw_column(
     choice: ModelChoice,
     analysis: ImageAnalysis,
     position: int,
-    limit: float | None,
-    gate_upper: float | None,
+    change: SiteChange,
+    ranges: dict[str, float | None],
     image: ImageChoice,
-) -> None:
+) -> go.Figure:
     site = analysis.sites[position]
     height, width = analysis.resolution
-    st.markdown(f"**{choice.label}**")
+    description = describe_kind(site.kind, tuple(site.gates))
+    st.markdown(
+        f"**{choice.label}**",
+        help=f"{site.kind}: {description.title}, {description.formula}. {description.paper}".rstrip(". ") + ".",
+    )
     st.caption(
         f"`{site.name}` (site {position + 1} of {len(analysis.sites)}) · {site.kind} · {site.channels} maps "
         f"of {site.before.shape[1]}×{site.before.shape[2]} · input {height}×{width} px"
     )
-    st.markdown(predictions_table(analysis.predictions))
-    figure = site_column_figure(
-        site.before,
-        site.after,
-        site.channel_gate,
-        site.spatial_gate,
-        limit=limit,
-        gate_upper=gate_upper,
-        title=f"{choice.label}<br>{site.name}",
-    )
-    show_figure(figure, image, f"compare-{choice.label}")
-    if not site.gates:
+    figure = site_change_figure(change, analysis.crop, **ranges, title=f"{choice.label}<br>{site.name}")
+    show_figure(figure, image, f"compare-{choice.label}", streamlit_theme=False)
+    if site.gates:
+        st.caption(f"After keeps {change.kept_energy:.0%} of the energy before.")
+    else:
         st.caption("No gate: this site passes its input through unchanged.")
-    analysis_downloads(
-        analysis, figure, file_stem(choice.label, image.name), f"compare-download-{choice.label}", side_by_side=False
-    )
+    st.markdown(predictions_table(analysis.predictions))
+    if st.button(
+        f"All {site.channels} maps",
+        key=f"compare-explore-{choice.label}",
+        icon=":material/layers:",
+        help="Every channel before, after and their difference, in the Layer explorer",
+        on_click=_open_explorer,
+        args=(choice.label, site.name),
+    ):
+        st.switch_page("views/explorer.py")
+    return figure
+
+
+def shared_ranges(changes: list[SiteChange]) -> dict[str, float | None]:
+    """One colour range for the shown maps, one for the channel means (each ``map_limit``: a few
+    extreme pixels saturate rather than wash the rest out) and one axis for the channel gates across
+    the columns, so equal colours and heights mean equal values."""
+    gates = [change.channel_gate for change in changes if change.channel_gate is not None]
+    return {
+        "limit": map_limit(*[maps for change in changes for maps in (change.before, change.after)]),
+        "mean_limit": map_limit(*[m for change in changes for m in (change.mean_before, change.mean_after)]),
+        "gate_upper": max([1.0, *[float(np.max(gate)) for gate in gates]]) * 1.05,
+    }
 
 
 @st.fragment
 def comparison(context: DashboardContext, image: ImageChoice) -> None:
     analyses: dict[str, tuple[ModelChoice, ImageAnalysis]] = {}
-    for choice in context.models:
+    for choice in loading_progress(context.models, "Loading and running"):
         analysis = analysis_of(context, choice, image)
         if analysis is not None and analysis.sites:
             analyses[choice.label] = (choice, analysis)
@@ -62,7 +106,7 @@ def comparison(context: DashboardContext, image: ImageChoice) -> None:
             st.warning(f"{choice.label} has no weighting sites to compare.")
     if not analyses:
         return
-    controls = st.columns([3, 1])
+    controls = st.columns([4, 2, 1], vertical_alignment="bottom")
     depths = max(len(analysis.sites) for _, analysis in analyses.values())
     depth = controls[0].select_slider(
         "Depth",
@@ -72,7 +116,7 @@ def comparison(context: DashboardContext, image: ImageChoice) -> None:
         format_func=lambda d: f"site {d + 1} of {depths}",
         help="Relative depth: each model shows its site nearest to this fraction of the way through its network.",
     )
-    ranges = controls[1].radio(
+    ranges_choice = controls[1].radio(
         "Colour range",
         ("shared", "per column"),
         key="compare-ranges",
@@ -83,24 +127,36 @@ def comparison(context: DashboardContext, image: ImageChoice) -> None:
     positions = {
         label: site_index_at_depth(depth, depths, len(analysis.sites)) for label, (_, analysis) in analyses.items()
     }
-    limit = gate_upper = None
-    if ranges == "shared":
-        sites = [analysis.sites[positions[label]] for label, (_, analysis) in analyses.items()]
-        limit = symmetric_limit(*[m for site in sites for m in (site.before, site.after)])
-        channel_gates = [site.channel_gate for site in sites if site.channel_gate is not None]
-        gate_upper = max([1.0, *[float(np.max(gate)) for gate in channel_gates]]) * 1.05
-    for column, (label, (choice, analysis)) in zip(st.columns(len(analyses)), analyses.items()):
-        with column:
-            draw_column(choice, analysis, positions[label], limit, gate_upper, image)
-    st.caption(PNG_NOTE)
+    changes = {label: site_change(analysis.sites[positions[label]]) for label, (_, analysis) in analyses.items()}
+    ranges: dict[str, float | None] = {"limit": None, "mean_limit": None, "gate_upper": None}
+    if ranges_choice == "shared":
+        ranges = shared_ranges(list(changes.values()))
+    labels = list(analyses)
+    figures = {}
+    for start in range(0, len(labels), COLUMNS_PER_ROW):
+        for column, label in zip(st.columns(COLUMNS_PER_ROW), labels[start : start + COLUMNS_PER_ROW]):
+            with column:
+                choice, analysis = analyses[label]
+                figures[label] = draw_column(choice, analysis, positions[label], changes[label], ranges, image)
+    with controls[2].popover("Downloads", icon=":material/download:", width="stretch"):
+        label = st.selectbox("Model", labels, key="compare-download-model")
+        label = label if label in analyses else labels[0]
+        analysis_downloads(
+            analyses[label][1], figures[label], file_stem(label, image.name), "compare-download", side_by_side=False
+        )
+        st.caption(f"The CSV and NPZ hold every site of this image; the HTML is the model's column. {PNG_NOTE}")
+    kind_glossary(sorted({analysis.sites[positions[label]].kind for label, (_, analysis) in analyses.items()}))
 
 
 def render(context: DashboardContext) -> None:
     st.header("Compare models on one image")
-    image = choose_image(context, key="compare-image")
+    words, picture, chooser = st.columns([5, 1, 2], vertical_alignment="center")
+    words.markdown(INTRO)
+    with chooser:
+        image = choose_image(context, key="compare-image")
     if image is None:
         return
-    st.image(image.rgb, caption=image.name, width=220)
+    picture.image(image.rgb, width="stretch")
     if require_models(context):
         comparison(context, image)
 

@@ -1,7 +1,8 @@
 """Layer explorer: one model, one weighting site, one image: before | after | difference grids of
 all channels, the channel gate sorted, the spatial gate as a map and over the image, and downloads.
 
-Channels can be ordered by index, gate or energy change, on a shared or a per-map colour scale.
+Channels can be ordered by index, gate or energy change, on a shared or a per-map colour scale. It opens
+on CBAM (two gates to explore) unless the Compare view sent a model and site here.
 """
 
 from __future__ import annotations
@@ -11,16 +12,24 @@ import streamlit as st
 from dashboard.inputs import DashboardContext, ImageChoice, current_context
 from dashboard.registry import ModelChoice
 from dashboard.views.common import (
+    EXPLORE_REQUEST_KEY,
     PNG_NOTE,
     analysis_downloads,
     choose_analysis,
+    explain_kind,
     file_stem,
-    predictions_table,
     show_figure,
 )
 from fmw.analysis import ImageAnalysis, available_orderings, channel_order
 from fmw.figures import channel_gate_figure, explorer_grids_figure, spatial_gate_figure, spatial_overlay_figure
 
+INTRO = (
+    "Every channel of one weighting layer on one image: the maps **before** the layer, **after** it, and their "
+    "difference, tiled in one grid each, with the layer's gates below. Order the channels by gate or by how much "
+    "the weighting changed them to see which maps the layer keeps and which it suppresses; hover a tile for its "
+    "channel and value."
+)
+PREFERRED_KINDS = ("cbam", "channel", "eca", "spatial", "scale")  # CBAM first: a channel and a spatial gate
 ORDERING_HELP = (
     "index: channel 0 first · gate: largest channel gate first · "
     "energy change: the channel whose energy (mean square) weighting changed most first"
@@ -30,7 +39,7 @@ ORDERING_HELP = (
 @st.fragment
 def site_explorer(choice: ModelChoice, analysis: ImageAnalysis, image: ImageChoice) -> None:
     names = [site.name for site in analysis.sites]
-    controls = st.columns(3)
+    controls = st.columns([3, 3, 2, 1], vertical_alignment="bottom")
     name = controls[0].selectbox(
         "Weighting site",
         names,
@@ -38,6 +47,7 @@ def site_explorer(choice: ModelChoice, analysis: ImageAnalysis, image: ImageChoi
         format_func=lambda n: f"{n} ({analysis.sites[names.index(n)].kind})",
     )
     site = analysis.sites[names.index(name) if name in names else 0]
+    explain_kind(site.kind, tuple(site.gates))
     ordering = controls[1].radio(
         "Order channels by", available_orderings(site), key="explorer-order", horizontal=True, help=ORDERING_HELP
     )
@@ -55,8 +65,10 @@ def site_explorer(choice: ModelChoice, analysis: ImageAnalysis, image: ImageChoi
         title=f"{choice.label}: {site.name}", margin_t=72
     )  # room for the title above the subplot titles
     show_figure(grids, image, "explorer-grids")
-    analysis_downloads(analysis, grids, file_stem(choice.label, site.name, image.name), "explorer-download")
-    st.caption(f"The CSV and NPZ hold every site of this image; the HTML is the grids above. {PNG_NOTE}")
+    with controls[3].popover("Files", icon=":material/download:", help="Downloads: gates, tensors, figure"):
+        stem = file_stem(choice.label, site.name, image.name)
+        analysis_downloads(analysis, grids, stem, "explorer-download", side_by_side=False)
+        st.caption(f"The CSV and NPZ hold every site of this image; the HTML is the grids. {PNG_NOTE}")
     if not site.gates:
         st.caption("This site applies no gate (kind 'none'): after equals before.")
     gate_columns = st.columns(3)
@@ -70,19 +82,28 @@ def site_explorer(choice: ModelChoice, analysis: ImageAnalysis, image: ImageChoi
             show_figure(spatial_overlay_figure(analysis.crop, site.spatial_gate), image, "explorer-overlay")
 
 
+def _follow_request(context: DashboardContext) -> None:
+    """Open on the model and site the Compare view asked for (once), by setting the select boxes."""
+    request = st.session_state.pop(EXPLORE_REQUEST_KEY, None)
+    if request is not None and request[0] in [choice.label for choice in context.models]:
+        st.session_state["explorer-checkpoint"], st.session_state["explorer-site"] = request
+
+
 def render(context: DashboardContext) -> None:
     st.header("Layer explorer")
-    selection = choose_analysis(context, "explorer")
+    st.markdown(INTRO)
+    _follow_request(context)
+    selection = choose_analysis(context, "explorer", preferred=PREFERRED_KINDS)
     if selection is None:
         return
     choice, analysis, image = selection.choice, selection.analysis, selection.image
     if not analysis.sites:
         st.info(f"{choice.label} has no weighting sites to explore.")
         return
-    left, right = st.columns([1, 3])
-    left.image(analysis.crop, caption=f"{image.name}, the crop the model sees", width=200)
-    right.markdown(f"**{choice.label}**")
-    right.markdown(predictions_table(analysis.predictions))
+    left, right = st.columns([1, 7], vertical_alignment="center")
+    left.image(analysis.crop, caption="the crop the model sees", width=110)
+    top = ", ".join(f"{p.class_name} {p.probability:.1%}" for p in analysis.predictions[:3])
+    right.markdown(f"**{choice.label}** on {image.name}: {top}")
     site_explorer(choice, analysis, image)
 
 

@@ -3,6 +3,8 @@ parameters, multiply-adds) as a table and a chart, read from checkpoint metadata
 
 from __future__ import annotations
 
+from functools import partial
+
 import streamlit as st
 
 from dashboard.inputs import DashboardContext, current_context, open_model, require_models
@@ -10,19 +12,23 @@ from dashboard.services import cached_card, guarded
 from dashboard.views.common import PLOT_CONFIG
 from fmw.figures import model_cards_figure
 
+INTRO = (
+    "The selected models' cards: which weighting each uses, its accuracy on the CIFAR-10 test split with the "
+    "weighting on and with every gate set to 1 (off), and what it costs in parameters and multiply-adds. The gap "
+    "between on and off says how much a network has come to rely on its gates."
+)
+
 
 def render(context: DashboardContext) -> None:
     st.header("Models")
+    st.markdown(INTRO)
     if not require_models(context):
         return
     cards = []
     for choice in context.models:
         model = open_model(context, choice)
         if model is not None:
-            made = guarded(
-                choice.label,
-                lambda choice=choice, model=model: cached_card(choice.key, context.device, model, choice.label),
-            )
+            made = guarded(choice.label, partial(cached_card, choice.key, context.device, model, choice.label))
             if made is not None:
                 cards.append(made)
     if not cards:

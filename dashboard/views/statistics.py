@@ -1,6 +1,8 @@
-"""Gate statistics: per site and predicted class, the mean channel (or spatial) gate over the sidebar's
-images as a class x channel heatmap, and how class-specific each site is by depth; a JSON file from
-``python -m fmw stats`` (dataset-level, grouped by true label) can be uploaded and shown alongside."""
+"""Gate statistics. First what the shipped checkpoints show: their test-split statistics, shipped beside
+them (``fmw.analysis.findings``): class specificity by depth of every kind and gate stage side by side,
+the depth trend in words next to the SE paper's finding, and one model's mean gate per class at every
+site. Then the same over the sidebar's images, grouped by predicted class, with a JSON file from
+``python -m fmw stats`` (dataset-level, grouped by true label) uploaded alongside."""
 
 from __future__ import annotations
 
@@ -10,11 +12,22 @@ import numpy as np
 import streamlit as st
 
 from dashboard.inputs import DashboardContext, choose_model, current_context, open_model, require_models
-from dashboard.services import guarded
-from dashboard.views.common import PLOT_CONFIG, sidebar_statistics
+from dashboard.registry import ModelChoice
+from dashboard.services import guarded, shipped
+from dashboard.views.common import PLOT_CONFIG, explain_kind, sidebar_statistics
+from fmw.analysis.findings import ShippedStatistics, depth_finding, regenerate_command, specificity_series
 from fmw.analysis.stats import GateStatistics
 from fmw.figures import class_gate_heatmap_figure, specificity_figure
 
+INTRO = (
+    "A gate is **class-specific** when its values depend on the class of the image: 0 means every class gets the "
+    "same gate profile, about 1 that the class alone sets it. First, what the shipped checkpoints show over the "
+    "10,000 CIFAR-10 test images grouped by their true class; below, the same for your own images."
+)
+PREFERRED_KINDS = ("eca", "cbam", "channel", "spatial", "scale")  # ECA: the clearest rise with depth (0.45 to 0.88)
+SPECIFICITY_NOTE = (
+    "0: every class gets the same gate profile; about 1: the gate is set by the class (definition in fmw/stats.py)."
+)
 GROUPING_NOTE = (
     "Uploaded images carry no labels, so they are grouped by the class the model **predicts**; with a few "
     "images most classes are empty and the specificity is noisy. Dataset-level statistics, grouped by true "
@@ -37,6 +50,69 @@ def statistics_file() -> GateStatistics | None:
         return GateStatistics.from_json(data)
 
     return guarded(upload.name, read)
+
+
+def shipped_of(context: DashboardContext) -> dict[str, ShippedStatistics]:
+    """The shipped statistics of every selected checkpoint file, by model label."""
+    return {choice.label: shipped(choice.path, choice.version) for choice in context.models if choice.origin == "file"}
+
+
+def findings(found: dict[str, ShippedStatistics]) -> None:
+    """Specificity by depth of every shipped kind and stage side by side, and the finding in words."""
+    available = {label: item.statistics for label, item in found.items() if item.statistics is not None}
+    missing = [item.problem for item in found.values() if item.problem]
+    if not available:
+        st.info(
+            "None of the selected checkpoints has shipped statistics, so there are no findings to show yet"
+            + (": see below for why, and the command that makes them." if missing else "; select checkpoint files.")
+        )
+        for problem in missing:
+            st.caption(problem)
+        return
+    series = [line for label, statistics in available.items() for line in specificity_series(statistics, label)]
+    images = " / ".join(f"{count:,}" for count in sorted({statistics.images for statistics in available.values()}))
+    figure = specificity_figure(
+        {line.label: (line.depths, line.values, line.sites) for line in series},
+        title=f"class specificity by depth, shipped checkpoints ({images} test images)",
+        height=360,
+    )
+    st.plotly_chart(figure, key="findings-specificity", config=PLOT_CONFIG)
+    st.markdown(depth_finding(series))
+    st.caption(f"{SPECIFICITY_NOTE} Shipped beside the checkpoints as `stats/<name>.json`, made by `fmw stats`.")
+    for problem in missing:
+        st.caption(problem)
+
+
+def shipped_heatmaps(choice: ModelChoice, found: dict[str, ShippedStatistics]) -> None:
+    """The chosen checkpoint's mean gate per true class at every site, side by side."""
+    item = found.get(choice.label)
+    if item is None or item.statistics is None:
+        why = "it is not a checkpoint file" if item is None else "see above for why"
+        st.caption(f"No shipped statistics for {choice.label} ({why}).")
+        return
+    statistics = item.statistics
+    gated = [site for site in statistics.sites if site.stages]
+    if not gated:
+        st.caption(f"{choice.label} applies no gate at any site: there is nothing to average.")
+        return
+    st.markdown(
+        f"Mean gate per class at each site of **{choice.label}** ({statistics.images} test images, by true class). "
+        "Hover a cell for the class, the channel (or position) and the mean gate, and how far it is from the mean "
+        "over all classes."
+    )
+    panels = [(site, stage) for site in gated for stage in site.stages.values()]
+    for start in range(0, len(panels), 3):
+        for column, (site, stage) in zip(st.columns(3), panels[start : start + 3]):
+            specificity = "n/a" if stage.specificity is None else f"{stage.specificity:.2f}"
+            figure = class_gate_heatmap_figure(
+                stage.class_mean,
+                statistics.class_names,
+                stage=stage.stage,
+                shape=stage.shape,
+                title=f"{site.name}: {stage.stage} gate (specificity {specificity})",
+            )
+            column.plotly_chart(figure, key=f"findings-heatmap-{site.name}-{stage.stage}", config=PLOT_CONFIG)
+    st.caption(f"Remake these statistics with `{regenerate_command(item.checkpoint)}`.")
 
 
 @st.fragment
@@ -66,15 +142,13 @@ def site_heatmaps(statistics: GateStatistics, key: str) -> None:
         st.plotly_chart(figure, key=f"{key}-{stage.stage}", config=PLOT_CONFIG)
 
 
-def render(context: DashboardContext) -> None:
-    st.header("Gate statistics")
+def your_images(context: DashboardContext, choice: ModelChoice) -> None:
+    """The chosen model over the sidebar's images (by predicted class) and an uploaded statistics file."""
+    st.subheader("Your images")
     st.info(GROUPING_NOTE)
-    if not require_models(context):
-        return
     if not context.images:
         st.info("Upload images or pick sample photos in the sidebar; statistics are over all of them.")
         return
-    choice = choose_model(context, key="statistics-checkpoint", prefer_weighted=True)
     model = open_model(context, choice)
     if model is None:
         return
@@ -103,10 +177,7 @@ def render(context: DashboardContext) -> None:
     if len(undefined) < len(series):
         defined = {name: values for name, values in series.items() if name not in undefined}
         st.plotly_chart(specificity_figure(defined), key="statistics-specificity", config=PLOT_CONFIG)
-        st.caption(
-            "0: every class gets the same gate profile; about 1: the gate is set by the class "
-            "(definition in fmw/stats.py)."
-        )
+        st.caption(SPECIFICITY_NOTE)
     if undefined:
         note = (
             "Class specificity compares the gates of different classes, so it needs images of at least two "
@@ -122,6 +193,21 @@ def render(context: DashboardContext) -> None:
     sources = {"sidebar images": statistics, **({"uploaded file": uploaded} if uploaded is not None else {})}
     source = st.radio("Heatmaps of", list(sources), key="statistics-source", horizontal=True)
     site_heatmaps(sources[source], "statistics-heatmap")
+
+
+def render(context: DashboardContext) -> None:
+    st.header("Gate statistics")
+    st.markdown(INTRO)
+    if not require_models(context):
+        return
+    st.subheader("What the shipped checkpoints show")
+    found = shipped_of(context)
+    findings(found)
+    choice = choose_model(context, key="statistics-checkpoint", preferred=PREFERRED_KINDS)
+    if choice.weighting:
+        explain_kind(choice.weighting)
+    shipped_heatmaps(choice, found)
+    your_images(context, choice)
 
 
 render(current_context())

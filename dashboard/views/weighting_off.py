@@ -1,8 +1,11 @@
 """Weighting off: one image, one model, chosen weighting sites switched off one at a time and all
 together (gate replaced by 1, or by its mean over the sidebar's images): how the top-5, the target's
-probability and, optionally, the input attribution change, site by site."""
+probability and, optionally, the input attribution change, site by site. It opens on the checkpoint
+that loses most accuracy without its weighting (as its header records it)."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
@@ -10,16 +13,33 @@ import streamlit as st
 from dashboard.inputs import DashboardContext, ImageChoice, current_context
 from dashboard.registry import ModelChoice
 from dashboard.services import guarded, session_cached
-from dashboard.views.common import PLOT_CONFIG, choose_analysis, choose_target, show_figure, sidebar_statistics
+from dashboard.views.common import (
+    PLOT_CONFIG,
+    choose_analysis,
+    choose_target,
+    explain_kind,
+    show_figure,
+    sidebar_statistics,
+)
 from fmw.analysis import Analysable, ImageAnalysis, class_names_of, prepare_image
 from fmw.analysis.attribution import (
     INPUT_METHODS,
+    AttributionRow,
     WeightingOffComparison,
     attributions_with_weighting_off,
     compare_weighting_off,
 )
 from fmw.figures import attribution_rows_figure, weighting_off_figure
 
+if TYPE_CHECKING:
+    import torch
+
+INTRO = (
+    "What the network does without its weighting: each chosen layer's gate is replaced by 1 (the maps pass "
+    "through unchanged, **after** = **before**) or by its average gate, one layer at a time and all together, and "
+    "the table shows how the prediction changes. A large drop means the network relies on that gate."
+)
+FALLBACK_KINDS = ("eca", "channel", "cbam", "spatial", "scale")  # the measured order for the shipped checkpoints
 REPLACEMENTS = ("1 (weighting off)", "its mean over the sidebar's images")
 
 
@@ -40,7 +60,7 @@ def comparison_table(comparison: WeightingOffComparison) -> list[dict]:
 def attribution_rows(
     choice: ModelChoice,
     model: Analysable,
-    inputs,
+    inputs: torch.Tensor,
     image: ImageChoice,
     sites: list[str],
     gates: dict | None,
@@ -52,7 +72,10 @@ def attribution_rows(
     )
     progress = st.progress(0.0, text="Attributing under every step…")
 
-    def compute():
+    def report(fraction: float) -> None:
+        progress.progress(fraction)
+
+    def compute() -> list[AttributionRow]:
         return attributions_with_weighting_off(
             model.model,
             inputs,
@@ -62,7 +85,7 @@ def attribution_rows(
             target=target,
             n_steps=16,
             internal_batch_size=16,
-            progress=lambda fraction: progress.progress(fraction),
+            progress=report,
         )
 
     rows = guarded(choice.label, lambda: session_cached((*key, method), compute))
@@ -137,12 +160,27 @@ def weighting_off_panel(
         attribution_rows(choice, model, inputs, image, sites, gates, target, key)
 
 
+def preferred_kinds(context: DashboardContext) -> list[str]:
+    """Kinds by the accuracy their checkpoints lose with weighting off, largest first, then the rest."""
+    recorded = [choice for choice in context.models if choice.weighting_off_drop is not None]
+    ranked = [choice.weighting for choice in sorted(recorded, key=lambda c: -(c.weighting_off_drop or 0.0))]
+    return [*ranked, *FALLBACK_KINDS]
+
+
 def render(context: DashboardContext) -> None:
     st.header("Switch weighting off")
-    selection = choose_analysis(context, "off", prefer_weighted=True)
+    st.markdown(INTRO)
+    selection = choose_analysis(context, "off", preferred=preferred_kinds(context))
     if selection is None:
         return
     choice, model, analysis, image = selection.choice, selection.model, selection.analysis, selection.image
+    if choice.weighting_off_drop is not None:
+        st.caption(
+            f"On the test split, {choice.label} loses {100 * choice.weighting_off_drop:.1f} points of top-1 "
+            "accuracy with every gate set to 1 (from its checkpoint's header)."
+        )
+    if analysis.sites:
+        explain_kind(analysis.sites[0].kind, tuple(analysis.sites[0].gates))
     weighting_off_panel(context, choice, model, analysis, image)
 
 

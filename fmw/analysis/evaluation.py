@@ -1,17 +1,18 @@
 """Accuracy of a model on a split: top-1, per class and the confusion matrix, and the same with the
-weighting switched off (every gate replaced by 1) to show how much the model relies on it."""
+weighting switched off (every gate replaced by 1) to show how much the model relies on it. Image
+folders of any size are measured by ``fmw.analysis.streaming.folder_accuracy`` into the same report."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from fmw.errors import DataError
-from fmw.io import ImageSplit, LoadedCheckpoint, load_checkpoint, load_split
+from fmw.io import ImageSplit
 from fmw.sites import override_gates
+
+CONFUSION_SHOWN = 20  # classes up to which ``AccuracyReport.table`` prints the confusion matrix
 
 
 @dataclass
@@ -22,13 +23,25 @@ class Accuracy:
 
     @classmethod
     def from_predictions(cls, predictions: torch.Tensor, labels: torch.Tensor, classes: int) -> Accuracy:
-        confusion = torch.bincount(labels * classes + predictions, minlength=classes * classes).view(classes, classes)
-        totals = confusion.sum(1).clamp(min=1)
+        return cls.from_confusion(confusion_counts(predictions, labels, classes, classes))
+
+    @classmethod
+    def from_confusion(cls, confusion: torch.Tensor) -> Accuracy:
+        """From counts (K, K or K + 1): row = true class, column = predicted class (a last column
+        for predictions outside the K classes)."""
+        confusion = confusion.cpu().to(torch.int64)
+        correct, totals = confusion.diagonal(), confusion.sum(1)
         return cls(
-            top1=(predictions == labels).float().mean().item(),
-            per_class=(confusion.diagonal() / totals).tolist(),
+            top1=float(correct.sum()) / max(int(totals.sum()), 1),
+            per_class=(correct / totals.clamp(min=1)).tolist(),
             confusion=confusion.tolist(),
         )
+
+
+def confusion_counts(predictions: torch.Tensor, labels: torch.Tensor, rows: int, columns: int) -> torch.Tensor:
+    """(rows, columns) counts of (label, prediction) pairs, on the tensors' device."""
+    flat = torch.bincount(labels * columns + predictions, minlength=rows * columns)
+    return flat.view(rows, columns)
 
 
 @dataclass
@@ -38,6 +51,7 @@ class AccuracyReport:
     weighting_on: Accuracy
     weighting_off: Accuracy | None
     views: str = "single"
+    other_column: bool = False  # the confusion matrix ends with a column for predictions of other classes
 
     def summary(self) -> dict[str, float | str]:
         result: dict[str, float | str] = {"test_top1": round(self.weighting_on.top1, 4), "test_images": self.images}
@@ -59,6 +73,7 @@ class AccuracyReport:
 
         return {
             "class_names": self.class_names,
+            "confusion_columns": [*self.class_names, *(["other classes"] if self.other_column else [])],
             "images": self.images,
             "views": self.views,
             "weighting_on": part(self.weighting_on),
@@ -74,7 +89,11 @@ class AccuracyReport:
         lines.append("-" * 31)
         cell = f"{off.top1:>9.4f}" if off else f"{'-':>9}"
         lines.append(f"{'all':<14}{self.weighting_on.top1:>8.4f}{cell}")
-        lines += ["", "confusion (rows: true class, columns: predicted):"]
+        if len(self.class_names) > CONFUSION_SHOWN:
+            lines += ["", f"confusion matrix: {len(self.class_names)} classes, too many to print; see --json"]
+            return "\n".join(lines)
+        other = ", last: any other class of the model" if self.other_column else ""
+        lines += ["", f"confusion (rows: true class, columns: predicted{other}):"]
         lines += [" ".join(f"{v:>5}" for v in row) for row in self.weighting_on.confusion]
         return "\n".join(lines)
 
@@ -110,17 +129,3 @@ def accuracy_report(
         with override_gates(model, value=1.0):
             weighting_off = measure(model, split, mean, std, device, views)
     return AccuracyReport(list(split.class_names), len(split), weighting_on, weighting_off, views)
-
-
-def load_checkpoint_and_split(
-    checkpoint: Path, data: str | None, split_name: str, device: torch.device
-) -> tuple[LoadedCheckpoint, ImageSplit]:
-    """A checkpoint and a dataset split, refusing a split whose classes differ from the checkpoint's."""
-    loaded = load_checkpoint(checkpoint, device)
-    split = load_split(data, split_name)
-    if split.class_names != loaded.metadata.class_names:
-        raise DataError(
-            f"the dataset's classes {split.class_names} differ from the checkpoint's {loaded.metadata.class_names}; "
-            "give the dataset the checkpoint was trained on"
-        )
-    return loaded, split

@@ -2,8 +2,11 @@
 class-specificity number per site, the dataset-mean gate.
 
 Channel gates give a class x channel matrix. Spatial gates give a class x position matrix (the
-mean map per class, flattened; every image of a split has one size, so no resizing is needed);
-CBAM has both. A site's single specificity number is its channel stage's, else its spatial stage's.
+mean map per class, flattened; every image reaches the model at one size: a split's own, or, for
+image folders read by ``fmw.analysis.streaming``, the model's input size after its resize and
+centre crop); CBAM has both. A site's single specificity number is its channel stage's, else its
+spatial stage's. ``GateAccumulator`` holds per class only sums and sums of squares, so statistics
+over any number of images take the same memory, and processes' accumulators add up exactly.
 
 Class specificity of one stage, from per-image gates g (D values each: channels or positions),
 class means m_k over n_k images, the pooled within-class variance w_d and total variance v_d:
@@ -21,6 +24,7 @@ class alone (sqrt(K / (K - 1)) for K balanced classes at most).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -29,10 +33,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from fmw.analysis.distributed import all_gather_objects, all_reduce_sum
 from fmw.device import model_device
 from fmw.io import ImageSplit, normalize
 from fmw.io.datasets import batches
-from fmw.sites import ProbeResult, probe, site_depths
+from fmw.sites import ProbeResult, SiteDepth, probe, site_depths
 
 FORMAT_NAME = "fmw-gate-statistics"
 
@@ -232,8 +237,19 @@ def class_specificity(sums: np.ndarray, squares: np.ndarray, counts: np.ndarray)
     return specificity, distance
 
 
-class _Accumulator:
-    """Per-class sums and sums of squares of every site's gates (float64, on the model's device)."""
+@dataclass(frozen=True)
+class _SiteLayout:
+    """What a site's statistics record besides the gates: its place in the model and its stages."""
+
+    kind: str
+    depth: SiteDepth
+    stages: tuple[str, ...]
+
+
+class GateAccumulator:
+    """Per-class sums and sums of squares of every site's gates (float64, on the gates' device), and
+    where each site sits: all that the statistics need, so memory does not grow with the images.
+    ``add`` one probed batch at a time; ``all_reduce`` sums the accumulators of every process."""
 
     def __init__(self, classes: int) -> None:
         self.classes = classes
@@ -241,8 +257,15 @@ class _Accumulator:
         self.sums: dict[tuple[str, str], torch.Tensor] = {}
         self.squares: dict[tuple[str, str], torch.Tensor] = {}
         self.shapes: dict[tuple[str, str], tuple[int, ...]] = {}
+        self.sites: dict[str, _SiteLayout] = {}  # in forward order, from the first batch
 
     def add(self, result: ProbeResult, groups: torch.Tensor) -> None:
+        """Add one probed batch whose images belong to classes ``groups`` (B,), on the logits' device."""
+        if not self.sites:
+            self.sites = {
+                record.name: _SiteLayout(record.kind, depth, tuple(record.gates))
+                for record, depth in zip(result.sites, site_depths(result))
+            }
         self.counts = self.counts.to(groups.device) + torch.bincount(groups, minlength=self.classes).double()
         for record in result.sites:
             for stage, gate in record.gates.items():
@@ -262,6 +285,27 @@ class _Accumulator:
                 self.sums[key].index_add_(0, groups, values)
                 self.squares[key].index_add_(0, groups, values.square())
 
+    def all_reduce(self) -> None:
+        """Sum the accumulators of every process (``torch.distributed``; nothing to do without a
+        process group), so each holds the statistics of the whole dataset. A process that saw no
+        image takes its sites from the others."""
+        layouts = [layout for layout in all_gather_objects((self.sites, self.shapes)) if layout[0]]
+        if not layouts:
+            return
+        sites, shapes = layouts[0]
+        if any(layout != (sites, shapes) for layout in layouts):
+            raise ValueError("the processes found different weighting sites or gate shapes; run them on one model")
+        self.sites, self.shapes = sites, shapes
+        for key, shape in shapes.items():
+            if key not in self.sums:
+                self.sums[key] = torch.zeros(self.classes, math.prod(shape), dtype=torch.float64)
+                self.squares[key] = torch.zeros_like(self.sums[key])
+        keys = sorted(shapes)
+        summed = all_reduce_sum([self.counts, *(self.sums[key] for key in keys), *(self.squares[key] for key in keys)])
+        self.counts = summed[0]
+        self.sums = dict(zip(keys, summed[1 : 1 + len(keys)]))
+        self.squares = dict(zip(keys, summed[1 + len(keys) :]))
+
     def stage(self, name: str, stage: str) -> StageStatistics:
         sums, squares = self.sums[(name, stage)].cpu().numpy(), self.squares[(name, stage)].cpu().numpy()
         counts = self.counts.cpu().numpy()
@@ -272,6 +316,25 @@ class _Accumulator:
         std = np.sqrt(np.maximum(squares.sum(0) / total - mean**2, 0.0))
         specificity, distance = class_specificity(sums, squares, counts)
         return StageStatistics(stage, self.shapes[(name, stage)], class_mean, mean, std, specificity, distance)
+
+    def statistics(self, class_names: Sequence[str], grouping: str, source: str) -> GateStatistics:
+        """The statistics of everything added (and reduced) so far."""
+        if not self.sites or not float(self.counts.sum()):
+            raise ValueError("no images: statistics need at least one batch with one image")
+        sites = [
+            SiteGateStatistics(
+                name=name,
+                kind=layout.kind,
+                index=layout.depth.index,
+                relative_depth=layout.depth.relative_depth,
+                channels=layout.depth.channels,
+                resolution=layout.depth.resolution,
+                stages={stage: self.stage(name, stage) for stage in layout.stages},
+            )
+            for name, layout in self.sites.items()
+        ]
+        counts = self.counts.cpu().numpy().astype(np.int64)
+        return GateStatistics(source, grouping, list(class_names), counts, sites)
 
 
 def collect_gate_statistics(
@@ -287,8 +350,7 @@ def collect_gate_statistics(
     groups images by the predicted class (labels may then be None, e.g. for uploaded images)."""
     if group_by not in ("label", "prediction"):
         raise ValueError(f"group_by must be 'label' or 'prediction', got {group_by!r}")
-    accumulator = _Accumulator(len(class_names))
-    first = None
+    accumulator = GateAccumulator(len(class_names))
     for inputs, labels in batches_of_inputs:
         result = probe(model, inputs, keep_on_device=True)
         if group_by == "label":
@@ -302,23 +364,7 @@ def collect_gate_statistics(
         if groups.numel() and (int(groups.min()) < 0 or int(groups.max()) >= len(class_names)):
             raise ValueError(f"labels must lie in 0..{len(class_names) - 1} for {len(class_names)} classes")
         accumulator.add(result, groups)
-        if first is None:
-            first = result
-    if first is None:
-        raise ValueError("no images: statistics need at least one batch with one image")
-    sites = [
-        SiteGateStatistics(
-            name=record.name,
-            kind=record.kind,
-            index=depth.index,
-            relative_depth=depth.relative_depth,
-            channels=depth.channels,
-            resolution=depth.resolution,
-            stages={stage: accumulator.stage(record.name, stage) for stage in record.gates},
-        )
-        for record, depth in zip(first.sites, site_depths(first))
-    ]
-    return GateStatistics(source, group_by, list(class_names), accumulator.counts.cpu().numpy().astype(np.int64), sites)
+    return accumulator.statistics(class_names, group_by, source)
 
 
 def gate_statistics(

@@ -10,10 +10,10 @@ from fmw.errors import FMWError
 
 COMMANDS = {
     "train": ("fmw.cli.train", "train a network of the fmw family and write a checkpoint"),
-    "evaluate": ("fmw.cli.evaluate", "measure a checkpoint: top-1, per class, confusion, weighting switched off"),
+    "evaluate": ("fmw.cli.evaluate", "measure a model: top-1, per class, confusion, weighting switched off"),
     "cards": ("fmw.cli.cards", "print the model-card table of a directory of checkpoints"),
     "info": ("fmw.cli.info", "show a checkpoint's metadata, or the family's parameter and multiply-add overheads"),
-    "stats": ("fmw.cli.stats", "per-site, per-class gate statistics over a dataset split"),
+    "stats": ("fmw.cli.stats", "per-site, per-class gate statistics over a dataset split or any image folder"),
     "report": ("fmw.cli.report", "write one self-contained HTML report for images and checkpoints"),
     "inspect": ("fmw.cli.inspect", "list a model's weighting sites: name, kind, stages, channels, map size"),
     "dashboard": ("fmw.cli.dashboard", "start the Streamlit dashboard (arguments pass through to `streamlit run`)"),

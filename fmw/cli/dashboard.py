@@ -1,14 +1,23 @@
-"""``fmw dashboard``: start the Streamlit dashboard; every argument after the command passes
-through to ``streamlit run`` (e.g. ``fmw dashboard --server.port 8600``)."""
+"""``fmw dashboard``: start the Streamlit dashboard on this machine only (127.0.0.1) unless told
+otherwise. ``--model SPEC`` (repeatable, with the model options of every command) adds your
+models to the sidebar beside the shipped checkpoints, as does an ``fmw-models.toml`` in the
+working directory; every other argument passes through to ``streamlit run`` (e.g.
+``fmw dashboard --server.port 8600``; ``--server.address 0.0.0.0`` shares it on the network, see
+dashboard/README.md for what that exposes)."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
-import subprocess
+import os
 import sys
 from pathlib import Path
 
 from fmw.errors import FMWError
+from fmw.io.model_spec import MODELS_VARIABLE, ModelEntry, add_model_arguments, entries_to_json, model_options_from_args
+
+LOCAL_ADDRESS = "127.0.0.1"
+ADDRESS_OPTION = "--server.address"
 
 
 def app_path() -> Path:
@@ -22,11 +31,35 @@ def app_path() -> Path:
     return Path(spec.origin)
 
 
+def with_local_address(arguments: list[str]) -> list[str]:
+    """``arguments`` with ``--server.address 127.0.0.1`` added unless they name an address themselves."""
+    named = any(argument == ADDRESS_OPTION or argument.startswith(f"{ADDRESS_OPTION}=") for argument in arguments)
+    return arguments if named else [*arguments, ADDRESS_OPTION, LOCAL_ADDRESS]
+
+
 def streamlit_command(arguments: list[str]) -> list[str]:
-    """The command that runs the app under the current interpreter with ``arguments`` appended."""
+    """The command that runs the app under the current interpreter with ``arguments`` appended,
+    bound to 127.0.0.1 unless they give ``--server.address``."""
     if importlib.util.find_spec("streamlit") is None:
         raise FMWError("streamlit is not installed; run: pip install 'streamlit>=1.45,<2' (or the [dashboard] extra)")
-    return [sys.executable, "-m", "streamlit", "run", str(app_path()), *arguments]
+    return [sys.executable, "-m", "streamlit", "run", str(app_path()), *with_local_address(arguments)]
+
+
+def model_entries(argv: list[str]) -> tuple[list[ModelEntry], list[str]]:
+    """The models given with ``--model`` (each with the options given after it, up to the next
+    ``--model``) and the arguments left for streamlit."""
+    entries: list[ModelEntry] = []
+    rest: list[str] = []
+    parser = argparse.ArgumentParser(prog="fmw dashboard", add_help=False)
+    add_model_arguments(parser)
+    starts = [index for index, argument in enumerate(argv) if argument == "--model" or argument.startswith("--model=")]
+    rest += argv[: starts[0]] if starts else argv
+    ends = [*starts[1:], len(argv)] if starts else []
+    for start, end in zip(starts, ends, strict=True):
+        args, unknown = parser.parse_known_args(argv[start:end])
+        rest += unknown
+        entries += [ModelEntry(spec, model_options_from_args(args)) for spec in args.models]
+    return entries, rest
 
 
 def main(argv: list[str]) -> int:
@@ -34,4 +67,9 @@ def main(argv: list[str]) -> int:
         print(__doc__.strip())
         print(f"\nruns: {' '.join(streamlit_command(['...']))}")
         return 0
-    return subprocess.call(streamlit_command(argv))
+    entries, rest = model_entries(argv)
+    environment = dict(os.environ)
+    if entries:
+        environment[MODELS_VARIABLE] = entries_to_json(entries)
+    command = streamlit_command(rest)
+    os.execve(command[0], command, environment)  # become the server: stopping fmw dashboard stops it

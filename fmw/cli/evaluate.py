@@ -1,5 +1,5 @@
-"""``fmw evaluate``: top-1, per-class accuracy and confusion matrix of a checkpoint, with and
-without its weighting."""
+"""``fmw evaluate``: top-1, per-class accuracy and confusion matrix of a model over an image folder
+or a dataset split, with and without its weighting; under ``torchrun`` every process reads its share."""
 
 from __future__ import annotations
 
@@ -10,18 +10,18 @@ from pathlib import Path
 
 import torch
 
-from fmw.analysis.evaluation import accuracy_report, load_checkpoint_and_split
-from fmw.cli.options import add_data_options
-from fmw.device import select_device
+from fmw.analysis.prediction import VIEWS
+from fmw.analysis.streaming import folder_accuracy
+from fmw.cli.models import describe
+from fmw.cli.options import add_data_options, add_model_options, add_reading_options, model_and_images
 from fmw.errors import FMWError
 
 
 def main(argv: list[str]) -> int:
-    from fmw.analysis.prediction import VIEWS
-
     parser = argparse.ArgumentParser(prog="fmw evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("checkpoint", type=Path)
+    add_model_options(parser)
     add_data_options(parser)
+    add_reading_options(parser)
     parser.add_argument("--no-ablation", action="store_true", help="skip the weighting-switched-off pass")
     parser.add_argument("--json", type=Path, default=None, help="also write the full report as JSON here")
     parser.add_argument(
@@ -41,21 +41,28 @@ def main(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        device = select_device(args.device)
-        loaded, split = load_checkpoint_and_split(args.checkpoint, args.data, args.split, device)
-        if args.jpeg_quality is not None:
-            split = split.jpeg_reencoded(args.jpeg_quality)
-    except (FMWError, ValueError) as error:
+        with model_and_images(args, jpeg_quality=args.jpeg_quality) as run:
+            run.loaded.model.to(memory_format=torch.channels_last)
+            report, reading = folder_accuracy(
+                run.loaded, run.images, run.labels, run.options, ablate=not args.no_ablation, views=args.views
+            )
+            if args.json and run.rank == 0:
+                full = {
+                    "model": run.name,
+                    "source": reading.source,
+                    **report.to_json(),
+                    "unreadable": reading.unreadable,
+                }
+                args.json.write_text(json.dumps(full, indent=2))
+    except (FMWError, ValueError, OSError) as error:
         print(f"fmw evaluate: {error}", file=sys.stderr)
         return 2
-    model = loaded.model.to(memory_format=torch.channels_last)
-    report = accuracy_report(
-        model, split, loaded.metadata.mean, loaded.metadata.std, device, not args.no_ablation, args.views
-    )
+    if run.rank != 0:
+        return 0
     views = "" if args.views == "single" else f", views averaged: {args.views}"
-    print(f"{args.checkpoint} ({loaded.metadata.weighting}) on {split.source}: {len(split)} images{views}")
+    print(f"{run.name} ({describe(run.loaded)}) on {reading.source}: {report.images} images{views}")
+    print(f"classes: {run.labels.reason}")
     print(report.table())
-    if args.json:
-        args.json.write_text(json.dumps(report.to_json(), indent=2))
+    print("\n".join(reading.lines()))
     print(json.dumps(report.summary()))
     return 0

@@ -4,19 +4,10 @@ so that one bad SPEC does not stop the others."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fmw.analysis import Analysable
 from fmw.errors import FMWError
 from fmw.io import LoadedCheckpoint
-from fmw.io.model_spec import ModelOptions, load_model
-
-
-def display_name(spec: str) -> str:
-    """A short name: a checkpoint's stem, a zoo model's or a factory's name."""
-    if spec.endswith(".safetensors"):
-        return Path(spec).stem
-    return spec.rpartition(":")[2] or spec
+from fmw.io.model_spec import ModelOptions, load_model, spec_name
 
 
 def open_models(specs: list[str], options: ModelOptions) -> tuple[dict[str, Analysable], list[str]]:
@@ -30,7 +21,7 @@ def open_models(specs: list[str], options: ModelOptions) -> tuple[dict[str, Anal
         except (FMWError, OSError) as error:
             errors.append(f"{spec}: {error}" if spec not in str(error) else str(error))
             continue
-        name = display_name(spec)
+        name = spec_name(spec)
         models[name if name not in models else spec] = model
     return models, errors
 

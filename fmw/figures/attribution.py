@@ -29,7 +29,7 @@ def attribution_overlay_figure(
         zmin=-limit,
         zmax=limit,
         colorscale=MAPS_COLORSCALE,
-        hovertemplate="attribution %{z:.4g}<extra></extra>",
+        hovertemplate="row %{customdata[0]}, column %{customdata[1]}<br>attribution %{z:.4g}<extra></extra>",
         selector={"type": "heatmap"},
     )
     return figure

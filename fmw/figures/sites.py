@@ -231,7 +231,12 @@ def channel_gate_figure(
     return figure
 
 
-def _spatial_gate_trace(gate: np.ndarray, hovertemplate: str, **placement) -> go.Heatmap:
+def _positions(shape: tuple[int, ...]) -> np.ndarray:
+    """(row, column) of every cell of an (H, W) map, as hover data."""
+    return np.indices(shape[:2], dtype=np.int16).transpose(1, 2, 0)
+
+
+def _spatial_gate_trace(gate: np.ndarray, hovertemplate: str, **placement: object) -> go.Heatmap:
     """A spatial gate (H, W) as a heatmap on the fixed range [0, 1]."""
     return go.Heatmap(
         z=gate.astype(np.float32),
@@ -256,6 +261,25 @@ def spatial_gate_figure(gate: np.ndarray, *, title: str = "spatial gate", height
     return _finish_image_figure(go.Figure(trace), title, height)
 
 
+def overlay_cells(
+    gate: np.ndarray, width: float, height: float, hover: str, opacity: float, **placement: object
+) -> go.Heatmap:
+    """A spatial gate (h, w) as a heatmap whose cells each cover (height / h) x (width / w) pixels of
+    an image drawn under it; hover shows the cell's row and column."""
+    dx, dy = width / gate.shape[1], height / gate.shape[0]
+    return _spatial_gate_trace(
+        gate,
+        f"{hover}<extra></extra>",
+        customdata=_positions(gate.shape),
+        x0=dx / 2 - 0.5,
+        dx=dx,
+        y0=dy / 2 - 0.5,
+        dy=dy,
+        opacity=opacity,
+        **placement,
+    )
+
+
 def spatial_overlay_figure(
     image: np.ndarray,
     gate: np.ndarray,
@@ -267,9 +291,7 @@ def spatial_overlay_figure(
     """The spatial gate (h, w) stretched over ``image`` (H, W, 3 uint8): an image trace and one
     semi-transparent heatmap whose cells each cover (H / h) x (W / w) image pixels."""
     image_height, image_width = image.shape[:2]
-    gate_height, gate_width = gate.shape
-    dx, dy = image_width / gate_width, image_height / gate_height
-    cells = _spatial_gate_trace(
-        gate, "gate %{z:.4g}<extra></extra>", x0=dx / 2 - 0.5, dx=dx, y0=dy / 2 - 0.5, dy=dy, opacity=opacity
+    cells = overlay_cells(
+        gate, image_width, image_height, "row %{customdata[0]}, column %{customdata[1]}<br>gate %{z:.4g}", opacity
     )
     return _finish_image_figure(go.Figure([go.Image(z=image, hoverinfo="skip"), cells]), title, height)

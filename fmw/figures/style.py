@@ -36,14 +36,12 @@ def symmetric_limit(*arrays: np.ndarray) -> float:
 def _image_axes(figure: go.Figure, subplots: Sequence[int] = (1,)) -> None:
     """Square pixels, first row at the top, no ticks, for the numbered subplots' axes."""
     hidden = {"showticklabels": False, "showgrid": False, "zeroline": False, "constrain": "domain"}
+    axes = {}
     for index in subplots:
         suffix = "" if index == 1 else str(index)
-        figure.update_layout(
-            {
-                f"xaxis{suffix}": dict(hidden, scaleanchor=f"y{suffix}"),
-                f"yaxis{suffix}": dict(hidden, autorange="reversed"),
-            }
-        )
+        axes[f"xaxis{suffix}"] = dict(hidden, scaleanchor=f"y{suffix}")
+        axes[f"yaxis{suffix}"] = dict(hidden, autorange="reversed")
+    figure.update_layout(axes)  # one update: each one validates the whole layout
 
 
 def _coloraxis(colorscale: str, limit: float | None, title: str = "", **colorbar: object) -> dict[str, object]:

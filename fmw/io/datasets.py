@@ -49,20 +49,38 @@ class ImageSplit:
         return ImageSplit(self.images[keep], self.labels[keep], self.class_names, f"{self.source} (subset)")
 
     def jpeg_reencoded(self, quality: int) -> ImageSplit:
-        """Every image encoded once more as a baseline JPEG at ``quality`` (1-95, PIL's default
-        4:2:0 chroma subsampling) and decoded: a probe of how sensitive a model is to compression."""
-        if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 95:
-            raise ValueError(f"JPEG quality must be an integer from 1 to 95, got {quality!r}")
+        """Every image encoded once more as a baseline JPEG at ``quality`` (``jpeg_roundtrip``): a
+        probe of how sensitive a model is to compression."""
+        check_jpeg_quality(quality)
         if self.images.shape[1] not in (1, 3):
             raise ValueError(f"JPEG holds 1 or 3 channels; these images have {self.images.shape[1]}")
         decoded = []
         for pixels in self.images.permute(0, 2, 3, 1).numpy():
-            buffer = io.BytesIO()
-            Image.fromarray(pixels.squeeze(2) if pixels.shape[2] == 1 else pixels).save(buffer, "JPEG", quality=quality)
-            with Image.open(buffer) as image:
-                decoded.append(np.asarray(image).reshape(pixels.shape))
+            image = jpeg_roundtrip(Image.fromarray(pixels.squeeze(2) if pixels.shape[2] == 1 else pixels), quality)
+            decoded.append(np.asarray(image).reshape(pixels.shape))
         images = torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2).contiguous()
-        return ImageSplit(images, self.labels, self.class_names, f"{self.source} (JPEG quality {quality})")
+        return ImageSplit(images, self.labels, self.class_names, jpeg_source(self.source, quality))
+
+
+def check_jpeg_quality(quality: object) -> None:
+    """Refuse anything but an integer JPEG quality from 1 to 95."""
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 95:
+        raise ValueError(f"JPEG quality must be an integer from 1 to 95, got {quality!r}")
+
+
+def jpeg_source(source: str, quality: int) -> str:
+    """How a source re-encoded at ``quality`` is named in reports."""
+    return f"{source} (JPEG quality {quality})"
+
+
+def jpeg_roundtrip(image: Image.Image, quality: int) -> Image.Image:
+    """``image`` encoded once more as a baseline JPEG at ``quality`` (1-95, PIL's default 4:2:0
+    chroma subsampling) and decoded."""
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    with Image.open(buffer) as decoded:
+        decoded.load()
+        return decoded.copy()
 
 
 def default_cifar10_path() -> Path | None:
@@ -70,6 +88,17 @@ def default_cifar10_path() -> Path | None:
     shared CIFAR-10 JPEG zip), if it is there."""
     path = default_data_path()
     return path if path.exists() or str(path).startswith("torchvision:") else None
+
+
+def default_dataset(instead: str) -> Path:
+    """``default_cifar10_path``, or a ``DataError`` saying to pass ``--data`` + ``instead``."""
+    path = default_cifar10_path()
+    if path is None:
+        raise DataError(
+            f"no dataset given and the default, {default_data_path()}, is absent; pass --data {instead}, "
+            f"or set {DATA_VARIABLE}"
+        )
+    return path
 
 
 def _decode(data: bytes, name: str, size: tuple[int, int] | None) -> np.ndarray:
@@ -155,13 +184,9 @@ def load_split(
     if split not in {"train", "test"}:
         raise DataError(f"split must be 'train' or 'test', got {split!r}")
     if source is None:
-        source = default_cifar10_path()
-        if source is None:
-            raise DataError(
-                f"no dataset given and the default, {default_data_path()}, is absent; pass --data PATH "
-                "(a zip or directory with train/<class>/ and test/<class>/), --data torchvision:DIR --download, "
-                f"or set {DATA_VARIABLE}"
-            )
+        source = default_dataset(
+            "PATH (a zip or directory with train/<class>/ and test/<class>/), --data torchvision:DIR --download"
+        )
     text = str(source)
     if text.startswith("torchvision:"):
         return _load_torchvision_cifar10(text.split(":", 1)[1], split, download)

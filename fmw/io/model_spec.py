@@ -46,6 +46,7 @@ __all__ = [
     "model_options_from_args",
     "read_classes",
     "read_model_config",
+    "spec_name",
 ]
 
 SPEC_FORMS = "path/to/model.safetensors, torchvision:NAME, timm:NAME, path/to/file.py:FACTORY or package.module:FACTORY"
@@ -67,6 +68,13 @@ class ModelOptions:
     seed: int = 0
     device: str | torch.device = "cpu"
     allow_download: bool = True
+
+
+def spec_name(spec: str) -> str:
+    """A short name for display: a checkpoint's stem, a zoo model's or a factory's name."""
+    if spec.endswith(".safetensors"):
+        return Path(spec).stem
+    return spec.rpartition(":")[2] or spec
 
 
 def read_classes(path: Path) -> tuple[str, ...]:

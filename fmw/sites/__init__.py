@@ -5,7 +5,6 @@ probe that records what each did in a forward pass (``probe``) or replaces its g
 from __future__ import annotations
 
 from fmw.sites.depth import SiteDepth, match_sites, site_depths
-from fmw.sites.known import KIND_PAPERS
 from fmw.sites.probe import (
     NOTHING_FOUND,
     GateReplacement,
@@ -20,7 +19,6 @@ from fmw.sites.probe import (
 from fmw.sites.spec import SiteSpec, StageSpec
 
 __all__ = [
-    "KIND_PAPERS",
     "NOTHING_FOUND",
     "GateReplacement",
     "ProbeResult",

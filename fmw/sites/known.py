@@ -1,5 +1,6 @@
 """Class knowledge, kept to names: the kind fmw calls a site whose module is of a class it knows
-(its own layers, torchvision's and timm's attention modules), and the paper behind each kind.
+(its own layers, torchvision's and timm's attention modules; ``fmw.layers.descriptions`` has each
+kind's formula and paper).
 Finding sites never depends on it: discovery observes the products (``fmw.sites.observer``)."""
 
 from __future__ import annotations
@@ -10,15 +11,7 @@ from torch import nn
 
 from fmw.layers import WeightingLayer
 
-__all__ = ["KIND_PAPERS", "known_kind"]
-
-KIND_PAPERS: dict[str, str] = {
-    "scale": "a learned per-channel vector, as LayerScale (Touvron et al. 2021, arXiv:2103.17239) per feature map",
-    "spatial": "a 1x1 convolution to one channel and a sigmoid: a map in [0, 1] over the positions",
-    "channel": "squeeze-and-excitation (Hu et al. 2018, arXiv:1709.01507)",
-    "cbam": "CBAM, channel then spatial attention (Woo et al. 2018, arXiv:1807.06521)",
-    "eca": "ECA, a 1-D convolution across the pooled channels (Wang et al. 2020, arXiv:1910.03151)",
-}
+__all__ = ["known_kind"]
 
 
 @cache
