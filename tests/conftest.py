@@ -35,10 +35,3 @@ def checkpoint_factory(tmp_path):
         return make_checkpoint(tmp_path / (name or f"{weighting}.safetensors"), weighting, **kwargs)
 
     return factory
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Browser tests first (stable order otherwise). Known issue, not understood yet: after the
-    in-process AppTest modules, the newcomer module's upload test times out waiting for its charts,
-    while it passes run on its own or before them; see the closing note of 2026-12-01."""
-    items.sort(key=lambda item: item.get_closest_marker("browser") is None)
