@@ -26,7 +26,8 @@ INTRO = (
 )
 PREFERRED_KINDS = ("eca", "cbam", "channel", "spatial", "scale")  # ECA: the clearest rise with depth (0.45 to 0.88)
 SPECIFICITY_NOTE = (
-    "0: every class gets the same gate profile; about 1: the gate is set by the class (definition in fmw/stats.py)."
+    "0: every class gets the same gate profile; about 1: the gate is set by the class "
+    "(definition in fmw/analysis/stats.py)."
 )
 GROUPING_NOTE = (
     "Uploaded images carry no labels, so they are grouped by the class the model **predicts**; with a few "

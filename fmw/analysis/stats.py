@@ -45,7 +45,7 @@ FORMAT_NAME = "fmw-gate-statistics"
 SPECIFICITY_DEFINITION = (
     "mean over class pairs (i, j) of sqrt(max(0, mean_d (m_i,d - m_j,d)^2 - mean_d(w_d) * (1/n_i + 1/n_j))) "
     "/ sqrt(2 * mean_d v_d); m: class-mean gate, n: images per class, w: pooled within-class variance, "
-    "v: variance over all images, d: channel or position (see fmw/stats.py)"
+    "v: variance over all images, d: channel or position (see fmw/analysis/stats.py)"
 )
 
 
