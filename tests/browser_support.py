@@ -38,13 +38,47 @@ IMAGES_UPLOADER_LABEL = "Your images"  # the sidebar's image uploader (another u
 # True once one plotly chart is drawn on the page: what a user first sees of the results.
 FIRST_CHART = """() => [...document.querySelectorAll('.js-plotly-plot')]
   .some(p => p._fullLayout && p.querySelector('.main-svg'))"""
-# True once every plotly chart on the page is drawn, at least `minimum` of them, all showing image `name`.
+# True once every current plotly chart on the page is drawn, at least `minimum` of them, all showing
+# image `name`. Charts Streamlit keeps on screen from an earlier run (marked data-stale, e.g. the last
+# view's while the next one runs) do not count.
 CHARTS_SHOW = """([name, minimum]) => {
-  const plots = [...document.querySelectorAll('.js-plotly-plot')];
+  const plots = [...document.querySelectorAll('.js-plotly-plot')].filter(p => !p.closest('[data-stale="true"]'));
   const running = document.querySelector('[data-testid="stStatusWidget"]');
   return !running && plots.length >= minimum && plots.every(
     p => p._fullLayout && p.querySelector('.main-svg') && p.layout && p.layout.meta && p.layout.meta.image === name);
 }"""
+
+
+# What the page shows, for a message when a wait on CHARTS_SHOW times out.
+PAGE_STATE = """() => {
+  const status = document.querySelector('[data-testid="stStatusWidget"]');
+  return {running: status ? status.innerText : null,
+    charts: [...document.querySelectorAll('.js-plotly-plot')].map(p => ({
+      drawn: !!(p._fullLayout && p.querySelector('.main-svg')), stale: !!p.closest('[data-stale="true"]'),
+      image: p.layout && p.layout.meta ? p.layout.meta.image : null,
+      title: p.layout && p.layout.title ? p.layout.title.text : null})),
+    alerts: [...document.querySelectorAll('[data-testid="stException"], [data-testid="stAlert"]')]
+      .map(e => e.innerText.slice(0, 300)),
+    uploads: [...document.querySelectorAll('[data-testid="stFileUploaderFile"]')].map(e => e.innerText),
+    images: [...document.querySelectorAll('[data-testid="stSelectbox"]')]
+      .map(e => e.innerText.replace(/\\n/g, ' ').slice(0, 120))};
+}"""
+
+
+def wait_for_charts(page, name: str, minimum: int, timeout_ms: float, log: Path | None = None) -> None:
+    """Wait until CHARTS_SHOW holds for image ``name`` and at least ``minimum`` charts; on a timeout,
+    fail with what the page showed instead (and the end of the server's ``log``)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(CHARTS_SHOW, arg=[name, minimum], timeout=timeout_ms)
+    except PlaywrightTimeout:
+        state = page.evaluate(PAGE_STATE)
+        tail = log.read_text(errors="replace")[-3000:] if log is not None else ""
+        raise AssertionError(
+            f"after {timeout_ms / 1000:.0f} s the charts do not all show {name!r} (at least {minimum}): "
+            f"{state}\nserver log:\n{tail}"
+        ) from None
 
 
 @dataclass(frozen=True)

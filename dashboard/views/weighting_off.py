@@ -14,7 +14,6 @@ from dashboard.inputs import DashboardContext, ImageChoice, current_context
 from dashboard.registry import ModelChoice
 from dashboard.services import guarded, session_cached
 from dashboard.views.common import (
-    PLOT_CONFIG,
     choose_analysis,
     choose_target,
     explain_kind,
@@ -145,7 +144,7 @@ def weighting_off_panel(
         title=f"{choice.label}: switching weighting off (gate = {comparison.replacement})",
         height=120 + 28 * len(rows),
     )
-    st.plotly_chart(figure, key="off-predictions", config=PLOT_CONFIG)
+    show_figure(figure, image, "off-predictions")
     if st.toggle("Attributions site by site", key="off-attribute"):
         key = (
             "weighting off",
