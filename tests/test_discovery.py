@@ -401,6 +401,41 @@ class FailsAfterAProduct(nn.Module):
         raise RuntimeError("boom after a product")
 
 
+class SpatialOnRequest(nn.Module):
+    """A channel gate always, then a spatial gate when ``spatial`` is set: the same modules make
+    different products from one pass to the next."""
+
+    spatial = False
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.attention = nn.Conv2d(channels, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        x = x * torch.sigmoid(x.mean(dim=(2, 3), keepdim=True))
+        return x * torch.sigmoid(self.attention(x)) if self.spatial else x
+
+
+def test_a_later_probe_regroups_when_the_products_change() -> None:
+    """Later probes reuse the last pass's grouping only for the same products: a module that adds
+    a stage gets its new kind and stage order, and drops back when the stage goes."""
+    model = built(SpatialOnRequest(8))
+    block = cast(SpatialOnRequest, model.body)
+    first = probe(model, images())
+    assert [(r.name, r.kind, list(r.gates)) for r in first.sites] == [("body", "channel", ["channel"])]
+    block.spatial = True
+    second = probe(model, images())
+    assert [(r.name, r.kind, list(r.gates)) for r in second.sites] == [
+        ("body", "channel+spatial", ["channel", "spatial"])
+    ]
+    with torch.no_grad():
+        assert torch.equal(second.sites[0].after, block(F.relu(model.stem(images()))))
+    block.spatial = False
+    assert [(r.kind, list(r.gates)) for r in probe(model, images()).sites] == [("channel", ["channel"])]
+
+
 def test_nothing_is_left_installed_after_an_error() -> None:
     model = FailsAfterAProduct().eval()
     with pytest.raises(RuntimeError, match="boom after a product"):

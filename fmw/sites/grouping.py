@@ -68,7 +68,19 @@ def _kind(module: nn.Module, stages: Sequence[StageSpec]) -> str:
 
 def group_products(index: ModelIndex, products: Sequence[ObservedProduct]) -> list[SiteDraft]:
     """The sites of one pass of the model ``index`` describes, in the order their first product
-    was made."""
+    was made. A pass whose products match the last grouped pass's (maker, order, layout, static
+    gate, chaining, running modules) gets that pass's sites again without regrouping."""
+    signature = tuple((p.layout, p.static, p.maker, p.ordinal, p.root, p.candidates) for p in products)
+    last = index.grouping
+    if last is not None and last[0] == signature:
+        return [SiteDraft(spec, [products[i] for i in positions]) for spec, positions in last[1]]
+    drafts = _grouped(index, products)
+    position = {id(product): i for i, product in enumerate(products)}
+    index.grouping = (signature, [(draft.spec, [position[id(p)] for p in draft.products]) for draft in drafts])
+    return drafts
+
+
+def _grouped(index: ModelIndex, products: Sequence[ObservedProduct]) -> list[SiteDraft]:
     members: dict[str, list[ObservedProduct]] = {}
     for product, name in zip(products, _site_names(products), strict=True):
         members.setdefault(name, []).append(product)

@@ -18,7 +18,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from types import FrameType
 from typing import Any
 
@@ -110,14 +110,29 @@ class Keeper:
 def _written(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> object:
     """The tensor an operation writes into (``x.add_(y)``, ``x += y``, ``F.relu(x, inplace=True)``,
     ``torch.add(a, b, out=x)``), or None for one that writes a new tensor."""
-    if "out" in kwargs:
-        return kwargs["out"]
+    if kwargs:
+        if "out" in kwargs:
+            return kwargs["out"]
+        if kwargs.get("inplace") is True:
+            return args[0] if args else None
+    try:
+        in_place = _IN_PLACE_BY_FUNCTION.get(func)
+    except TypeError:  # an unhashable callable: decide by its name every time
+        return args[0] if args and _in_place_name(func) else None
+    if in_place is None:
+        in_place = _in_place_name(func)
+        if len(_IN_PLACE_BY_FUNCTION) < 4096:
+            _IN_PLACE_BY_FUNCTION[func] = in_place
+    return args[0] if args and in_place else None
+
+
+def _in_place_name(func: Callable[..., Any]) -> bool:
     name = getattr(func, "__name__", "")
-    in_place = (name.endswith("_") and not name.startswith("__")) or name in _IN_PLACE_OPERATORS
-    return args[0] if args and (in_place or kwargs.get("inplace") is True) else None
+    return (name.endswith("_") and not name.startswith("__")) or name in _IN_PLACE_OPERATORS
 
 
 _IN_PLACE_OPERATORS = frozenset({"__iadd__", "__isub__", "__imul__", "__itruediv__", "__ifloordiv__", "__setitem__"})
+_IN_PLACE_BY_FUNCTION: dict[Callable[..., Any], bool] = {}  # what _in_place_name said of each function seen
 
 
 @dataclass
@@ -147,13 +162,15 @@ class ModelIndex:
     """A model's modules by identity and by qualified name, and the sites its last pass showed;
     valid while its module tree is the same (compared module by module, by identity)."""
 
-    tree: list[weakref.ref[nn.Module]]
+    tree: tuple[int, ...]  # ids of the walk below the model (``by_name`` keeps those modules alive)
     modules: dict[int, _Module]
     by_name: dict[str, nn.Module]  # the model itself left out: the index must not keep it alive
     root: weakref.ref[nn.Module]
     tensors: dict[int, weakref.ref[torch.Tensor]]  # parameters and buffers: what does not depend on the input
+    placeholders: tuple[nn.Module, ...]  # fmw's ``none`` layers (``_placeholder_hooks``), each once
     sites: list[Any] | None = None
     copy_records: bool = False  # the model overwrites tensors a probe records: copy them at once
+    grouping: Any = None  # the last pass's products and their sites (``fmw.sites.grouping``)
 
     def module(self, name: str) -> nn.Module:
         model = self.root() if name == "" else self.by_name[name]
@@ -165,28 +182,29 @@ _INDEXES: weakref.WeakKeyDictionary[nn.Module, ModelIndex] = weakref.WeakKeyDict
 _INDEXES_LOCK = threading.Lock()
 
 
-def _walk(model: nn.Module) -> list[nn.Module]:
-    """Every module under ``model`` (itself first), by a plain walk over ``_modules``: several
-    times faster than ``named_modules()``, which matters when a small input is probed."""
-    modules: list[nn.Module] = []
-    stack = [model]
-    while stack:
-        module = stack.pop()
-        modules.append(module)
-        stack.extend(child for child in module._modules.values() if child is not None)
+def _walk(model: nn.Module) -> list[nn.Module | None]:
+    """Every module under ``model`` (itself first, breadth first; an unset child as None), by a
+    plain walk over ``_modules``: several times faster than ``named_modules()``, which matters
+    when a small input is probed."""
+    modules: list[nn.Module | None] = [model]
+    position = 0
+    while position < len(modules):
+        module = modules[position]
+        if module is not None and module._modules:
+            modules.extend(module._modules.values())
+        position += 1
     return modules
 
 
 def model_index(model: nn.Module) -> ModelIndex:
-    """``model``'s index, remembered weakly (it never keeps a model alive)."""
+    """``model``'s index, remembered weakly (it never keeps a model alive). A remembered index is
+    reused while the walk below the model meets the same module objects in the same places; an id
+    comparison suffices because the index holds those modules, so no id can be reused meanwhile."""
     modules = _walk(model)
+    tree = tuple(map(id, modules[1:]))
     with _INDEXES_LOCK:
         cached = _INDEXES.get(model)
-    if (
-        cached is not None
-        and len(cached.tree) == len(modules) - 1
-        and all(ref() is module for ref, module in zip(cached.tree, modules[1:], strict=True))
-    ):
+    if cached is not None and cached.tree == tree:
         return cached
     named: dict[int, _Module] = {}
     by_name: dict[str, nn.Module] = {}
@@ -196,7 +214,10 @@ def model_index(model: nn.Module) -> ModelIndex:
         if name:
             by_name[name] = module
     tensors = {id(tensor): weakref.ref(tensor) for tensor in itertools.chain(model.parameters(), model.buffers())}
-    index = ModelIndex([weakref.ref(module) for module in modules[1:]], named, by_name, weakref.ref(model), tensors)
+    placeholders = tuple(
+        {id(module): module for module in (model, *by_name.values()) if isinstance(module, NoWeighting)}.values()
+    )
+    index = ModelIndex(tree, named, by_name, weakref.ref(model), tensors, placeholders)
     with _INDEXES_LOCK:
         _INDEXES[model] = index
     return index
@@ -217,8 +238,10 @@ class Observation:
     _roots: dict[int, tuple[weakref.ref[torch.Tensor], int]] = field(default_factory=dict)
     _root_tensors: dict[int, weakref.ref[torch.Tensor]] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        self.index = model_index(self.model)
+    known_index: InitVar[ModelIndex | None] = None  # the model's index, when the caller has it at hand
+
+    def __post_init__(self, known_index: ModelIndex | None) -> None:
+        self.index = known_index if known_index is not None else model_index(self.model)
         self.modules = self.index.modules
 
     def start_pass(self) -> None:
@@ -432,11 +455,7 @@ def _placeholder_hooks(observation: Observation) -> list[RemovableHandle]:
     network of the family has the same sites (its input passes through unchanged)."""
     owner = threading.get_ident()
     handles = []
-    placed: list[nn.Module] = []
-    for module in (observation.model, *observation.index.by_name.values()):
-        if not isinstance(module, NoWeighting) or any(module is hooked for hooked in placed):
-            continue
-        placed.append(module)
+    for module in observation.index.placeholders:
 
         def placeholder(module: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
             if threading.get_ident() != owner or not any(o is observation for o in _STATE.observations):

@@ -113,10 +113,12 @@ def _run(
     keep: Keeper | None,
     *,
     discover: bool = False,
+    index: ModelIndex | None = None,
 ) -> tuple[torch.Tensor, list[SiteDraft]]:
     """One observed pass: every operation watched when ``discover`` or when the model's sites are
-    not known yet, else only those inside the modules that made its products last time."""
-    observation = Observation(model, record=keep)
+    not known yet, else only those inside the modules that made its products last time (``index``:
+    the model's, when the caller has it)."""
+    observation = Observation(model, record=keep, known_index=index)
     within = None if discover else _watched(observation.index, observation.index.sites)
     with observing(observation, within=within), torch.no_grad():
         observation.start_pass()
@@ -269,11 +271,11 @@ def probe(
 
     index = model_index(model)
     keeper = Keeper(keep_on_device, copy_all=index.copy_records)
-    logits, drafts = _run(model, images, keeper)
+    logits, drafts = _run(model, images, keeper, index=index)
     if keeper.changed:  # the model overwrote a held tensor unseen: run again copying all, and from now on
         index.copy_records = True
         keeper = Keeper(keep_on_device, copy_all=True)
-        logits, drafts = _run(model, images, keeper)
+        logits, drafts = _run(model, images, keeper, index=index)
     records, seen = [], set()
 
     def settled(tensor: torch.Tensor | None) -> torch.Tensor:

@@ -71,14 +71,16 @@ def gate_layout(feature_map: torch.Tensor, gate: torch.Tensor) -> Layout | None:
 
 
 def _is_feature_map(tensor: object) -> bool:
-    return (
-        isinstance(tensor, torch.Tensor)
-        and tensor.dim() == 4
-        and tensor.shape[1] > 1
-        and tensor.shape[2] * tensor.shape[3] > 1
-        and not _is_expanded(tensor, (1,))
-        and not _is_expanded(tensor, (2, 3))
-    )
+    """A 4-D map (N, C, H, W), C > 1 and H*W > 1, with data along its channels and its positions
+    (not itself a gate expanded to a map's shape). Written out, not with ``_is_expanded``: it runs on
+    every multiplication of a watched pass."""
+    if not isinstance(tensor, torch.Tensor) or tensor.dim() != 4:
+        return False
+    _, c, h, w = tensor.shape
+    if c < 2 or h * w < 2:
+        return False
+    _, channel_stride, row_stride, column_stride = tensor.stride()
+    return channel_stride != 0 and not ((row_stride == 0 or h == 1) and (column_stride == 0 or w == 1))
 
 
 def weighting_product(func: Callable[..., Any], args: tuple[Any, ...]) -> WeightingProduct | None:
@@ -98,6 +100,10 @@ def weighting_product(func: Callable[..., Any], args: tuple[Any, ...]) -> Weight
 def as_contract_gate(gate: torch.Tensor, feature_map: torch.Tensor, layout: Layout) -> torch.Tensor:
     """``gate`` in the probe contract's layout, (N, C, 1, 1) or (N, 1, H, W), N the map's batch."""
     n, c, h, w = feature_map.shape
+    if gate.dim() == 4 and gate.shape[0] == n:  # already in the layout (the common case): as it is
+        _, gate_channels, gate_rows, gate_columns = gate.shape
+        if (layout == "channel" and gate_rows == gate_columns == 1) or (layout == "spatial" and gate_channels == 1):
+            return gate
     if gate.dim() == 3:
         gate = gate.unsqueeze(0)
     gate = gate[:, :, :1, :1] if layout == "channel" else gate[:, :1]
