@@ -401,16 +401,11 @@ class FailsAfterAProduct(nn.Module):
         raise RuntimeError("boom after a product")
 
 
-class SpatialOnRequest(nn.Module):
-    """A channel gate always, then a spatial gate when ``spatial`` is set: the same modules make
-    different products from one pass to the next."""
+class SpatialOnRequest(ArticleSpatialAttention):
+    """A channel gate always, then the article's spatial gate when ``spatial`` is set: the same
+    modules make different products from one pass to the next."""
 
     spatial = False
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-        self.attention = nn.Conv2d(channels, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)
