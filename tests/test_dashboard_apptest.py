@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 import fmw.figures as viz
+from dashboard.settings import SAMPLE_PHOTOS
 from fmw.analysis import analyse_image, batch_statistics
 from fmw.analysis.changes import SHOWN_CHANNELS, site_change
 from fmw.analysis.findings import depth_finding, shipped_statistics, specificity_series
@@ -213,6 +214,19 @@ def test_batch_statistics_over_uploads_and_samples(app, checkpoints):
     np.testing.assert_allclose(array(ratio["y"]), statistics.energy_ratio_mean, rtol=1e-5)
     app.radio(key="batch-site").set_value("stages.1.weighting").run()
     assert array(figures(app)["batch-histogram"]["data"][0]["x"]).shape == (3 * 128,)
+
+
+def test_batch_statistics_open_on_every_sample_photo_when_the_sidebar_has_one_image(app):
+    """One image makes no distribution: the view adds the other sample photos, says so, and undoes it."""
+    app.switch_page("views/batch.py").run()
+    assert not app.exception
+    box = app.checkbox(key="batch-samples")
+    assert box.value is True and "astronaut, coffee, rocket" in box.label
+    assert any(f"{len(SAMPLE_PHOTOS)} image(s) analysed by" in c.value for c in app.caption)
+    assert figures(app)["batch-histogram"]["layout"]["title"]["text"].endswith(f"over {len(SAMPLE_PHOTOS)} image(s)")
+    box.uncheck().run()
+    assert any("1 image(s) analysed by" in c.value for c in app.caption)
+    assert figures(app)["batch-histogram"]["layout"]["title"]["text"].endswith("over 1 image(s)")
 
 
 def test_models_page_shows_cards_as_table_and_chart(app, checkpoints):

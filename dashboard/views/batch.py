@@ -1,12 +1,15 @@
 """Batch statistics: every image in the sidebar analysed by one model (with a progress bar),
 then per site the distribution of gate values, the per-channel mean gate and the energy ratio; it opens
-on CBAM, whose two gate stages make two distributions."""
+on CBAM, whose two gate stages make two distributions. A sidebar with a single image is widened to
+every sample photo by default (one image makes no distribution); the checkbox says so and undoes it."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.inputs import DashboardContext, choose_model, current_context, require_models
+from dashboard.inputs import DashboardContext, ImageChoice, choose_model, current_context, require_models
+from dashboard.services import sample_photo
+from dashboard.settings import SAMPLE_PHOTOS, sample_digest
 from dashboard.views.common import PLOT_CONFIG, analysis_of, explain_kind
 from fmw.analysis import SiteStatistics, batch_statistics
 from fmw.figures import channel_statistics_figure, gate_histogram_figure
@@ -40,6 +43,23 @@ def site_statistics(statistics: list[SiteStatistics]) -> None:
     st.plotly_chart(figure, key="batch-channels", config=PLOT_CONFIG)
 
 
+def batch_images(context: DashboardContext) -> list[ImageChoice]:
+    """The sidebar's images, and every sample photo not among them when the box is ticked (by
+    default only when the sidebar has a single image)."""
+    images = list(context.images)
+    shown = {image.name for image in images}
+    missing = [name for name in SAMPLE_PHOTOS if f"sample: {name}" not in shown]
+    if missing and st.checkbox(
+        f"Add the other sample photos ({', '.join(missing)})",
+        value=len(images) < 2,
+        key="batch-samples",
+        help="One image makes no distribution. For statistics over the whole CIFAR-10 test split, "
+        "see the Gate statistics view.",
+    ):
+        images += [ImageChoice(f"sample: {name}", sample_digest(name), sample_photo(name)) for name in missing]
+    return images
+
+
 def render(context: DashboardContext) -> None:
     st.header("Batch statistics")
     st.markdown(INTRO)
@@ -49,13 +69,14 @@ def render(context: DashboardContext) -> None:
         st.info("Upload images or pick sample photos in the sidebar; statistics are over all of them.")
         return
     choice = choose_model(context, key="batch-checkpoint", preferred=PREFERRED_KINDS)
+    images = batch_images(context)
     progress = st.progress(0.0, text="Analysing images…")
     analyses = []
-    for done, image in enumerate(context.images, start=1):
+    for done, image in enumerate(images, start=1):
         analysis = analysis_of(context, choice, image)
         if analysis is not None:
             analyses.append(analysis)
-        progress.progress(done / len(context.images), text=f"Analysed {done} of {len(context.images)} images")
+        progress.progress(done / len(images), text=f"Analysed {done} of {len(images)} images")
     progress.empty()
     if not analyses or not analyses[0].sites:
         return
