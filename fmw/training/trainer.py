@@ -17,6 +17,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from fmw.analysis.distributed import process_device, process_group
 from fmw.device import select_device
 from fmw.io import CheckpointMetadata, ImageSplit, load_split, normalize, save_checkpoint
 from fmw.io.datasets import augment_batch, batches
@@ -251,14 +252,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
-def _distributed() -> tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() and os.environ.get("FMW_DEVICE", "") != "cpu" else "gloo"
-        dist.init_process_group(backend=backend)
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-
-
 def say(message: str) -> None:
     """Print a progress line at once, also when stdout is a file or a pipe."""
     print(message, flush=True)
@@ -285,12 +278,26 @@ def train(
     train_split: ImageSplit | None = None,
     test_split: ImageSplit | None = None,
 ) -> tuple[FMWNet, CheckpointMetadata]:
-    """Train a model by ``recipe`` and, on rank 0, write its checkpoint to ``out``."""
-    rank, world = _distributed()
-    device = select_device(device_name)
-    if world > 1 and device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
+    """Train a model by ``recipe`` and, on rank 0, write its checkpoint to ``out``. Under torchrun
+    every process trains its share of each batch (DistributedDataParallel, NCCL on GPUs, else gloo)
+    and the group is left when training ends."""
+    device = process_device(select_device(device_name))
+    with process_group(device) as (rank, world):
+        return _train(recipe, data, out, device, rank, world, progress, log, train_split, test_split)
+
+
+def _train(
+    recipe: Recipe,
+    data: str | None,
+    out: Path | None,
+    device: torch.device,
+    rank: int,
+    world: int,
+    progress: bool,
+    log: Callable[[str], None],
+    train_split: ImageSplit | None,
+    test_split: ImageSplit | None,
+) -> tuple[FMWNet, CheckpointMetadata]:
     if recipe.batch_size % world:
         raise ValueError(f"batch size {recipe.batch_size} is not divisible by the {world} processes")
     torch.manual_seed(recipe.seed)
