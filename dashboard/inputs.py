@@ -74,10 +74,18 @@ def _image_inputs() -> list[ImageChoice]:
         if decoded is not None:
             images.append(ImageChoice(name=upload.name, digest=decoded.digest, rgb=decoded.rgb))
     _follow_fresh_uploads(images)
-    images.extend(
-        ImageChoice(name=f"sample: {name}", digest=sample_digest(name), rgb=sample_photo(name)) for name in samples
-    )
+    images.extend(sample_choice(name) for name in samples)
     return images
+
+
+def sample_label(name: str) -> str:
+    """How the views name the sample photo ``name`` (one of ``SAMPLE_PHOTOS``)."""
+    return f"sample: {name}"
+
+
+def sample_choice(name: str) -> ImageChoice:
+    """The sample photo ``name`` as an image to analyse."""
+    return ImageChoice(name=sample_label(name), digest=sample_digest(name), rgb=sample_photo(name))
 
 
 def _follow_fresh_uploads(uploads: list[ImageChoice]) -> None:

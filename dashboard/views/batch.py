@@ -7,9 +7,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.inputs import DashboardContext, ImageChoice, choose_model, current_context, require_models
-from dashboard.services import sample_photo
-from dashboard.settings import SAMPLE_PHOTOS, sample_digest
+from dashboard.inputs import (
+    DashboardContext,
+    ImageChoice,
+    choose_model,
+    current_context,
+    require_models,
+    sample_choice,
+    sample_label,
+)
+from dashboard.settings import SAMPLE_PHOTOS
 from dashboard.views.common import PLOT_CONFIG, analysis_of, explain_kind
 from fmw.analysis import SiteStatistics, batch_statistics
 from fmw.figures import channel_statistics_figure, gate_histogram_figure
@@ -48,7 +55,7 @@ def batch_images(context: DashboardContext) -> list[ImageChoice]:
     default only when the sidebar has a single image)."""
     images = list(context.images)
     shown = {image.name for image in images}
-    missing = [name for name in SAMPLE_PHOTOS if f"sample: {name}" not in shown]
+    missing = [name for name in SAMPLE_PHOTOS if sample_label(name) not in shown]
     if missing and st.checkbox(
         f"Add the other sample photos ({', '.join(missing)})",
         value=len(images) < 2,
@@ -56,7 +63,7 @@ def batch_images(context: DashboardContext) -> list[ImageChoice]:
         help="One image makes no distribution. For statistics over the whole CIFAR-10 test split, "
         "see the Gate statistics view.",
     ):
-        images += [ImageChoice(f"sample: {name}", sample_digest(name), sample_photo(name)) for name in missing]
+        images += [sample_choice(name) for name in missing]
     return images
 
 
