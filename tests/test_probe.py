@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 from torch import nn
+from torch.multiprocessing.reductions import StorageWeakRef
 from torchvision.models import mobilenet_v3_small
 from torchvision.ops import SqueezeExcitation as TorchvisionSqueezeExcitation
 
@@ -300,6 +301,59 @@ def test_default_copies_to_the_cpu_and_keep_on_device_copies_too() -> None:
     assert_same_records(kept, on_cpu)
     kept.sites[0].after.zero_()
     assert not torch.equal(kept.sites[0].after, on_cpu.sites[0].after), "records must not share storage"
+
+
+# ---------------------------------------------------------------- gates only
+
+
+class InPlaceChannelGate(nn.Module):
+    """A conv, then a channel gate applied in place (``x.mul_(g)``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.gate = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        gate = torch.sigmoid(self.gate(x.mean(dim=(2, 3)))).view(x.shape[0], 8, 1, 1)
+        return x.mul_(gate).mean(dim=(2, 3))
+
+
+@pytest.mark.parametrize("case", ["cbam", "spatial", "none", "in place"])
+def test_a_probe_without_maps_records_the_same_gates_and_only_the_shapes_of_the_maps(case: str) -> None:
+    model = InPlaceChannelGate().eval() if case == "in place" else small_model(case)
+    x = images(12)
+    full = probe(model, x)
+    gates_only = probe(model, x, maps=False)
+    assert torch.equal(gates_only.logits, full.logits)
+    assert gates_only.names == full.names and len(full.sites) >= 1
+    for lean, whole in zip(gates_only.sites, full.sites, strict=True):
+        assert lean.kind == whole.kind
+        assert lean.gates.keys() == whole.gates.keys()
+        for stage, gate in lean.gates.items():
+            assert gate.device.type == "cpu" and torch.equal(gate, whole.gates[stage]), (lean.name, stage)
+        for meta, real in ((lean.before, whole.before), (lean.after, whole.after)):
+            assert meta.is_meta and meta.shape == real.shape and meta.dtype == real.dtype
+    assert_no_hooks(model)
+
+
+def test_a_probe_without_maps_keeps_none_of_the_models_feature_maps_alive() -> None:
+    model = small_model("channel")
+    site = model.get_submodule("stages.1.weighting")
+    storages: list[StorageWeakRef] = []  # of the product the model went on with, pass by pass
+    handle = site.register_forward_hook(
+        lambda module, inputs, output: storages.append(StorageWeakRef(output.untyped_storage()))
+    )
+    try:
+        held = probe(model, images(13))
+        lean = probe(model, images(13), maps=False)
+    finally:
+        handle.remove()
+    assert not storages[0].expired(), "a full probe holds the product (its after is the model's own tensor)"
+    assert storages[1].expired(), "probe(..., maps=False) must not hold the product the model went on with"
+    assert held.site("stages.1.weighting").after.shape == lean.site("stages.1.weighting").after.shape
+    assert lean.site("stages.1.weighting").after.is_meta
 
 
 # ---------------------------------------------------------------- override_gates

@@ -451,7 +451,7 @@ def _plan(
 ) -> tuple[ProbeResult, list[AblationStep]]:
     """The normal pass (for targets and gate shapes) and the steps, mean gates fitted to this input."""
     _check_inputs(inputs)
-    reference = probe(model, inputs, keep_on_device=True)
+    reference = probe(model, inputs, keep_on_device=True, maps=False)
     fitted = None if mean_gates is None else _fit_mean_gates(mean_gates, reference)
     return reference, ablation_steps(model, sites, fitted)
 

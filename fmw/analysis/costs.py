@@ -39,7 +39,7 @@ class Cost:
 def gate_multiplications(model: torch.nn.Module, input_size: tuple[int, int], in_channels: int) -> int:
     """Elementwise ``x * gate`` products of one forward pass on one image: every value entering a
     weighting site is multiplied once per gate stage (a spatial gate is broadcast over channels)."""
-    result = probe(model, torch.zeros(1, in_channels, *input_size))
+    result = probe(model, torch.zeros(1, in_channels, *input_size), maps=False)
     return sum(record.before.numel() * len(record.gates) for record in result.sites)
 
 

@@ -352,7 +352,7 @@ def collect_gate_statistics(
         raise ValueError(f"group_by must be 'label' or 'prediction', got {group_by!r}")
     accumulator = GateAccumulator(len(class_names))
     for inputs, labels in batches_of_inputs:
-        result = probe(model, inputs, keep_on_device=True)
+        result = probe(model, inputs, keep_on_device=True, maps=False)
         if group_by == "label":
             if labels is None:
                 raise ValueError(

@@ -245,7 +245,7 @@ def folder_gate_statistics(
     reader = ImageReader(images, model_input(loaded), options, model_device(loaded.model))
     accumulator = GateAccumulator(len(images.class_names))
     for inputs, groups in reader.batches():
-        accumulator.add(probe(loaded.model, inputs, keep_on_device=True), groups)
+        accumulator.add(probe(loaded.model, inputs, keep_on_device=True, maps=False), groups)
     accumulator.all_reduce()
     report = reader.report()
     if not report.images:

@@ -61,17 +61,26 @@ class Keeper:
     and every gate (small; often an expanded view) are copied at once; the rest are held by
     reference, with their version counters. When every operation is watched, an in-place
     operation on a held tensor copies it first (``preserve``); otherwise ``changed`` tells after
-    the pass whether the model overwrote one (the probe then runs again, copying all)."""
+    the pass whether the model overwrote one (the probe then runs again, copying all). Without
+    ``maps`` only the gates are kept: a map is recorded as a meta tensor, its shape and dtype."""
 
-    def __init__(self, keep_on_device: bool, copy_all: bool = False) -> None:
+    def __init__(self, keep_on_device: bool, copy_all: bool = False, maps: bool = True) -> None:
         self.keep_on_device = keep_on_device
         self.copy_all = copy_all
+        self.maps = maps
         self.held: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]] = {}
         self.preserved: dict[int, torch.Tensor] = {}
 
     def copy(self, tensor: torch.Tensor) -> torch.Tensor:
         tensor = tensor.detach()
         return tensor.clone() if self.keep_on_device else tensor.to("cpu", copy=True)
+
+    def keep_map(self, tensor: torch.Tensor, *, copy: bool = False) -> torch.Tensor:
+        """A feature map to record: copied at once with ``copy`` (it is about to be overwritten),
+        else held (``hold``); without ``maps``, its shape and dtype on the meta device."""
+        if not self.maps:
+            return torch.empty_like(tensor, device="meta")
+        return self.copy(tensor) if copy else self.hold(tensor)
 
     def hold(self, tensor: torch.Tensor) -> torch.Tensor:
         if self.copy_all:
@@ -106,7 +115,7 @@ class Keeper:
         preserved = self.preserved.get(id(tensor))
         if preserved is not None:
             return preserved
-        return tensor if self.keep_on_device else tensor.to("cpu")
+        return tensor if self.keep_on_device or tensor.is_meta else tensor.to("cpu")
 
 
 def _written(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> object:
@@ -418,7 +427,7 @@ def _handle(func: Callable[..., Any], args: tuple[Any, ...], product: WeightingP
                 gate = _shaped_fill(value, gate, feature_map, layout)
     recorders = [(observation, observed) for observation, observed in noted if observation.record is not None]
     before_copies = [
-        observation.record.copy(feature_map) if product.in_place else observation.record.hold(feature_map)
+        observation.record.keep_map(feature_map, copy=product.in_place)
         for observation, _ in recorders
         if observation.record is not None
     ]
@@ -446,7 +455,7 @@ def _handle(func: Callable[..., Any], args: tuple[Any, ...], product: WeightingP
         assert observation.record is not None
         observed.before = before
         observed.gate = observation.record.copy(as_contract_gate(gate, feature_map, layout))
-        observed.after = observation.record.hold(result)
+        observed.after = observation.record.keep_map(result)
     for observation, observed in noted:
         observation.noted_after(observed, result)
     return result
@@ -464,8 +473,8 @@ def _placeholder_hooks(observation: Observation) -> list[RemovableHandle]:
                 return
             observed = observation.note(inputs[0], None, False, _active_modules())
             if observed is not None and observation.record is not None:
-                observed.before = observation.record.hold(inputs[0])
-                observed.after = observation.record.hold(output)
+                observed.before = observation.record.keep_map(inputs[0])
+                observed.after = observation.record.keep_map(output)
 
         handles.append(module.register_forward_hook(placeholder))
     return handles

@@ -57,9 +57,11 @@ NOTHING_FOUND = (
 
 @dataclass
 class SiteRecord:
-    """What one weighting site did in one forward pass (all tensors detached copies): ``before``
-    the first map it weighted, ``gates`` by stage in the contract's layout, ``after`` its last
-    product (for parallel stages, such as scSE's, the last stage's product)."""
+    """What one weighting site did in one forward pass: ``before`` the first map it weighted,
+    ``gates`` by stage in the contract's layout, ``after`` its last product (for parallel stages,
+    such as scSE's, the last stage's product). All detached, and each record's own: the model's
+    tensors where the model left them as they were, else copies; after ``probe(..., maps=False)``
+    ``before`` and ``after`` are meta tensors (shape and dtype only)."""
 
     name: str
     kind: str
@@ -256,12 +258,16 @@ def probe(
     *,
     sites: Iterable[str] | None = None,
     keep_on_device: bool = False,
+    maps: bool = True,
 ) -> ProbeResult:
     """Run ``model`` once on ``images`` (N, C, H, W) and record every weighting site.
 
     Records come in forward order (the order of each site's first product); ``after`` is a copy of
     the very tensor the model went on with, ``before`` a copy of the map as it was multiplied, gates
-    in the contract's layout. Tensors are moved to the CPU unless ``keep_on_device``. The model runs
+    in the contract's layout. Tensors are moved to the CPU unless ``keep_on_device``. With
+    ``maps=False`` only the gates (and logits) are recorded: ``before`` and ``after`` are meta tensors
+    (shape and dtype, no values), so that a loop that needs only gates (gate statistics) holds no
+    feature map of the model's beyond the point where a plain pass frees it. The model runs
     as it is (call ``model.eval()`` first for inference behaviour), without gradients. A model with
     no weighting gives no records (``ProbeResult.message`` says what fmw looks for).
     """
@@ -270,11 +276,11 @@ def probe(
     images = images.to(model_device(model))
 
     index = model_index(model)
-    keeper = Keeper(keep_on_device, copy_all=index.copy_records)
+    keeper = Keeper(keep_on_device, copy_all=index.copy_records, maps=maps)
     logits, drafts = _run(model, images, keeper, index=index)
     if keeper.changed:  # the model overwrote a held tensor unseen: run again copying all, and from now on
         index.copy_records = True
-        keeper = Keeper(keep_on_device, copy_all=True)
+        keeper = Keeper(keep_on_device, copy_all=True, maps=maps)
         logits, drafts = _run(model, images, keeper, index=index)
     records, seen = [], set()
 
@@ -282,6 +288,8 @@ def probe(
         """Each record owns its tensors: one the model passed from site to site is copied."""
         assert tensor is not None
         kept = keeper.settled(tensor)
+        if kept.is_meta:
+            return kept
         if id(kept) in seen:
             return keeper.copy(kept)
         seen.add(id(kept))
