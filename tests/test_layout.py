@@ -15,7 +15,7 @@ PACKAGE = Path(fmw.__file__).resolve().parent
 
 # Bottom to top; a module may import from its own level or any level below, never above.
 LEVELS: tuple[tuple[str, ...], ...] = (
-    ("fmw._version", "fmw.errors", "fmw.settings", "fmw.device"),
+    ("fmw._version", "fmw.errors", "fmw.settings", "fmw.device", "fmw.memory"),
     ("fmw.layers",),
     ("fmw.sites",),
     ("fmw.models",),

@@ -1,11 +1,19 @@
 """The ``fmw`` command line (also ``python -m fmw``): maps a command name to the module under
-``fmw.cli`` that parses its arguments and calls the library; an ``FMWError`` becomes one message."""
+``fmw.cli`` that parses its arguments and calls the library; an ``FMWError`` becomes one message.
+
+Its commands are batch jobs that exit when done, so they run with glibc keeping freed memory for
+reuse (``fmw.memory.keep_freed_memory``: no fresh zeroed pages for every large batch);
+``FMW_KEEP_FREED_MEMORY=0`` opts out. ``fmw dashboard`` becomes the Streamlit server instead, which
+keeps the default allocator (a long-lived process would hold its largest analysis's memory).
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
+import fmw.memory
 from fmw.errors import FMWError
 
 COMMANDS = {
@@ -36,10 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         return 2
+    if command != "dashboard" and fmw.memory.keep_freed_memory_wanted():
+        fmw.memory.keep_freed_memory()
     module = importlib.import_module(COMMANDS[command][0])
     try:
         code: int = module.main(rest)
     except FMWError as error:
         print(f"fmw {command}: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader stopped early (``fmw cards | head``): not an error of fmw's
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that exiting flushes nowhere
+        return 1
     return code
