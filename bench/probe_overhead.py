@@ -7,23 +7,25 @@ Two costs are reported. "probe": the steady state, a model probed before (its si
 only the operations inside the modules that made its products are watched). "discovery": the first
 probe of a model (or of one whose modules changed), which watches every operation.
 
-Run: python -m bench.probe_overhead [--repeats 7] [--threads 1] [--keep-freed-memory]
-Plain and probed passes alternate, so both see the same machine load; medians are reported.
+Run: python -m bench.probe_overhead [--repeats 5] [--in-a-row 3] [--threads 1] [--keep-freed-memory]
+Every round runs each variant --in-a-row times in a row after one uncounted run, as a loop of it
+would (a run that follows another variant inherits that variant's heap, which swings a batch-32
+pass by more than the targets allow); rounds alternate the variants so that all see the same
+machine load, and medians are reported. "plain again" is a second plain variant: its ratio to the
+first is the measurement's own noise. "faults" are the minor page faults of one pass.
 
-At batch 32 most of the probe's extra time is the kernel handing out fresh zeroed pages for the
-records it returns (before and after of every site; the "records" column gives their size), which
-a plain pass frees as it goes and glibc's allocator then gives back to the
-system. ``--keep-freed-memory`` reruns the benchmark with glibc told to keep freed memory for reuse
-(``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``), which separates that cost from fmw's own
-work; it also speeds the plain pass itself up at large batches.
+At batch 32 most of the probe's extra time is the kernel handing out fresh zeroed pages: the probe
+returns the before and after of every site (the "records" column gives their size), tensors a plain
+pass frees as it goes, and glibc's allocator gives the memory of the pass back to the system at its
+end, so the next pass faults it in again. ``--keep-freed-memory`` runs with
+``fmw.memory.keep_freed_memory()`` (what the ``fmw`` command line does), which separates that cost
+from fmw's own work; it also speeds the plain pass itself up at large batches.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import platform
-import sys
 from collections.abc import Callable
 from functools import partial
 
@@ -31,13 +33,12 @@ import torch
 from torch import nn
 from torchvision.models import efficientnet_b0, mobilenet_v3_small
 
-from bench.timing import interleaved_medians
+from bench.timing import medians_in_rounds
+from fmw.memory import keep_freed_memory
 from fmw.models import build_model
 from fmw.sites import find_sites, probe
 
 TARGETS = {1: 1.3, 32: 1.15}
-# glibc: serve every allocation from the heap and never trim it, so freed pages are reused
-KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(2**32), "MALLOC_TRIM_THRESHOLD_": str(2**36)}
 
 
 def cases() -> dict[str, tuple[Callable[[], nn.Module], int]]:
@@ -66,28 +67,32 @@ def discovered(model: nn.Module, images: torch.Tensor) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7, help="timed repetitions per case (median reported)")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds per case (medians reported)")
+    parser.add_argument(
+        "--in-a-row", type=int, default=3, help="counted runs of each variant per round (1: alternate every run)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the dashboard uses 1)")
     parser.add_argument(
         "--keep-freed-memory",
         action="store_true",
-        help="rerun with glibc keeping freed memory for reuse (see the module's docstring)",
+        help="run with fmw.memory.keep_freed_memory() (see the module's docstring)",
     )
     arguments = parser.parse_args(argv)
-    keeping = all(os.environ.get(name) == value for name, value in KEEP_FREED_MEMORY.items())
-    if arguments.keep_freed_memory and not keeping:  # the allocator reads them at start-up: start again
-        command = [sys.executable, "-m", "bench.probe_overhead", *(sys.argv[1:] if argv is None else argv)]
-        os.execve(sys.executable, command, {**os.environ, **KEEP_FREED_MEMORY})
+    if arguments.repeats < 1 or arguments.in_a_row < 1 or arguments.threads < 1:
+        parser.error("--repeats, --in-a-row and --threads must be positive")
+    allocator = "default allocator"
+    if arguments.keep_freed_memory:
+        allocator = "freed memory kept" if keep_freed_memory() else "default allocator (keep_freed_memory: not glibc)"
     torch.set_num_threads(arguments.threads)
-    allocator = "glibc keeping freed memory" if keeping else "default allocator"
+    in_a_row = arguments.in_a_row + (arguments.in_a_row > 1)  # one uncounted run first
     print(
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, CPU, {arguments.threads} thread(s), "
-        f"{allocator}, median of {arguments.repeats}; "
+        f"{allocator}, median of {arguments.repeats} rounds x {arguments.in_a_row} in a row; "
         f"targets probe/plain <= {TARGETS[1]}x at batch 1, <= {TARGETS[32]}x at 32"
     )
     print(
         f"{'model':>20} {'batch':>5} {'px':>4} {'sites':>5} {'records':>8} | {'plain':>10} {'probe':>10} {'ratio':>6} "
-        "| discovery"
+        f"| {'again':>6} {'discovery':>9} | faults plain / probe"
     )
     misses = []
     for name, (build, size) in cases().items():
@@ -99,22 +104,27 @@ def main(argv: list[str] | None = None) -> int:
             held = sum(tensor.numel() * tensor.element_size() for r in records for tensor in (r.before, r.after))
             sites = len(records)
             del records  # not kept alive while timing
-            medians = interleaved_medians(
+            timings = medians_in_rounds(
                 {
                     "plain": partial(plain, model, images),
+                    "plain again": partial(plain, model, images),
                     "probe": partial(probed, model, images),
                     "discovery": partial(discovered, model, images),
                 },
                 arguments.repeats,
                 warmup=1,
+                in_a_row=in_a_row,
             )
-            ratio = medians["probe"] / medians["plain"]
+            base = timings["plain"].seconds
+            ratio = timings["probe"].seconds / base
             if ratio > TARGETS[batch]:
                 misses.append(f"{name} at batch {batch}")
+            again, discovery = (timings[key].seconds / base for key in ("plain again", "discovery"))
+            faults = " / ".join(str(timings[key].page_faults) for key in ("plain", "probe"))
             print(
                 f"{name:>20} {batch:>5} {size:>4} {sites:>5} {held / 1e6:>5.1f} MB | "
-                f"{medians['plain'] * 1e3:>7.1f} ms "
-                f"{medians['probe'] * 1e3:>7.1f} ms {ratio:>5.2f}x | {medians['discovery'] / medians['plain']:>5.2f}x"
+                f"{base * 1e3:>7.1f} ms {timings['probe'].seconds * 1e3:>7.1f} ms {ratio:>5.2f}x | "
+                f"{again:>5.2f}x {discovery:>8.2f}x | {faults}"
             )
     print("every case meets its target" if not misses else f"over the target: {', '.join(misses)}")
     return 0

@@ -2,6 +2,7 @@
 DataLoader, and the peak resident memory of statistics over 300 against 3,000 images.
 
     python -m bench.stats_throughput [--model torchvision:mobilenet_v3_small] [--images 400] [--rounds 6]
+        [--keep-freed-memory]
 
 The folder is generated once: JPEGs of mixed sizes (``--sizes``, default 160 to 640 px a side) in 10
 class folders. Both loops read it through ``fmw.analysis.streaming.ImageReader`` (the DataLoader,
@@ -40,6 +41,7 @@ from fmw.analysis.streaming import (
 )
 from fmw.device import model_device
 from fmw.io.model_spec import ModelOptions, load_model
+from fmw.memory import keep_freed_memory
 from fmw.settings import SOURCE_TREE
 from tests.image_folders import write_image_folder
 
@@ -65,13 +67,20 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="decoding workers (default: fmw's)")
     parser.add_argument("--memory", type=int, nargs="*", default=[300, 3000], help="image counts for peak memory")
     parser.add_argument("--directory", type=Path, default=None, help="keep the generated folders here")
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="time both loops with fmw.memory.keep_freed_memory(), as `fmw stats` runs (not the memory counts)",
+    )
     args = parser.parse_args()
+    kept = args.keep_freed_memory and keep_freed_memory()
 
     workers = default_workers() if args.workers is None else args.workers
     print(
         f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cpu, torch {torch.__version__}"
     )
-    print(f"torch threads {torch.get_num_threads()}, {workers} decoding workers, batch {args.batch_size}")
+    allocator = "freed memory kept" if kept else "default allocator"
+    print(f"torch threads {torch.get_num_threads()}, {workers} decoding workers, batch {args.batch_size}, {allocator}")
     with tempfile.TemporaryDirectory() as scratch:
         base = args.directory or Path(scratch)
         folder = base / f"mixed-{args.images}"
