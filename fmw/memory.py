@@ -12,10 +12,12 @@ frees at once). ``python -m bench.probe_overhead`` counts the page faults of eve
 
 ``keep_freed_memory()`` sets two of glibc's ``mallopt`` options: allocations up to 1 GiB are
 served from the heap (where freed memory is reused) instead of fresh mappings, and free memory at
-the heap's top is kept up to 2 GiB. The price: the process keeps the memory of its largest pass
-reserved until it exits, as PyTorch's CUDA allocator does on a GPU. (Replacing the allocator
-with jemalloc or tcmalloc, as AMD's ZenDNN user guide suggests for CPU inference, is another way to
-the same reuse; it needs ``LD_PRELOAD`` before the process starts.)
+the heap's top is kept up to 2 GiB. The heap settles within a few passes of a loop (a freed block is
+reused once it has merged with its neighbours into one large enough for the next request). The
+price: the process keeps the memory of its largest pass reserved until it exits, as PyTorch's CUDA
+allocator does on a GPU. (Replacing the allocator with jemalloc or tcmalloc, as AMD's ZenDNN user
+guide suggests for CPU inference, is another way to the same reuse; it needs ``LD_PRELOAD`` before
+the process starts.)
 
 The setting is the whole process's, so the library never makes it on its own: the ``fmw`` command
 line does (its commands are batch jobs that exit when done; ``FMW_KEEP_FREED_MEMORY=0`` opts out),
