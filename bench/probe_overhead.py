@@ -84,7 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.keep_freed_memory:
         allocator = "freed memory kept" if keep_freed_memory() else "default allocator (keep_freed_memory: not glibc)"
     torch.set_num_threads(arguments.threads)
-    in_a_row = arguments.in_a_row + (arguments.in_a_row > 1)  # one uncounted run first
     print(
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, CPU, {arguments.threads} thread(s), "
         f"{allocator}, median of {arguments.repeats} rounds x {arguments.in_a_row} in a row; "
@@ -113,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 },
                 arguments.repeats,
                 warmup=1,
-                in_a_row=in_a_row,
+                in_a_row=arguments.in_a_row,
             )
             base = timings["plain"].seconds
             ratio = timings["probe"].seconds / base

@@ -35,18 +35,19 @@ def medians_in_rounds(
     runs: Mapping[str, Callable[[], object]], rounds: int, *, warmup: int = 0, in_a_row: int = 1
 ) -> dict[str, Timing]:
     """Medians of each of ``runs`` over ``rounds`` rounds. Every round runs each ``in_a_row`` times
-    in a row; with more than one, the first of each row is not counted, so that every counted run
-    follows a run of its own (as in a loop of it) and not whatever state another left behind (the
+    in a row and counts those; with more than one, one uncounted run goes first, so that every counted
+    run follows a run of its own (as in a loop of it) and not whatever state another left behind (the
     C allocator's heap, above all). The first ``warmup`` rounds are run but not counted."""
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     faults: dict[str, list[int]] = {name: [] for name in runs}
+    settle = int(in_a_row > 1)  # runs before the counted ones of a row
     for round_index in range(warmup + rounds):
         for name, run in runs.items():
-            for position in range(in_a_row):
+            for position in range(settle + in_a_row):
                 before_faults, start = _minor_faults(), time.perf_counter()
                 run()
                 elapsed, after_faults = time.perf_counter() - start, _minor_faults()
-                if round_index >= warmup and (in_a_row == 1 or position > 0):
+                if round_index >= warmup and position >= settle:
                     seconds[name].append(elapsed)
                     if before_faults is not None and after_faults is not None:
                         faults[name].append(after_faults - before_faults)
