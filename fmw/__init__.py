@@ -4,7 +4,8 @@ attention, squeeze-and-excitation, CBAM, ECA) and record what it did to the feat
 The entry points most users need are here; each sub-package documents the rest:
 
 - ``inspect(model, images)``: a notebook view of any model on any images (``fmw.notebook``);
-- ``probe(model, images)``: one forward pass recording every site's before, gates and after;
+- ``probe(model, images)``: one forward pass recording every site's before, gates and after (and
+  the output as the model returned it); ``Inputs(*args, **kwargs)`` for a model called otherwise;
 - ``override_gates(model)``: a context in which gates are replaced (by 1: weighting off);
 - ``load_checkpoint(path)``: an fmw ``.safetensors`` checkpoint, never unpickled;
 - ``load_model(spec)``: a checkpoint, ``torchvision:NAME``, ``timm:NAME`` or ``file.py:FACTORY``;
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from fmw.io.model_spec import load_model
     from fmw.layers import WEIGHTING_LAYERS, create_weighting
     from fmw.notebook import inspect
-    from fmw.sites import ProbeResult, SiteRecord, find_sites, override_gates, probe
+    from fmw.sites import Inputs, ProbeResult, SiteRecord, find_sites, override_gates, probe
 
 # Loaded on first use, so that ``import fmw.figures`` (plotly only) does not import torch.
 _LAZY = {
@@ -34,6 +35,7 @@ _LAZY = {
     "load_checkpoint": "fmw.io",
     "WEIGHTING_LAYERS": "fmw.layers",
     "create_weighting": "fmw.layers",
+    "Inputs": "fmw.sites",
     "ProbeResult": "fmw.sites",
     "SiteRecord": "fmw.sites",
     "find_sites": "fmw.sites",
@@ -60,6 +62,7 @@ __all__ = [
     "DataError",
     "DecodeError",
     "FMWError",
+    "Inputs",
     "ProbeResult",
     "SiteRecord",
     "ZooError",

@@ -1,8 +1,11 @@
 """Attributions through captum: Integrated Gradients, Saliency and Occlusion on the input image,
 Grad-CAM, activation and conductance on both sides of one weighting site, and switching weighting off.
 
-Every function takes a model and a normalised input batch (N, C, H, W) and returns dataclasses of
-numpy arrays. ``override`` runs the same computation with gates replaced (``"all"``: every gate at 1,
+Every function takes a model and its input as the model takes it (a normalised batch (N, C, H, W),
+a list of same-sized image tensors, or ``fmw.Inputs`` whose first 4-D tensor is the one attributed)
+and returns dataclasses of numpy arrays. A ``score`` function turns the model's output into scores
+(N, K) (default: the output itself, a classifier's logits; ``fmw.analysis.tasks`` gives one per task).
+``override`` runs the same computation with gates replaced (``"all"``: every gate at 1,
 or an ``override_gates`` mapping such as a dataset-mean gate), so attributions and predictions can
 be compared site by site: ``ablation_steps`` lists "weighting on", each site off alone, and all off.
 Targets default to the class the model predicts with its gates as trained, the same for every step.
@@ -31,7 +34,9 @@ from captum.attr import (
 from torch import nn
 
 from fmw.device import model_device
+from fmw.errors import FMWError
 from fmw.sites import GateReplacement, ProbeResult, find_sites, observation_points, override_gates, probe, select_sites
+from fmw.sites.inputs import Inputs, ModelInputs, as_inputs, describe
 
 __all__ = [
     "ALL_SITES",
@@ -45,6 +50,7 @@ __all__ = [
     "LayerAttribution",
     "PredictionRow",
     "Progress",
+    "Score",
     "Target",
     "WeightingOffComparison",
     "ablation_steps",
@@ -67,6 +73,52 @@ Target = int | Sequence[int] | torch.Tensor | None
 """The class to explain: one for all images, one per image, or None for the predicted class."""
 Progress = Callable[[float], None]
 """Called with the fraction done (0..1) while a slow attribution runs; 1.0 once at the end."""
+Score = Callable[[Any], torch.Tensor]
+"""The model's output -> scores (N, K) to attribute (``target`` picks the column)."""
+
+
+def logits_score(output: Any) -> torch.Tensor:
+    """A classifier's output as it is: logits (N, classes); any other output is an ``FMWError``."""
+    if isinstance(output, torch.Tensor) and output.dim() == 2:
+        return output
+    raise FMWError(
+        f"the model returned {describe(output)}, not logits (N, classes); pass score=... turning its output "
+        "into scores (N, K) (fmw.analysis.tasks.task_score gives one for segmentation, detection and other outputs)"
+    )
+
+
+@dataclass
+class _Call:
+    """The model's input split into the tensor attributed (N, C, H, W) and how to rebuild the call."""
+
+    tensor: torch.Tensor
+    rebuild: Callable[[torch.Tensor], Inputs]
+
+    def run(self, model: nn.Module, tensor: torch.Tensor | None = None) -> Any:
+        return self.rebuild(self.tensor if tensor is None else tensor).call(model)
+
+
+def _call_of(inputs: ModelInputs, device: torch.device) -> _Call:
+    """``inputs`` on ``device``, as a tensor to attribute: the batch itself, a list of same-sized
+    images stacked (and unstacked for each call), or the first 4-D tensor argument of ``Inputs``."""
+    call = as_inputs(inputs).to(device)
+    if len(call.args) == 1 and isinstance(call.args[0], list) and not call.kwargs:
+        images = call.args[0]
+        if len({tuple(image.shape) for image in images}) != 1 or images[0].dim() != 3:
+            raise ValueError(
+                f"attribution stacks a list of images into one batch, so they must be (C, H, W) of one size; got "
+                f"{describe(images)}. Resize them to one size first"
+            )
+        return _Call(torch.stack(images).detach(), lambda tensor: Inputs(list(tensor.unbind(0))))
+    position = next((i for i, arg in enumerate(call.args) if isinstance(arg, torch.Tensor) and arg.dim() == 4), None)
+    if position is None or not call.args[position].is_floating_point():
+        raise ValueError(f"inputs must hold a normalised float tensor (N, C, H, W) to attribute, got {call.describe()}")
+    args, kwargs = call.args, call.kwargs
+
+    def rebuild(tensor: torch.Tensor) -> Inputs:
+        return Inputs(*args[:position], tensor, *args[position + 1 :], **kwargs)
+
+    return _Call(args[position].detach(), rebuild)
 
 
 @dataclass
@@ -187,38 +239,38 @@ def gates_overridden(model: nn.Module, override: GateOverride) -> Iterator[None]
         yield
 
 
-def _check_inputs(inputs: torch.Tensor) -> None:
-    if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4 or not inputs.is_floating_point():
-        shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
-        raise ValueError(f"inputs must be a normalised float tensor (N, C, H, W), got {shape}")
-
-
-def predicted_targets(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    """The class each image is predicted as, with the gates as trained (N,), on the model's device."""
+def predicted_targets(model: nn.Module, inputs: ModelInputs, score: Score = logits_score) -> torch.Tensor:
+    """The column of ``score`` each image is predicted as (a classifier: its class), with the gates
+    as trained (N,), on the model's device."""
+    call = _call_of(inputs, model_device(model))
     with torch.no_grad():
-        return model(inputs.to(model_device(model))).argmax(dim=1)
+        return score(call.run(model)).argmax(dim=1)
 
 
-def _targets(model: nn.Module, inputs: torch.Tensor, target: Target) -> torch.Tensor:
+def _targets(model: nn.Module, call: _Call, target: Target, score: Score) -> torch.Tensor:
     if target is None:
-        return predicted_targets(model, inputs)
+        with torch.no_grad():
+            return score(call.run(model)).argmax(dim=1)
+    images = call.tensor.shape[0]
     targets = torch.as_tensor(target, dtype=torch.long, device=model_device(model)).reshape(-1)
     if targets.numel() == 1:
-        targets = targets.expand(inputs.shape[0])
-    if targets.numel() != inputs.shape[0]:
-        raise ValueError(f"{targets.numel()} targets for {inputs.shape[0]} images; give one per image or one for all")
+        targets = targets.expand(images)
+    if targets.numel() != images:
+        raise ValueError(f"{targets.numel()} targets for {images} images; give one per image or one for all")
     return targets
 
 
 class _CountingForward:
-    """The model as captum's forward function, reporting progress as calls / ``expected`` calls
-    (an estimate from the batching arguments, so it is capped below 1 until ``finish``)."""
+    """The model as captum's forward function (the attributed tensor in, ``score`` of the output
+    out), reporting progress as calls / ``expected`` calls (an estimate from the batching
+    arguments, so it is capped below 1 until ``finish``)."""
 
-    def __init__(self, model: nn.Module, expected: int, progress: Progress | None) -> None:
-        self.model, self.expected, self.progress, self.calls = model, max(expected, 1), progress, 0
+    def __init__(self, model: nn.Module, call: _Call, score: Score, expected: int, progress: Progress | None) -> None:
+        self.model, self.call, self.score = model, call, score
+        self.expected, self.progress, self.calls = max(expected, 1), progress, 0
 
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
-        output = self.model(inputs)
+        output = self.score(self.call.run(self.model, inputs))
         self.calls += 1
         if self.progress is not None:
             self.progress(min(self.calls / self.expected, 0.99))
@@ -242,10 +294,11 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
 
 def attribute_input(
     model: nn.Module,
-    inputs: torch.Tensor,
+    inputs: ModelInputs,
     method: str = "integrated_gradients",
     *,
     target: Target = None,
+    score: Score = logits_score,
     override: GateOverride = None,
     baseline: float = 0.0,
     n_steps: int = 50,
@@ -254,7 +307,8 @@ def attribute_input(
     stride: int = 4,
     progress: Progress | None = None,
 ) -> InputAttribution:
-    """Attribute the ``target`` logit (default: the predicted class) to the input pixels.
+    """Attribute the ``target`` column of ``score`` (default: a classifier's logits, the predicted
+    class) to the input pixels.
 
     ``method``: "integrated_gradients" (``n_steps`` Gauss-Legendre points from ``baseline``, 0 =
     the dataset's mean colour in normalised space; returns the convergence delta), "saliency"
@@ -262,13 +316,14 @@ def attribute_input(
     colour channels moved by ``stride``, replaced by ``baseline``). ``internal_batch_size`` bounds
     how many path points or occluded copies go through the model at once. Call ``model.eval()`` first.
     """
-    _check_inputs(inputs)
-    inputs = inputs.detach().to(model_device(model))  # a new tensor object: captum may flip requires_grad on it
-    targets = _targets(model, inputs, target)
+    call = _call_of(inputs, model_device(model))
+    inputs = call.tensor.clone()  # a new tensor object: captum may flip requires_grad on it
+    targets = _targets(model, call, target, score)
     images = inputs.shape[0]
     with gates_overridden(model, override):
         if method == "integrated_gradients":
-            forward = _CountingForward(model, _path_calls(images, n_steps, internal_batch_size) + 2, progress)
+            expected = _path_calls(images, n_steps, internal_batch_size) + 2
+            forward = _CountingForward(model, call, score, expected, progress)
             attributions, delta = IntegratedGradients(forward).attribute(
                 inputs,
                 baselines=baseline,
@@ -278,14 +333,14 @@ def attribute_input(
                 return_convergence_delta=True,
             )
         elif method == "saliency":
-            forward = _CountingForward(model, 1, progress)
+            forward = _CountingForward(model, call, score, 1, progress)
             attributions, delta = Saliency(forward).attribute(inputs.requires_grad_(), target=targets), None
         elif method == "occlusion":
             channels, height, width = inputs.shape[1:]
             window = min(window, height, width)
             windows = ((height - window) // stride + 1) * ((width - window) // stride + 1)
             per_eval = max(1, (internal_batch_size or images) // images)
-            forward = _CountingForward(model, 1 + math.ceil(windows / per_eval), progress)
+            forward = _CountingForward(model, call, score, 1 + math.ceil(windows / per_eval), progress)
             attributions, delta = (
                 Occlusion(forward).attribute(
                     inputs,
@@ -354,18 +409,20 @@ def _layer_attribution(
 
 def attribute_site(
     model: nn.Module,
-    inputs: torch.Tensor,
+    inputs: ModelInputs,
     site: str,
     method: str = "grad_cam",
     *,
     target: Target = None,
+    score: Score = logits_score,
     override: GateOverride = None,
     baseline: float = 0.0,
     n_steps: int = 50,
     internal_batch_size: int | None = None,
     progress: Progress | None = None,
 ) -> LayerAttribution:
-    """Attribute the ``target`` logit (default: the predicted class) to both sides of weighting site
+    """Attribute the ``target`` column of ``score`` (default: a classifier's logits, the predicted
+    class) to both sides of weighting site
     ``site``: the feature map it weighted (before) and its product (after), exactly those tensors
     also where the product is made inside a larger module's forward.
 
@@ -374,13 +431,13 @@ def attribute_site(
     ``baseline``). Captum's hooks act on every thread, so the work runs on a private copy of the
     model: a dashboard's other threads never see them. Call ``model.eval()`` first.
     """
-    _check_inputs(inputs)
     private = copy.deepcopy(model)
-    inputs = inputs.to(model_device(private))
-    targets = _targets(private, inputs, target)
+    call = _call_of(inputs, model_device(private))
+    inputs = call.tensor
+    targets = _targets(private, call, target, score)
     calls = _path_calls(inputs.shape[0], n_steps + 1, internal_batch_size) if method == "conductance" else 1
-    forward = _CountingForward(private, 2 * calls, progress)
-    find_sites(private, example=inputs[:1])  # the copy's sites, found on an input it accepts
+    forward = _CountingForward(private, call, score, 2 * calls, progress)
+    find_sites(private, example=call.rebuild(inputs[:1]))  # the copy's sites, found on an input it accepts
     with gates_overridden(private, override), _site_sides(private, site) as sides:
         before, after = [
             _layer_attribution(
@@ -445,41 +502,42 @@ def ablation_steps(
 
 def _plan(
     model: nn.Module,
-    inputs: torch.Tensor,
+    call: _Call,
     sites: Sequence[str] | None,
     mean_gates: Mapping[str, Mapping[str, torch.Tensor | np.ndarray]] | None,
 ) -> tuple[ProbeResult, list[AblationStep]]:
     """The normal pass (for targets and gate shapes) and the steps, mean gates fitted to this input."""
-    _check_inputs(inputs)
-    reference = probe(model, inputs, keep_on_device=True, maps=False)
+    reference = probe(model, call.rebuild(call.tensor), keep_on_device=True, maps=False)
     fitted = None if mean_gates is None else _fit_mean_gates(mean_gates, reference)
     return reference, ablation_steps(model, sites, fitted)
 
 
 def compare_weighting_off(
     model: nn.Module,
-    inputs: torch.Tensor,
+    inputs: ModelInputs,
     class_names: Sequence[str],
     *,
     sites: Sequence[str] | None = None,
     mean_gates: Mapping[str, Mapping[str, torch.Tensor | np.ndarray]] | None = None,
     target: Target = None,
     top_k: int = 5,
+    score: Score = logits_score,
 ) -> WeightingOffComparison:
     """Predictions with weighting on, with each site switched off alone and with all off (gates at 1,
     or at the dataset-mean gates of ``fmw.analysis.stats.GateStatistics.replacements()``): top-k and the
     probability of ``target`` (default: the class predicted with weighting on)."""
-    reference, steps = _plan(model, inputs, sites, mean_gates)
-    inputs = inputs.to(model_device(model))
-    targets = reference.logits.argmax(dim=1) if target is None else _targets(model, inputs, target)
-    k = min(top_k, reference.logits.shape[1])
+    call = _call_of(inputs, model_device(model))
+    reference, steps = _plan(model, call, sites, mean_gates)
+    reference_logits = score(reference.output)
+    targets = reference_logits.argmax(dim=1) if target is None else _targets(model, call, target, score)
+    k = min(top_k, reference_logits.shape[1])
     rows = []
     for step in steps:
         if step.override is None:
-            logits = reference.logits
+            logits = reference_logits
         else:
             with gates_overridden(model, step.override), torch.no_grad():
-                logits = model(inputs)
+                logits = score(call.run(model))
         probabilities = logits.float().softmax(dim=1)
         rows.append(
             PredictionRow(
@@ -500,20 +558,22 @@ def compare_weighting_off(
 
 def attributions_with_weighting_off(
     model: nn.Module,
-    inputs: torch.Tensor,
+    inputs: ModelInputs,
     method: str = "integrated_gradients",
     *,
     sites: Sequence[str] | None = None,
     mean_gates: Mapping[str, Mapping[str, torch.Tensor | np.ndarray]] | None = None,
     target: Target = None,
+    score: Score = logits_score,
     progress: Progress | None = None,
     **options: Any,
 ) -> list[AttributionRow]:
     """``attribute_input`` under every ``ablation_steps`` step, for one fixed target per image
     (default: the class predicted with weighting on). ``options`` go to ``attribute_input``;
     ``progress`` sees the fraction of all steps done."""
-    reference, steps = _plan(model, inputs, sites, mean_gates)
-    targets = reference.logits.argmax(dim=1) if target is None else _targets(model, inputs, target)
+    call = _call_of(inputs, model_device(model))
+    reference, steps = _plan(model, call, sites, mean_gates)
+    targets = score(reference.output).argmax(dim=1) if target is None else _targets(model, call, target, score)
     rows = []
     for position, step in enumerate(steps):
 
@@ -522,7 +582,14 @@ def attributions_with_weighting_off(
                 progress((position + fraction) / len(steps))
 
         attribution = attribute_input(
-            model, inputs, method, target=targets, override=step.override, progress=step_progress, **options
+            model,
+            inputs,
+            method,
+            target=targets,
+            score=score,
+            override=step.override,
+            progress=step_progress,
+            **options,
         )
         rows.append(AttributionRow(step.label, step.sites, attribution))
     return rows

@@ -5,6 +5,7 @@ probe that records what each did in a forward pass (``probe``) or replaces its g
 from __future__ import annotations
 
 from fmw.sites.depth import SiteDepth, match_sites, site_depths
+from fmw.sites.inputs import Inputs, ModelInputs
 from fmw.sites.probe import (
     NOTHING_FOUND,
     GateReplacement,
@@ -21,6 +22,8 @@ from fmw.sites.spec import SiteSpec, StageSpec
 __all__ = [
     "NOTHING_FOUND",
     "GateReplacement",
+    "Inputs",
+    "ModelInputs",
     "ProbeResult",
     "SiteDepth",
     "SiteRecord",

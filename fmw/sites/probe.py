@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,6 +22,7 @@ from torch import nn
 from fmw.device import model_device
 from fmw.errors import FMWError
 from fmw.sites.grouping import SiteDraft, group_products
+from fmw.sites.inputs import Inputs, ModelInputs, as_inputs, describe, map_tensors
 from fmw.sites.observer import (
     Keeper,
     ModelIndex,
@@ -72,8 +74,21 @@ class SiteRecord:
 
 @dataclass
 class ProbeResult:
-    logits: torch.Tensor
+    """One probed pass: the model's ``output`` as it returned it (a tensor, or tuples, lists and
+    dicts of them; detached, on the CPU unless ``keep_on_device``) and the ``sites`` in forward order."""
+
+    output: Any
     sites: list[SiteRecord]
+
+    @property
+    def logits(self) -> torch.Tensor:
+        """The output when it is one tensor (a classifier's logits); else an ``FMWError``."""
+        if isinstance(self.output, torch.Tensor):
+            return self.output
+        raise FMWError(
+            f"the model returned {describe(self.output)}, not one tensor of logits; read ProbeResult.output "
+            "for its output as it is (a detector's boxes, a segmenter's dict of maps)"
+        )
 
     def site(self, name: str) -> SiteRecord:
         for record in self.sites:
@@ -111,12 +126,12 @@ def _watched(index: ModelIndex, sites: list[SiteSpec] | None) -> list[nn.Module]
 
 def _run(
     model: nn.Module,
-    images: torch.Tensor,
+    inputs: Inputs,
     keep: Keeper | None,
     *,
     discover: bool = False,
     index: ModelIndex | None = None,
-) -> tuple[torch.Tensor, list[SiteDraft]]:
+) -> tuple[Any, list[SiteDraft]]:
     """One observed pass: every operation watched when ``discover`` or when the model's sites are
     not known yet, else only those inside the modules that made its products last time (``index``:
     the model's, when the caller has it)."""
@@ -124,17 +139,10 @@ def _run(
     within = None if discover else _watched(observation.index, observation.index.sites)
     with observing(observation, within=within), torch.no_grad():
         observation.start_pass()
-        logits = model(images)
+        output = inputs.call(model)
     drafts = group_products(observation.index, observation.products)
     observation.index.sites = [draft.spec for draft in drafts]
-    return logits, drafts
-
-
-def _check_images(images: object) -> torch.Tensor:
-    if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be a 4-D tensor (N, C, H, W), got {shape}")
-    return images
+    return output, drafts
 
 
 def default_example(model: nn.Module) -> torch.Tensor:
@@ -146,23 +154,24 @@ def default_example(model: nn.Module) -> torch.Tensor:
     return torch.zeros(1, channels, side, side, device=model_device(model))
 
 
-def find_sites(model: nn.Module, example: torch.Tensor | None = None, *, rediscover: bool = False) -> list[SiteSpec]:
+def find_sites(model: nn.Module, example: ModelInputs | None = None, *, rediscover: bool = False) -> list[SiteSpec]:
     """Every weighting site of ``model``, in forward order, as its last probe found them; when it
     has not been probed (or its modules changed since), or with ``rediscover``, as one forward pass
-    on ``example`` finds them (default: ``default_example(model)``), every operation watched. Sites
+    on ``example`` (any input ``probe`` takes) finds them (default: ``default_example(model)``),
+    every operation watched. Sites
     depend on the computation, so a model whose forward branches on its input may show other sites
     for other inputs."""
     remembered = None if rediscover else _remembered(model)
     if remembered is not None:
         return remembered
     refuse_unobservable(model)
-    example = default_example(model) if example is None else _check_images(example).to(model_device(model))
+    call = as_inputs(default_example(model) if example is None else example).to(model_device(model))
     try:
-        _, drafts = _run(model, example, keep=None, discover=True)
-    except (RuntimeError, ValueError, TypeError, IndexError) as error:
+        _, drafts = _run(model, call, keep=None, discover=True)
+    except (RuntimeError, ValueError, TypeError, IndexError, AttributeError, KeyError) as error:
         raise FMWError(
-            f"fmw could not run the model once to find its weighting sites on an input of shape "
-            f"{tuple(example.shape)} ({type(error).__name__}: {str(error).strip()[:200]}); probe it on an "
+            f"fmw could not run the model once to find its weighting sites on the input "
+            f"{call.describe()} ({type(error).__name__}: {str(error).strip()[:200]}); probe it on an "
             "input it accepts first (fmw.probe(model, images)) or pass find_sites(model, example=...)"
         ) from None
     return [draft.spec for draft in drafts]
@@ -254,34 +263,39 @@ def observation_points(model: nn.Module, site: str) -> Iterator[tuple[nn.Module,
 
 def probe(
     model: nn.Module,
-    images: torch.Tensor,
+    images: ModelInputs,
     *,
     sites: Iterable[str] | None = None,
     keep_on_device: bool = False,
     maps: bool = True,
 ) -> ProbeResult:
-    """Run ``model`` once on ``images`` (N, C, H, W) and record every weighting site.
+    """Run ``model`` once on ``images`` and record every weighting site.
+
+    ``images`` is the model's input as it takes it: a batch (N, C, H, W), a list of image tensors
+    (torchvision's detectors), or ``Inputs(*args, **kwargs)`` for any other call. The model's output
+    comes back as it is, whatever its structure (``ProbeResult.output``; ``.logits`` when it is
+    one tensor).
 
     Records come in forward order (the order of each site's first product); ``after`` is a copy of
     the very tensor the model went on with, ``before`` a copy of the map as it was multiplied, gates
     in the contract's layout. Tensors are moved to the CPU unless ``keep_on_device``. With
-    ``maps=False`` only the gates (and logits) are recorded: ``before`` and ``after`` are meta tensors
+    ``maps=False`` only the gates (and the output) are recorded: ``before`` and ``after`` are meta tensors
     (shape and dtype, no values), so that a loop that needs only gates (gate statistics) holds no
     feature map of the model's beyond the point where a plain pass frees it. The model runs
     as it is (call ``model.eval()`` first for inference behaviour), without gradients. A model with
     no weighting gives no records (``ProbeResult.message`` says what fmw looks for).
     """
-    images = _check_images(images)
+    call = as_inputs(images)
     refuse_unobservable(model)
-    images = images.to(model_device(model))
+    call = call.to(model_device(model))
 
     index = model_index(model)
     keeper = Keeper(keep_on_device, copy_all=index.copy_records, maps=maps)
-    logits, drafts = _run(model, images, keeper, index=index)
+    output, drafts = _run(model, call, keeper, index=index)
     if keeper.changed:  # the model overwrote a held tensor unseen: run again copying all, and from now on
         index.copy_records = True
         keeper = Keeper(keep_on_device, copy_all=True, maps=maps)
-        logits, drafts = _run(model, images, keeper, index=index)
+        output, drafts = _run(model, call, keeper, index=index)
     records, seen = [], set()
 
     def settled(tensor: torch.Tensor | None) -> torch.Tensor:
@@ -304,4 +318,4 @@ def probe(
     if sites is not None:
         chosen = _check_names(sites, (record.name for record in records))
         records = [record for record in records if record.name in chosen]
-    return ProbeResult(logits=keeper.settled(logits.detach()), sites=records)
+    return ProbeResult(output=map_tensors(output, lambda tensor: keeper.settled(tensor.detach())), sites=records)
