@@ -180,12 +180,12 @@ def test_a_bare_tensor_still_gives_logits_and_bad_inputs_say_what_is_accepted() 
     torch.manual_seed(0)
     model = tasks_models.DictModel().eval()
     result = fmw.probe(model, torch.randn(1, 3, 8, 8))
-    with pytest.raises(fmw.FMWError, match="ProbeResult.output"):
+    with pytest.raises(fmw.FMWError, match=r"ProbeResult\.output"):
         _ = result.logits
     assert isinstance(result.output, dict) and result.output["logits"].shape == (1, 4)
     with pytest.raises(ValueError, match=r"4-D tensor \(N, C, H, W\), got \(3, 8, 8\).*list of image tensors"):
         fmw.probe(model, torch.randn(3, 8, 8))
-    with pytest.raises(ValueError, match="fmw.Inputs"):
+    with pytest.raises(ValueError, match=r"fmw\.Inputs"):
         fmw.probe(model, "image.jpg")  # type: ignore[arg-type]
     with pytest.raises(fmw.FMWError, match=r"on the input \(tensor \(1, 5, 8, 8\)\)"):
         fmw.find_sites(tasks_models.DictModel(), example=torch.randn(1, 5, 8, 8))
