@@ -48,7 +48,8 @@ def _site_names(products: Sequence[ObservedProduct]) -> list[str]:
 
 
 def _stage_name(layout: str, taken: list[str]) -> str:
-    count = sum(1 for name in taken if name.split("_")[0] == layout)
+    """The layout's name, with _2, _3 for its repeats ("channel", "channel_2")."""
+    count = sum(1 for name in taken if name == layout or name.removeprefix(f"{layout}_").isdigit())
     return layout if count == 0 else f"{layout}_{count + 1}"
 
 

@@ -29,9 +29,26 @@ from torch.utils.hooks import RemovableHandle
 
 from fmw.errors import FMWError
 from fmw.layers import NoWeighting
-from fmw.sites.products import MULTIPLICATIONS, Layout, WeightingProduct, as_contract_gate, weighting_product
+from fmw.sites.lineage import Decision, Lineage, MappedFrame, to_root
+from fmw.sites.products import (
+    PRODUCT_FUNCTIONS,
+    Layout,
+    WeightingProduct,
+    as_contract_gate,
+    stacked_as_map,
+    weighting_product,
+)
 
-__all__ = ["Keeper", "ModelIndex", "Observation", "ObservedProduct", "model_index", "observing", "refuse_unobservable"]
+__all__ = [
+    "Keeper",
+    "ModelIndex",
+    "Observation",
+    "ObservedProduct",
+    "model_index",
+    "observing",
+    "refuse_unobservable",
+    "suspended",
+]
 
 # The frame every module call passes through, holding the module and its inputs: ``nn.Module.__call__``
 # (``_wrapped_call_impl``, whose three locals are cheaper to read than ``_call_impl``'s), where it exists.
@@ -83,7 +100,7 @@ class Keeper:
         return self.copy(tensor) if copy else self.hold(tensor)
 
     def hold(self, tensor: torch.Tensor) -> torch.Tensor:
-        if self.copy_all:
+        if self.copy_all or tensor.is_inference():  # an inference tensor has no version counter to check
             return self.copy(tensor)
         base = tensor._base if tensor._base is not None else tensor
         entry = self.held.get(id(base))
@@ -148,7 +165,8 @@ _IN_PLACE_BY_FUNCTION: dict[Callable[..., Any], bool] = {}  # what _in_place_nam
 
 @dataclass
 class ObservedProduct:
-    """One weighting product of a pass, or (``layout`` None) a placeholder site's pass-through."""
+    """One weighting product of a pass, or (``layout`` None) a placeholder site's pass-through.
+    ``note`` says where the gate is not shown as applied (a frame fmw could not map back)."""
 
     index: int
     layout: Layout | None
@@ -160,6 +178,7 @@ class ObservedProduct:
     before: torch.Tensor | None = None
     gate: torch.Tensor | None = None
     after: torch.Tensor | None = None
+    note: str | None = None
 
 
 @dataclass
@@ -182,6 +201,8 @@ class ModelIndex:
     sites: list[Any] | None = None
     copy_records: bool = False  # the model overwrites tensors a probe records: copy them at once
     grouping: Any = None  # the last pass's products and their sites (``fmw.sites.grouping``)
+    decisions: dict[StageKey, Decision] | None = None  # what discovery decided of each product
+    frame_inputs: Any = None  # the input shapes discovery mapped frames for (None: no frame mapped)
 
     def module(self, name: str) -> nn.Module:
         model = self.root() if name == "" else self.by_name[name]
@@ -249,11 +270,14 @@ class Observation:
     _roots: dict[int, tuple[weakref.ref[torch.Tensor], int]] = field(default_factory=dict)
     _root_tensors: dict[int, weakref.ref[torch.Tensor]] = field(default_factory=dict)
 
+    discover: bool = False  # every operation watched: decide what each product is (``finish``)
     known_index: InitVar[ModelIndex | None] = None  # the model's index, when the caller has it at hand
 
     def __post_init__(self, known_index: ModelIndex | None) -> None:
         self.index = known_index if known_index is not None else model_index(self.model)
         self.modules = self.index.modules
+        self.lineage: Lineage | None = None
+        self.decisions: dict[StageKey, Decision] = {}
 
     def start_pass(self) -> None:
         self.products.clear()
@@ -261,18 +285,103 @@ class Observation:
         self._afters.clear()
         self._roots.clear()
         self._root_tensors.clear()
+        self.decisions = {}
+        if self.discover:
+            self.lineage = Lineage(_STATE.static)
 
-    def note(
-        self, feature_map: torch.Tensor, layout: Layout | None, static: bool, active: list[tuple[int, Any]]
-    ) -> ObservedProduct | None:
-        """Register a product on ``feature_map`` made while ``active`` modules (outer to inner, as
-        (id, first input)) ran; None when no module of this model was running."""
+    def _made(self, active: list[tuple[int, Any]]) -> tuple[list[tuple[_Module, Any]], str, int] | None:
         mine = [(self.modules[key], first) for key, first in active if key in self.modules]
         if not mine:
             return None
         maker = mine[-1][0].name
         ordinal = self._counts.get(maker, 0)
         self._counts[maker] = ordinal + 1
+        return mine, maker, ordinal
+
+    def note(
+        self, feature_map: torch.Tensor, layout: Layout | None, static: bool, active: list[tuple[int, Any]]
+    ) -> ObservedProduct | None:
+        """Register a product on ``feature_map`` made while ``active`` modules (outer to inner, as
+        (id, first input)) ran; None when no module of this model was running."""
+        made = self._made(active)
+        return None if made is None else self._register(feature_map, layout, static, *made)
+
+    def note_product(
+        self, product: WeightingProduct, args: tuple[Any, ...], active: list[tuple[int, Any]]
+    ) -> tuple[ObservedProduct, WeightingProduct, MappedFrame | None, torch.Tensor | None] | None:
+        """Register a product candidate; None when no module of this model ran it or it is not
+        weighting (decided now by its lineage while discovering, else as discovery decided). Returns
+        the product's record, the product with its map chosen, its frame and the frame's root map."""
+        made = self._made(active)
+        if made is None:
+            return None
+        mine, maker, ordinal = made
+        root: torch.Tensor | None = None
+        if self.lineage is not None:
+            decision, root = self._decide(product, args, mine, self.lineage)
+            self.decisions[(maker, ordinal)] = decision
+        else:
+            known = self.index.decisions.get((maker, ordinal)) if self.index.decisions is not None else None
+            decision = known if known is not None else Decision(product.layout != "full", product.map_index)
+        if not decision.weighting:
+            return None
+        if decision.map_index != product.map_index:
+            product = WeightingProduct(product.gate_index, product.map_index, product.layout, product.in_place)
+        frame = decision.frame
+        if frame is not None and root is None and frame.owner is not None:
+            owner = id(self.index.module(frame.owner))
+            root = next((first for key, first in active if key == owner), None)
+            if not isinstance(root, torch.Tensor) or tuple(root.shape) != frame.root_shape:
+                root = None
+        gate_static = _is_static(args[product.gate_index], _STATE.static)
+        feature_map = args[product.map_index]
+        layout = frame.layout if frame is not None else product.layout
+        observed = self._register(root if root is not None else feature_map, layout, gate_static, mine, maker, ordinal)
+        observed.note = decision.note if frame is None else frame.note
+        return observed, product, frame, root
+
+    def _decide(
+        self, product: WeightingProduct, args: tuple[Any, ...], mine: list[tuple[_Module, Any]], lineage: Lineage
+    ) -> tuple[Decision, torch.Tensor | None]:
+        map_index, gate_index = product.map_index, product.gate_index
+        if product.layout == "full" and not product.in_place and product.gate_axes is None:
+            if not lineage.map_first(args[map_index], args[gate_index]):
+                map_index, gate_index = gate_index, map_index
+            if lineage.self_gating(args[map_index], args[gate_index]):
+                return Decision(False, map_index, note="a pointwise function of the map itself"), None
+        feature_map = args[map_index]
+        if product.stacked:
+            return Decision(True, map_index, note=_stacked_note(feature_map)), None
+        gate = product.broadcast_gate(args[gate_index])
+        frame, root = lineage.frame(feature_map, gate, ((module.name, first) for module, first in mine))
+        return Decision(True, map_index, frame, None if frame else lineage.unmapped_note(feature_map)), root
+
+    def finish(self, outputs: Sequence[torch.Tensor]) -> None:
+        """After a discovering pass: drop the products that are not weighting (an affine
+        normalisation, a product that only feeds a gate) and remember every decision."""
+        if self.lineage is None:
+            return
+        excluded = self.lineage.excluded(outputs)
+        kept = []
+        for product in self.products:
+            key = (product.maker, product.ordinal)
+            if product.index in excluded and product.layout is not None:
+                self.decisions[key] = Decision(False, 0, note=excluded[product.index])
+            else:
+                kept.append(product)
+        self.products[:] = kept
+        self.index.decisions = dict(self.decisions)
+        self.lineage = None
+
+    def _register(
+        self,
+        feature_map: torch.Tensor,
+        layout: Layout | None,
+        static: bool,
+        mine: list[tuple[_Module, Any]],
+        maker: str,
+        ordinal: int,
+    ) -> ObservedProduct:
         index = len(self.products)
         root = index
         previous = self._afters.get(id(feature_map))
@@ -368,15 +477,41 @@ def _mark_static(output: object, static: dict[int, weakref.ref[torch.Tensor]]) -
                 static[id(item)] = weakref.ref(item)
 
 
-def _shaped_fill(
-    value: float | torch.Tensor, gate: torch.Tensor, feature_map: torch.Tensor, layout: Layout
+def _stacked_note(feature_map: torch.Tensor) -> str:
+    n, k, c, h, w = feature_map.shape
+    return (
+        f"{k} branch maps stacked as ({n}, {k}, {c}, {h}, {w}) with one channel gate each; shown as one "
+        f"({n}, {k * c}, {h}, {w}) map, branch b on channels b*{c} to b*{c}+{c - 1}"
+    )
+
+
+def _lineage() -> Lineage | None:
+    for observation in _STATE.observations:
+        if observation.lineage is not None:
+            return observation.lineage
+    return None
+
+
+def _operand_fill(
+    value: float | torch.Tensor,
+    product: WeightingProduct,
+    operand: torch.Tensor,
+    feature_map: torch.Tensor,
+    frame: MappedFrame | None,
 ) -> torch.Tensor:
-    """A replacement gate broadcastable like ``gate``: a number, or a tensor in the contract layout."""
-    fill = torch.as_tensor(value, dtype=gate.dtype, device=gate.device)
+    """A replacement for the call's gate operand: a number, or a tensor in the contract shape of
+    the stage's layout (in the frame of the map the site shows)."""
+    fill = torch.as_tensor(value, dtype=operand.dtype, device=operand.device)
     if fill.dim() == 0:
-        return fill.expand(gate.shape) if gate.dim() else fill
-    contract = as_contract_gate(gate, feature_map, layout)
-    return fill.to(gate.dtype).expand(contract.shape).reshape(contract.shape)
+        return fill.expand(operand.shape) if operand.dim() else fill
+    if frame is not None:
+        index = frame.index.to(fill.device)
+        return fill.expand(frame.root_shape).reshape(-1)[index.reshape(-1)].view(index.shape)
+    if product.stacked:
+        n, k, c, _, _ = feature_map.shape
+        return fill.expand(n, k * c, 1, 1).reshape(n, k, c, 1, 1)
+    contract = as_contract_gate(product.broadcast_gate(operand), feature_map, product.layout)
+    return product.operand_gate(fill.expand(contract.shape), operand)
 
 
 class _WeightingMode(TorchFunctionMode):
@@ -388,46 +523,60 @@ class _WeightingMode(TorchFunctionMode):
         kwargs: Mapping[str, Any] | None = None,
     ) -> Any:
         kwargs = kwargs or {}
-        product = weighting_product(func, args) if func in MULTIPLICATIONS and not kwargs else None
-        if product is None or not _STATE.observations:
-            target = _written(func, args, kwargs)
-            if target is not None:
-                for observation in _STATE.observations:
-                    if observation.record is not None and observation.record.preserve(target):
-                        observation.index.copy_records = True
-            output = func(*args, **kwargs)
-            static = _STATE.static
-            first = args[0] if args else None
-            # most operations take an activation first: decided without looking further
-            if not (isinstance(first, torch.Tensor) and id(first) not in static) and _arguments_static(
-                args, kwargs, static
-            ):
-                _mark_static(output, static)
+        product = weighting_product(func, args, kwargs) if func in PRODUCT_FUNCTIONS else None
+        handled, output = _handle(func, args, kwargs, product) if product is not None else (False, None)
+        if handled:
             return output
-        return _handle(func, args, product)
+        target = _written(func, args, kwargs)
+        if target is not None:
+            for observation in _STATE.observations:
+                if observation.record is not None and observation.record.preserve(target):
+                    observation.index.copy_records = True
+        output = func(*args, **kwargs)
+        static = _STATE.static
+        first = args[0] if args else None
+        # most operations take an activation first: decided without looking further
+        if not (isinstance(first, torch.Tensor) and id(first) not in static) and _arguments_static(
+            args, kwargs, static
+        ):
+            _mark_static(output, static)
+        lineage = _lineage()
+        if lineage is not None:
+            lineage.observe(func, args, kwargs, output)
+        return output
 
 
-def _handle(func: Callable[..., Any], args: tuple[Any, ...], product: WeightingProduct) -> Any:
-    feature_map: torch.Tensor = args[product.map_index]
-    gate: torch.Tensor = args[product.gate_index]
-    layout = product.layout
-    static = _is_static(gate, _STATE.static)
+def _handle(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any], product: WeightingProduct
+) -> tuple[bool, Any]:
+    """Run a weighting product candidate, recording and replacing its gate for the observations
+    that count it as weighting; (False, output) when none does (it is then an ordinary operation)."""
+    if not _STATE.observations:
+        return False, None
     active = _active_modules()
-    noted = [
-        (observation, observed)
-        for observation in _STATE.observations
-        if (observed := observation.note(feature_map, layout, static, active)) is not None
-    ]
+    noted = []
+    frame: MappedFrame | None = None
+    root: torch.Tensor | None = None
+    for observation in _STATE.observations:
+        found = observation.note_product(product, args, active)
+        if found is not None:
+            noted.append((observation, found[0]))
+            _, product, frame, root = found
     if not noted:
-        return func(*args)
+        return False, None
+    feature_map: torch.Tensor = args[product.map_index]
+    operand: torch.Tensor = args[product.gate_index]
     for observation, observed in noted:
         if observation.fill is not None:
-            value = observation.fill((observed.maker, observed.ordinal), layout)
+            value = observation.fill((observed.maker, observed.ordinal), observed.layout or product.layout)
             if value is not None:
-                gate = _shaped_fill(value, gate, feature_map, layout)
+                operand = _operand_fill(value, product, operand, feature_map, frame)
     recorders = [(observation, observed) for observation, observed in noted if observation.record is not None]
+    shown = root if root is not None else feature_map
+    if product.stacked:
+        shown = stacked_as_map(feature_map)
     before_copies = [
-        observation.record.keep_map(feature_map, copy=product.in_place)
+        observation.record.keep_map(shown, copy=product.in_place and shown is feature_map)
         for observation, _ in recorders
         if observation.record is not None
     ]
@@ -441,24 +590,40 @@ def _handle(func: Callable[..., Any], args: tuple[Any, ...], product: WeightingP
             if observation.record is not None and observation.record.preserve(feature_map):
                 observation.index.copy_records = True
     operands = list(args)
-    operands[product.gate_index] = gate
+    operands[product.gate_index] = operand
     if before_point is not None or after_point is not None:
-        mapped = before_point(feature_map) if before_point is not None else feature_map
-        result = mapped * gate
+        operands[product.map_index] = before_point(feature_map) if before_point is not None else feature_map
+        result = torch.mul(*operands[:2]) if product.in_place else func(*operands, **kwargs)
         if after_point is not None:
             result = after_point(result)
         if product.in_place:
             result = feature_map.copy_(result)
     else:
-        result = func(*operands)
+        result = func(*operands, **kwargs)
+    if recorders:
+        gate = product.broadcast_gate(operand)
+        if product.stacked:
+            n, k, c, _, _ = feature_map.shape
+            contract = stacked_as_map(gate.expand(n, k, c, 1, 1))
+            after_shown = stacked_as_map(result)
+        elif frame is not None:
+            placed = to_root(gate, frame, None)
+            contract = as_contract_gate(placed, placed, frame.layout)
+            after_shown = to_root(result, frame, root)
+        else:
+            contract = as_contract_gate(gate, feature_map, product.layout)
+            after_shown = result
     for (observation, observed), before in zip(recorders, before_copies, strict=True):
         assert observation.record is not None
         observed.before = before
-        observed.gate = observation.record.copy(as_contract_gate(gate, feature_map, layout))
-        observed.after = observation.record.keep_map(result)
+        observed.gate = observation.record.copy(contract)
+        observed.after = observation.record.keep_map(after_shown)
+    lineage = _lineage()
     for observation, observed in noted:
         observation.noted_after(observed, result)
-    return result
+        if lineage is not None and observation.lineage is lineage:
+            lineage.product(observed.index, feature_map, args[product.gate_index], observed.static, result)
+    return True, result
 
 
 def _placeholder_hooks(observation: Observation) -> list[RemovableHandle]:
@@ -500,6 +665,19 @@ def _watch_within(modules: Sequence[nn.Module], owner: int) -> tuple[list[Remova
         handles.append(module.register_forward_pre_hook(enter))
         handles.append(module.register_forward_hook(leave))
     return handles, open_count
+
+
+@contextmanager
+def suspended() -> Iterator[None]:
+    """Within the block, the calling thread's observations see nothing: for a discovering pass run
+    in the middle of another observation (``override_gates`` on a model not yet discovered)."""
+    saved, static = list(_STATE.observations), dict(_STATE.static)
+    _STATE.observations.clear()
+    try:
+        yield
+    finally:
+        _STATE.observations[:] = saved
+        _STATE.static.update(static)
 
 
 @contextmanager

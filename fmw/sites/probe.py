@@ -18,11 +18,12 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from fmw.device import model_device
 from fmw.errors import FMWError
 from fmw.sites.grouping import SiteDraft, group_products
-from fmw.sites.inputs import Inputs, ModelInputs, as_inputs, describe, map_tensors
+from fmw.sites.inputs import Inputs, ModelInputs, as_inputs, describe, map_tensors, tensors_of
 from fmw.sites.observer import (
     Keeper,
     ModelIndex,
@@ -32,6 +33,7 @@ from fmw.sites.observer import (
     model_index,
     observing,
     refuse_unobservable,
+    suspended,
 )
 from fmw.sites.products import Layout
 from fmw.sites.spec import SiteSpec
@@ -41,6 +43,7 @@ __all__ = [
     "GateReplacement",
     "ProbeResult",
     "SiteRecord",
+    "StageRecord",
     "find_sites",
     "observation_points",
     "override_gates",
@@ -58,18 +61,41 @@ NOTHING_FOUND = (
 
 
 @dataclass
+class StageRecord:
+    """One gate of a site in one pass: the stage's ``name`` ("channel", "coord_h", "channel_2"),
+    its ``layout`` (a key of ``fmw.sites.layouts.LAYOUTS``), the ``gate`` in that layout's contract
+    shape in the frame of the site's ``before`` map, and ``frame_note``: None when the gate is
+    shown as applied to that map, else what fmw could not map back (or how it shows the gate)."""
+
+    name: str
+    layout: Layout
+    gate: torch.Tensor
+    frame_note: str | None = None
+
+
+@dataclass
 class SiteRecord:
     """What one weighting site did in one forward pass: ``before`` the first map it weighted,
-    ``gates`` by stage in the contract's layout, ``after`` its last product (for parallel stages,
-    such as scSE's, the last stage's product). All detached, and each record's own: the model's
-    tensors where the model left them as they were, else copies; after ``probe(..., maps=False)``
+    ``stages`` in the order applied, ``after`` its last product (for parallel stages, such as
+    scSE's, the last stage's product). All detached, and each record's own: the model's tensors
+    where the model left them as they were, else copies; after ``probe(..., maps=False)``
     ``before`` and ``after`` are meta tensors (shape and dtype only)."""
 
     name: str
     kind: str
     before: torch.Tensor
     after: torch.Tensor
-    gates: dict[str, torch.Tensor] = field(default_factory=dict)
+    stages: list[StageRecord] = field(default_factory=list)
+
+    @property
+    def gates(self) -> dict[str, torch.Tensor]:
+        """The gates by stage name, in order (a read-only view of ``stages``)."""
+        return {stage.name: stage.gate for stage in self.stages}
+
+    @property
+    def frame_notes(self) -> list[str]:
+        """The stages' frame notes, each once, in order."""
+        return list(dict.fromkeys(stage.frame_note for stage in self.stages if stage.frame_note))
 
 
 @dataclass
@@ -132,14 +158,22 @@ def _run(
     discover: bool = False,
     index: ModelIndex | None = None,
 ) -> tuple[Any, list[SiteDraft]]:
-    """One observed pass: every operation watched when ``discover`` or when the model's sites are
-    not known yet, else only those inside the modules that made its products last time (``index``:
-    the model's, when the caller has it)."""
-    observation = Observation(model, record=keep, known_index=index)
+    """One observed pass: every operation watched when ``discover``, when the model's sites are
+    not known yet, or when some gate was mapped back from a rearranged frame for inputs of other
+    shapes, else only those inside the modules that made its products last time (``index``: the
+    model's, when the caller has it)."""
+    known = index if index is not None else model_index(model)
+    shapes = tuple(tuple(tensor.shape) for tensor in tensors_of((inputs.args, inputs.kwargs)))
+    discover = discover or known.sites is None or known.frame_inputs not in (None, shapes)
+    observation = Observation(model, record=keep, known_index=known, discover=discover)
     within = None if discover else _watched(observation.index, observation.index.sites)
     with observing(observation, within=within), torch.no_grad():
         observation.start_pass()
         output = inputs.call(model)
+    if discover:
+        observation.finish(tensors_of(output))
+        mapped = any(decision.frame is not None for decision in (known.decisions or {}).values())
+        known.frame_inputs = shapes if mapped else None
     drafts = group_products(observation.index, observation.products)
     observation.index.sites = [draft.spec for draft in drafts]
     return output, drafts
@@ -202,6 +236,28 @@ def _stage_keys(sites: Iterable[SiteSpec]) -> dict[StageKey, tuple[str, str]]:
     return {(stage.maker, stage.ordinal): (site.name, stage.name) for site in sites for stage in site.stages}
 
 
+def _discovering_first(model: nn.Module) -> RemovableHandle:
+    """A hook that, before a pass of ``model`` whose products discovery has not judged yet (or
+    judged for inputs of other shapes, where it mapped a frame), runs one discovering pass on the
+    same input, unobserved by the caller's observation, so that the pass itself replaces only
+    weighting products."""
+    running = [False]
+
+    def discover(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        index = model_index(model)
+        shapes = tuple(tuple(tensor.shape) for tensor in tensors_of((args, kwargs)))
+        if running[0] or (index.decisions is not None and index.frame_inputs in (None, shapes)):
+            return
+        running[0] = True
+        try:
+            with suspended():
+                _run(model, Inputs(*args, **kwargs), None, discover=True, index=index)
+        finally:
+            running[0] = False
+
+    return model.register_forward_pre_hook(discover, with_kwargs=True)
+
+
 @contextmanager
 def override_gates(
     model: nn.Module,
@@ -219,7 +275,7 @@ def override_gates(
     The list yielded holds the sites replaced: with ``replacements`` None, those the model's last
     probe found, brought up to date by every pass within the block.
     """
-    if replacements is None:  # every product: no need to know the sites first
+    if replacements is None:  # every product: the sites are found on the first pass's own input
         sites = list(_remembered(model) or [])
 
         def found(products: list[ObservedProduct]) -> None:
@@ -227,8 +283,12 @@ def override_gates(
             _remember(model, list(sites))
 
         observation = Observation(model, fill=lambda key, layout: value, finished=found)
-        with observing(observation, per_pass=True, within=_watched(observation.index, observation.index.sites)):
-            yield sites
+        discovery = _discovering_first(model)
+        try:
+            with observing(observation, per_pass=True, within=_watched(observation.index, observation.index.sites)):
+                yield sites
+        finally:
+            discovery.remove()
         return
     sites = select_sites(model, replacements.keys())
     keys = _stage_keys(sites)
@@ -311,10 +371,13 @@ def probe(
 
     for draft in drafts:
         first, last = draft.products[0], draft.products[-1]
-        stages = zip(draft.spec.stages, draft.products, strict=False)  # a placeholder has no stage
-        gates = {stage.name: product.gate for stage, product in stages if product.gate is not None}
+        stages = [
+            StageRecord(stage.name, stage.layout, product.gate, product.note)
+            for stage, product in zip(draft.spec.stages, draft.products, strict=False)  # a placeholder has none
+            if product.gate is not None
+        ]
         before, after = settled(first.before), settled(last.after)
-        records.append(SiteRecord(draft.spec.name, draft.spec.kind, before, after, gates))
+        records.append(SiteRecord(draft.spec.name, draft.spec.kind, before, after, stages))
     if sites is not None:
         chosen = _check_names(sites, (record.name for record in records))
         records = [record for record in records if record.name in chosen]
