@@ -42,7 +42,7 @@ from fmw.analysis.streaming import (
 from fmw.device import model_device
 from fmw.io.model_spec import ModelOptions, load_model
 from fmw.memory import keep_freed_memory
-from fmw.settings import SOURCE_TREE
+from tests.conftest import REPO
 from tests.image_folders import write_image_folder
 
 CLASSES = [f"class{index:02d}" for index in range(10)]
@@ -51,8 +51,8 @@ CLASSES = [f"class{index:02d}" for index in range(10)]
 def peak_memory(folder: Path, model: str, workers: int, batch_size: int) -> dict[str, int]:
     command = [sys.executable, "-m", "tests.image_folders", str(folder), model]
     command += ["--workers", str(workers), "--batch-size", str(batch_size)]
-    environment = {**os.environ, "PYTHONPATH": str(SOURCE_TREE)}
-    result = subprocess.run(command, capture_output=True, text=True, check=True, env=environment, cwd=SOURCE_TREE)
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(command, capture_output=True, text=True, check=True, env=environment, cwd=REPO)
     measured: dict[str, int] = json.loads(result.stdout.strip().splitlines()[-1])
     return measured
 

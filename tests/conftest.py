@@ -9,10 +9,10 @@ import torch
 
 from fmw.io import CIFAR10_CLASSES, CheckpointMetadata, save_checkpoint
 from fmw.models import build_model
-from fmw.settings import SOURCE_TREE, default_data_path
+from fmw.settings import default_data_path
 
 CIFAR_CLASSES = CIFAR10_CLASSES
-REPO = SOURCE_TREE
+REPO = Path(__file__).resolve().parents[1]  # the checkout the tests run from
 CIFAR_ZIP = default_data_path()
 
 

@@ -32,7 +32,16 @@ def test_checkpoint_directory_comes_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv(settings.CHECKPOINT_DIRECTORY_VARIABLE, str(tmp_path))
     assert settings.checkpoint_directory() == tmp_path
     monkeypatch.delenv(settings.CHECKPOINT_DIRECTORY_VARIABLE)
-    assert settings.checkpoint_directory() == Path(settings.__file__).resolve().parents[1] / "checkpoints"
+    shipped = Path(settings.__file__).resolve().parent / "checkpoints"
+    assert settings.checkpoint_directory() == shipped == settings.SHIPPED_CHECKPOINTS
+    assert sorted(path.stem for path in shipped.glob("*.safetensors")) == [
+        "cbam",
+        "channel",
+        "eca",
+        "none",
+        "scale",
+        "spatial",
+    ]
 
 
 def test_list_checkpoints_puts_the_family_in_display_order(tmp_path):

@@ -10,18 +10,16 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from fmw.settings import SOURCE_TREE
+from tests.conftest import REPO
 
-NOTEBOOK = SOURCE_TREE / "examples" / "inspect_any_model.ipynb"
+NOTEBOOK = REPO / "examples" / "inspect_any_model.ipynb"
 PLOTLY = "application/vnd.plotly.v1+json"
 
 
 @pytest.fixture(scope="module")
 def executed() -> list[list[dict]]:
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(
-        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(SOURCE_TREE)}}
-    ).execute()
+    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
     return [cell.get("outputs", []) for cell in notebook.cells if cell.cell_type == "code"]
 
 

@@ -157,14 +157,18 @@ class ReadingReport:
 
 def open_images(source: str | None, split: str = "test", limit: int | None = None) -> Images:
     """The images ``source`` names: ``torchvision:ROOT`` (torchvision's CIFAR-10, in memory), else a
-    directory or .zip in ImageFolder layout (``open_image_folder``); None: the project's shared
-    CIFAR-10 zip (``$FMW_DATA``). ``limit``: the first N images of each class."""
+    directory or .zip in ImageFolder layout (``open_image_folder``); None: the default
+    dataset (``$FMW_DATA``, else CIFAR-10: ``fmw.io.datasets.default_dataset``). ``limit``: the first
+    N images of each class."""
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be at least 1, got {limit}")
+    download = False
     if source is None:
-        source = str(default_dataset("DIR (one folder of images per class) or a .zip of such folders"))
+        source, download = default_dataset("DIR (one folder of images per class) or a .zip of such folders")
     images: Images = (
-        load_split(source, split) if source.startswith("torchvision:") else open_image_folder(source, split)
+        load_split(source, split, download=download)
+        if source.startswith("torchvision:")
+        else open_image_folder(source, split)
     )
     return images if limit is None else images.subset(limit)
 

@@ -11,6 +11,7 @@ import argparse
 import importlib.util
 import os
 import sys
+import tomllib
 from pathlib import Path
 
 from fmw.errors import FMWError
@@ -25,24 +26,52 @@ def app_path() -> Path:
     spec = importlib.util.find_spec("dashboard.app")
     if spec is None or spec.origin is None:
         raise FMWError(
-            "the dashboard is not installed next to fmw; install the project with its dashboard extra: "
-            "pip install -e '.[dashboard]' (from the repository root)"
+            "the dashboard is not installed next to fmw; install fmw with its dashboard extra: "
+            "pip install 'fmw[dashboard]' (or pip install -e '.[dashboard]' from the repository root)"
         )
     return Path(spec.origin)
 
 
+def _names(arguments: list[str], option: str) -> bool:
+    return any(argument == option or argument.startswith(f"{option}=") for argument in arguments)
+
+
 def with_local_address(arguments: list[str]) -> list[str]:
     """``arguments`` with ``--server.address 127.0.0.1`` added unless they name an address themselves."""
-    named = any(argument == ADDRESS_OPTION or argument.startswith(f"{ADDRESS_OPTION}=") for argument in arguments)
-    return arguments if named else [*arguments, ADDRESS_OPTION, LOCAL_ADDRESS]
+    return arguments if _names(arguments, ADDRESS_OPTION) else [*arguments, ADDRESS_OPTION, LOCAL_ADDRESS]
+
+
+def with_dashboard_settings(arguments: list[str]) -> list[str]:
+    """``arguments`` with the dashboard's Streamlit settings (``dashboard/streamlit.toml``, installed
+    with the package, so they hold from any working directory) added as options, each unless the
+    arguments set it themselves."""
+    settings = app_path().with_name("streamlit.toml")
+    if not settings.is_file():
+        return arguments
+    added: list[str] = []
+    for section, values in tomllib.loads(settings.read_text()).items():
+        for key, value in values.items():
+            option = f"--{section}.{key}"
+            if not _names(arguments, option):
+                added += [option, str(value).lower() if isinstance(value, bool) else str(value)]
+    return [*added, *arguments]
 
 
 def streamlit_command(arguments: list[str]) -> list[str]:
     """The command that runs the app under the current interpreter with ``arguments`` appended,
     bound to 127.0.0.1 unless they give ``--server.address``."""
     if importlib.util.find_spec("streamlit") is None:
-        raise FMWError("streamlit is not installed; run: pip install 'streamlit>=1.45,<2' (or the [dashboard] extra)")
-    return [sys.executable, "-m", "streamlit", "run", str(app_path()), *with_local_address(arguments)]
+        raise FMWError(
+            "streamlit is not installed; run: pip install 'fmw[dashboard]' (or pip install 'streamlit>=1.67,<2')"
+        )
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app_path()),
+        *with_dashboard_settings(with_local_address(arguments)),
+    ]
 
 
 def model_entries(argv: list[str]) -> tuple[list[ModelEntry], list[str]]:

@@ -28,7 +28,8 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
         "--data",
         default=None,
         help="a directory or .zip in ImageFolder layout, DIR/<class>/<image> (any size and format) or "
-        "DIR/<split>/<class>/<image>; or torchvision:DIR (default: $FMW_DATA, else the shared CIFAR-10 zip)",
+        "DIR/<split>/<class>/<image>; or torchvision:DIR (default: $FMW_DATA, else CIFAR-10, downloaded to "
+        "~/.cache/fmw/cifar10 on first use)",
     )
     parser.add_argument(
         "--split",

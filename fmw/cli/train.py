@@ -25,7 +25,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--data",
         default=None,
-        help="zip/dir in ImageFolder layout, or torchvision:DIR (default: ../shared/data/cifar10-jpg.zip)",
+        help="zip/dir in ImageFolder layout, or torchvision:DIR (default: $FMW_DATA, else CIFAR-10, downloaded to "
+        "~/.cache/fmw/cifar10 on first use)",
     )
     parser.add_argument("--download", action="store_true", help="with --data torchvision:DIR, download CIFAR-10 there")
     parser.add_argument("--epochs", type=int, default=defaults.epochs)

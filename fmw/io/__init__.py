@@ -3,7 +3,14 @@ safely, and the image datasets training and statistics read."""
 
 from __future__ import annotations
 
-from fmw.io.checkpoint import CheckpointMetadata, LoadedCheckpoint, load_checkpoint, save_checkpoint
+from fmw.io.checkpoint import (
+    CheckpointMetadata,
+    LoadedCheckpoint,
+    checkpoint_by_name,
+    load_checkpoint,
+    save_checkpoint,
+    shipped_names,
+)
 from fmw.io.datasets import CIFAR10_CLASSES, ImageSplit, load_split, normalize
 from fmw.io.decode import DecodedImage, decode_image, sniff_format
 
@@ -13,10 +20,12 @@ __all__ = [
     "DecodedImage",
     "ImageSplit",
     "LoadedCheckpoint",
+    "checkpoint_by_name",
     "decode_image",
     "load_checkpoint",
     "load_split",
     "normalize",
     "save_checkpoint",
+    "shipped_names",
     "sniff_format",
 ]

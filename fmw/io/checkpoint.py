@@ -18,6 +18,7 @@ from fmw.errors import CheckpointError
 from fmw.io.decode import MAX_SIDE
 from fmw.models import FMWNet, NetConfig, build_model
 from fmw.models.weights import compare_state_dicts, read_safetensors
+from fmw.settings import SHIPPED_CHECKPOINTS, checkpoint_directory
 
 FORMAT_NAME = "fmw-checkpoint"
 
@@ -212,18 +213,44 @@ def save_checkpoint(path: str | Path, model: FMWNet, metadata: CheckpointMetadat
     return path
 
 
+def shipped_names() -> list[str]:
+    """The names of the checkpoints fmw ships (``cbam``, ``channel``, ...), which ``load_checkpoint``
+    and every ``--model`` / ``--checkpoint`` option take in place of a path."""
+    return sorted(path.stem for path in SHIPPED_CHECKPOINTS.glob("*.safetensors"))
+
+
+def checkpoint_by_name(name: str) -> Path | None:
+    """The checkpoint a bare ``name`` (no folder; ``.safetensors`` optional) stands for: the file of
+    that name in the checkpoint folder (``$FMW_CHECKPOINT_DIR``), else the shipped one; None when
+    ``name`` is a path or neither has it."""
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        return None
+    stem = name.removesuffix(".safetensors")
+    for folder in (checkpoint_directory(), SHIPPED_CHECKPOINTS):
+        path = folder / f"{stem}.safetensors"
+        if path.is_file():
+            return path
+    return None
+
+
 def load_checkpoint(
     source: str | Path | bytes, device: str | torch.device = "cpu", name: str | None = None
 ) -> LoadedCheckpoint:
-    """Load an fmw checkpoint (a path or the file's bytes) into an eval-mode model on ``device``."""
+    """Load an fmw checkpoint (a path, the name of a shipped one such as ``"cbam"``, or the file's
+    bytes) into an eval-mode model on ``device``."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         label = name or "uploaded checkpoint"
     else:
         path = Path(source)
+        if not path.is_file():
+            path = checkpoint_by_name(str(source)) or path
         label = name or str(path)
         if not path.is_file():
-            raise CheckpointError(f"{label}: no such file. Give the path of an fmw .safetensors checkpoint.")
+            raise CheckpointError(
+                f"{label}: no such file. Give the path of an fmw .safetensors checkpoint, or the name of a "
+                f"shipped one ({', '.join(shipped_names())})."
+            )
         data = path.read_bytes()
     tensors, strings = read_safetensors(data, label)
     metadata = CheckpointMetadata.from_strings(strings, label)

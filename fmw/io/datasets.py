@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from fmw.errors import DataError
-from fmw.settings import DATA_VARIABLE, default_data_path
+from fmw.settings import DATA_VARIABLE, cache_directory, default_data_path
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -84,21 +84,25 @@ def jpeg_roundtrip(image: Image.Image, quality: int) -> Image.Image:
 
 
 def default_cifar10_path() -> Path | None:
-    """The default dataset (``fmw.settings.default_data_path``: ``$FMW_DATA``, else the project's
-    shared CIFAR-10 JPEG zip), if it is there."""
+    """The default dataset (``fmw.settings.default_data_path``: ``$FMW_DATA``, else the development
+    set-up's shared CIFAR-10 JPEG zip, else torchvision's CIFAR-10 in fmw's cache folder), if it is
+    there or can be fetched (a ``torchvision:DIR`` source)."""
     path = default_data_path()
     return path if path.exists() or str(path).startswith("torchvision:") else None
 
 
-def default_dataset(instead: str) -> Path:
-    """``default_cifar10_path``, or a ``DataError`` saying to pass ``--data`` + ``instead``."""
+def default_dataset(instead: str) -> tuple[str, bool]:
+    """``default_cifar10_path`` as a source, and whether it may be downloaded (True for the cache
+    folder's torchvision CIFAR-10, the default on a user's machine); a ``DataError`` saying to pass
+    ``--data`` + ``instead`` when the default is absent."""
     path = default_cifar10_path()
     if path is None:
         raise DataError(
             f"no dataset given and the default, {default_data_path()}, is absent; pass --data {instead}, "
             f"or set {DATA_VARIABLE}"
         )
-    return path
+    source = str(path)
+    return source, source == f"torchvision:{cache_directory() / 'cifar10'}"
 
 
 def _decode(data: bytes, name: str, size: tuple[int, int] | None) -> np.ndarray:
@@ -167,7 +171,9 @@ def _load_torchvision_cifar10(root: str, split: str, download: bool) -> ImageSpl
         raise DataError(f"torchvision CIFAR-10 at {root!r}: {error}.{hint}") from None
     except OSError as error:
         raise DataError(
-            f"torchvision CIFAR-10 could not be downloaded ({error}); pass a path to a local copy"
+            f"torchvision CIFAR-10 could not be downloaded to {root!r} ({error}): this needs internet. "
+            f"Offline, pass --data PATH to a local copy (a zip or directory in ImageFolder layout), or set "
+            f"{DATA_VARIABLE}"
         ) from None
     images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
     return ImageSplit(images, torch.tensor(dataset.targets), list(dataset.classes), f"torchvision-cifar10:{split}")
@@ -179,14 +185,15 @@ def load_split(
     """Load ``split`` ("train" or "test") into memory.
 
     ``source``: a .zip or directory in ImageFolder layout; ``torchvision:ROOT`` for torchvision's
-    CIFAR-10 under ROOT (fetched when ``download``); None for the project's shared CIFAR-10 zip.
+    CIFAR-10 under ROOT (fetched when ``download``); None for the default (``default_dataset``).
     """
     if split not in {"train", "test"}:
         raise DataError(f"split must be 'train' or 'test', got {split!r}")
     if source is None:
-        source = default_dataset(
+        source, fetch = default_dataset(
             "PATH (a zip or directory with train/<class>/ and test/<class>/), --data torchvision:DIR --download"
         )
+        download = download or fetch
     text = str(source)
     if text.startswith("torchvision:"):
         return _load_torchvision_cifar10(text.split(":", 1)[1], split, download)

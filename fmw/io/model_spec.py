@@ -1,7 +1,7 @@
 """One way to name a model everywhere (commands, notebooks, the dashboard's command line): a model
 SPEC, and the options that go with it.
 
-- ``path/to/model.safetensors``: an fmw checkpoint;
+- ``path/to/model.safetensors``: an fmw checkpoint; a bare name (``cbam``) for a shipped one;
 - ``torchvision:NAME``: any torchvision classification model, ImageNet weights fetched the way
   torchvision fetches them (``--random-weights`` for a seeded random initialisation);
 - ``timm:NAME``: any timm model, pretrained weights fetched by timm (or random);
@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from fmw.errors import FMWError
-from fmw.io.checkpoint import LoadedCheckpoint, load_checkpoint
+from fmw.io.checkpoint import LoadedCheckpoint, checkpoint_by_name, load_checkpoint
 from fmw.models.user import IMAGENET_MEAN, IMAGENET_STD, UserModelOptions, is_factory_spec, load_user_model
 from fmw.models.zoo import ZooModel, build_timm_model, load_state_dict_upload, load_torchvision_model
 
@@ -105,10 +105,11 @@ def load_model(spec: str, options: ModelOptions = ModelOptions()) -> LoadedCheck
     """The model ``spec`` names (see the module's docstring), in eval mode on ``options.device``.
     Every failure is an ``FMWError`` (``CheckpointError``, ``ZooError``, ...) saying what to do."""
     spec = spec.strip()
-    if spec.endswith(".safetensors") and not is_factory_spec(spec):
+    named = checkpoint_by_name(spec) if ":" not in spec else None  # a shipped checkpoint by name, e.g. "cbam"
+    if named is not None or (spec.endswith(".safetensors") and not is_factory_spec(spec)):
         if options.weights is not None:
             raise FMWError(f"{spec} is an fmw checkpoint: it holds its weights, so --weights does not apply")
-        return load_checkpoint(Path(spec), options.device)
+        return load_checkpoint(named or Path(spec), options.device)
     family, colon, name = spec.partition(":")
     if colon and family in ("torchvision", "timm"):
         if not name:
