@@ -1,6 +1,7 @@
 """Benchmark: fmw's probe (with discovery) against a plain forward pass of the same model, in one
 process: the fmw family (channel and CBAM networks, 32 px) and torchvision models with several
-discovered sites (mobilenet_v3_small: 9 SE sites, efficientnet_b0: 16; 224 px), random weights,
+discovered sites (mobilenet_v3_small: 9 SE sites, efficientnet_b0: 16; 224 px), timm's ResNet-18
+with coordinate and full-size gates (64 px), random weights,
 batch 1 and 32. Targets: probe/plain <= 1.3x at batch 1 and <= 1.15x at batch 32.
 
 Two costs are reported. "probe": the steady state, a model probed before (its sites are known, so
@@ -48,7 +49,20 @@ def cases() -> dict[str, tuple[Callable[[], nn.Module], int]]:
         "fmw cbam": (lambda: build_model(weighting="cbam"), 32),
         "mobilenet_v3_small": (lambda: mobilenet_v3_small(weights=None), 224),
         "efficientnet_b0": (lambda: efficientnet_b0(weights=None), 224),
+        "timm r18 coord+full": (_coordinate_and_full_resnet, 64),
     }
+
+
+def _coordinate_and_full_resnet() -> nn.Module:
+    """timm's ResNet-18 with coordinate attention (coord_w and coord_h gates) in its first four
+    blocks and its simple variant (one full-size gate) in the last four: 8 sites, 12 gates."""
+    import timm
+
+    model = timm.create_model("resnet18", pretrained=False, block_args={"attn_layer": "coord"})
+    full = timm.create_model("resnet18", pretrained=False, block_args={"attn_layer": "scoord"})
+    for name in ("layer3.0.se", "layer3.1.se", "layer4.0.se", "layer4.1.se"):
+        model.set_submodule(name, full.get_submodule(name))
+    return model
 
 
 def plain(model: nn.Module, images: torch.Tensor) -> None:
