@@ -110,7 +110,7 @@ def test_records_are_bit_exact_against_independent_hooks(kind: str) -> None:
         for gate in record.gates.values():
             recomputed = recomputed * gate
         assert torch.equal(record.after, recomputed)
-        assert len(record.gates) == {"none": 0, "cbam": 2}.get(kind, 1)
+        assert len(record.gates) == {"none": 0, "cbam": 2, "coord": 2}.get(kind, 1)
 
 
 class InPlaceAfterSite(nn.Module):

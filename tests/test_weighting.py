@@ -13,8 +13,10 @@ from fmw.layers import (
     CBAM,
     WEIGHTING_LAYERS,
     ChannelScaling,
+    CoordinateAttention,
     EfficientChannelAttention,
     NoWeighting,
+    SimAM,
     SpatialAttention,
     SqueezeExcitation,
     WeightingLayer,
@@ -23,9 +25,15 @@ from fmw.layers import (
     squeeze_excitation_hidden,
 )
 
-KINDS = ["none", "scale", "spatial", "channel", "cbam", "eca"]
-SIGMOID_KINDS = ["spatial", "channel", "cbam", "eca"]
-GATE_SHAPES = {"channel": lambda n, c, h, w: (n, c, 1, 1), "spatial": lambda n, c, h, w: (n, 1, h, w)}
+KINDS = ["none", "scale", "spatial", "channel", "cbam", "eca", "coord", "simam"]
+SIGMOID_KINDS = ["spatial", "channel", "cbam", "eca", "coord", "simam"]
+GATE_SHAPES = {
+    "channel": lambda n, c, h, w: (n, c, 1, 1),
+    "spatial": lambda n, c, h, w: (n, 1, h, w),
+    "coord_w": lambda n, c, h, w: (n, c, 1, w),
+    "coord_h": lambda n, c, h, w: (n, c, h, 1),
+    "full": lambda n, c, h, w: (n, c, h, w),
+}
 EXPECTED_STAGES = {
     "none": [],
     "scale": ["channel"],
@@ -33,6 +41,8 @@ EXPECTED_STAGES = {
     "channel": ["channel"],
     "cbam": ["channel", "spatial"],
     "eca": ["channel"],
+    "coord": ["coord_w", "coord_h"],
+    "simam": ["full"],
 }
 
 Grid = list[list[list[float]]]  # [channel][row][column] of one image
@@ -165,7 +175,7 @@ def test_no_weighting_is_the_identity_without_parameters() -> None:
     assert list(layer.parameters()) == []
 
 
-@pytest.mark.parametrize("kind", [kind for kind in KINDS if kind != "none"])
+@pytest.mark.parametrize("kind", [kind for kind in KINDS if kind not in ("none", "simam")])
 def test_gradients_reach_every_parameter(kind: str) -> None:
     torch.manual_seed(2)
     layer = create_weighting(kind, 16)
@@ -291,6 +301,58 @@ def test_eca_kernel_size_follows_the_paper_rule(channels: int, kernel: int) -> N
     assert layer(torch.randn(1, channels, 2, 2)).shape == (1, channels, 2, 2)
 
 
+def test_coordinate_attention_matches_hand_computation() -> None:
+    layer = randomised(CoordinateAttention(4)).eval()  # batch norm with its (random) running statistics
+    with torch.no_grad():
+        layer.norm.running_var.abs_()
+    assert layer.squeeze.out_channels == 8, "hidden width max(8, C // 32)"
+    torch.manual_seed(7)
+    x = torch.randn(1, 4, 3, 2, dtype=torch.float64)  # H != W, so rows and columns cannot be swapped
+    image = grid(x)
+    height, width = 3, 2
+    pooled = [[sum(image[c][i]) / width for i in range(height)] for c in range(4)]  # z_h: mean over columns
+    pooled += [[sum(image[c][i][j] for i in range(height)) / height for j in range(width)] for c in range(4)]
+
+    def hidden(position: list[float]) -> list[float]:
+        values = dense(layer.squeeze.weight.tolist(), bias_of(layer.squeeze).tolist(), position)
+        norm = layer.norm
+        assert norm.running_mean is not None and norm.running_var is not None
+        normed = [
+            (v - norm.running_mean[k].item()) / math.sqrt(norm.running_var[k].item() + norm.eps) * norm.weight[k].item()
+            + norm.bias[k].item()
+            for k, v in enumerate(values)
+        ]
+        return [v * min(max(v + 3, 0.0), 6.0) / 6 for v in normed]  # hard-swish
+
+    rows = [hidden([pooled[c][i] for c in range(4)]) for i in range(height)]
+    columns = [hidden([pooled[4 + c][j] for c in range(4)]) for j in range(width)]
+    gate_h = [
+        [sigmoid(v) for v in dense(layer.height.weight.tolist(), bias_of(layer.height).tolist(), r)] for r in rows
+    ]
+    gate_w = [
+        [sigmoid(v) for v in dense(layer.width.weight.tolist(), bias_of(layer.width).tolist(), k)] for k in columns
+    ]
+    expected = [
+        [[image[c][i][j] * gate_w[j][c] * gate_h[i][c] for j in range(width)] for i in range(height)] for c in range(4)
+    ]
+    assert_matches(layer(x), expected)
+
+
+def test_simam_matches_hand_computation() -> None:
+    layer = SimAM(4)
+    assert list(layer.parameters()) == [], "parameter-free"
+    x = tiny_input()
+    image = grid(x)
+    expected = []
+    for channel in image:
+        values = [v for row in channel for v in row]
+        mean = sum(values) / len(values)
+        variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+        energy = [[(v - mean) ** 2 / (4 * (variance + 1e-4)) + 0.5 for v in row] for row in channel]
+        expected.append([[v * sigmoid(e) for v, e in zip(row, energies)] for row, energies in zip(channel, energy)])
+    assert_matches(layer(x), expected)
+
+
 def test_registry_maps_every_short_name_to_its_class() -> None:
     assert {
         "none": NoWeighting,
@@ -299,6 +361,8 @@ def test_registry_maps_every_short_name_to_its_class() -> None:
         "channel": SqueezeExcitation,
         "cbam": CBAM,
         "eca": EfficientChannelAttention,
+        "coord": CoordinateAttention,
+        "simam": SimAM,
     } == WEIGHTING_LAYERS
     for kind, cls in WEIGHTING_LAYERS.items():
         layer = create_weighting(kind, 8)

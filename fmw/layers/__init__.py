@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from fmw.layers.base import NoWeighting, WeightingLayer
 from fmw.layers.cbam import CBAM, CBAMChannelGate, CBAMSpatialGate
+from fmw.layers.coordinate import CoordinateAttention
 from fmw.layers.eca import EfficientChannelAttention, eca_kernel_size
 from fmw.layers.registry import WEIGHTING_LAYERS, create_weighting
 from fmw.layers.scale import ChannelScaling, LearnedScale
+from fmw.layers.simam import SimAM
 from fmw.layers.spatial import SpatialAttention
 from fmw.layers.squeeze_excitation import SqueezeExcitation, squeeze_excitation_hidden
 
@@ -17,9 +19,11 @@ __all__ = [
     "CBAMChannelGate",
     "CBAMSpatialGate",
     "ChannelScaling",
+    "CoordinateAttention",
     "EfficientChannelAttention",
     "LearnedScale",
     "NoWeighting",
+    "SimAM",
     "SpatialAttention",
     "SqueezeExcitation",
     "WeightingLayer",

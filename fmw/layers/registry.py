@@ -5,14 +5,25 @@ from __future__ import annotations
 
 from fmw.layers.base import NoWeighting, WeightingLayer
 from fmw.layers.cbam import CBAM
+from fmw.layers.coordinate import CoordinateAttention
 from fmw.layers.eca import EfficientChannelAttention
 from fmw.layers.scale import ChannelScaling
+from fmw.layers.simam import SimAM
 from fmw.layers.spatial import SpatialAttention
 from fmw.layers.squeeze_excitation import SqueezeExcitation
 
 WEIGHTING_LAYERS: dict[str, type[WeightingLayer]] = {
     cls.kind: cls
-    for cls in (NoWeighting, ChannelScaling, SpatialAttention, SqueezeExcitation, CBAM, EfficientChannelAttention)
+    for cls in (
+        NoWeighting,
+        ChannelScaling,
+        SpatialAttention,
+        SqueezeExcitation,
+        CBAM,
+        EfficientChannelAttention,
+        CoordinateAttention,
+        SimAM,
+    )
 }
 
 
