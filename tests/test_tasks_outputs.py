@@ -1,4 +1,4 @@
-"""Tasks (fmw.analysis.tasks): inferred from the output, checked when given, predictions per task,
+"""Tasks (fmw.models.tasks): inferred from the output, checked when given, predictions per task,
 weighting-off comparisons and attribution scores, on torchvision's segmenter and detector, a
 YOLO-style model with and without its postprocess function, and hand-made outputs with known numbers."""
 
@@ -10,7 +10,17 @@ import torch
 
 import fmw
 from fmw.analysis.attribution import attribute_input
-from fmw.analysis.tasks import TASKS, check_task, infer_task, postprocessed, task_score
+from fmw.models.tasks import (
+    TASKS,
+    Detection,
+    OtherOutput,
+    Segmentation,
+    TopK,
+    check_task,
+    infer_task,
+    postprocessed,
+    task_score,
+)
 from tests import tasks_models
 
 
@@ -62,23 +72,27 @@ def test_a_postprocess_that_raises_or_returns_the_wrong_structure_is_refused(out
 
 def test_predictions_per_task(outputs) -> None:
     top = TASKS["classification"].predictions(outputs["logits"], 1, [f"c{i}" for i in range(10)], top_k=3)
+    assert isinstance(top, TopK)
     expected = outputs["logits"][1].softmax(0).topk(3)
     assert [c[0] for c in top.classes] == expected.indices.tolist()
     assert [c[2] for c in top.classes] == pytest.approx(expected.values.tolist())
 
     segmentation = TASKS["segmentation"].predictions(outputs["lraspp"], 0, ["background"])
+    assert isinstance(segmentation, Segmentation)
     mask = outputs["lraspp"]["out"][0].argmax(0).numpy()
     assert np.array_equal(segmentation.mask, mask)
-    assert sum(share for _, _, share in segmentation.shares) == pytest.approx(1.0)
+    assert float(sum(share for _, _, share in segmentation.shares)) == pytest.approx(1.0)
     first, _, share = segmentation.shares[0]
     assert share == pytest.approx((mask == first).mean()) and share == max(s for _, _, s in segmentation.shares)
 
     found = outputs["faster_rcnn"][0]
     for threshold in (0.0, float(found["scores"].median())):
         detection = TASKS["detection"].predictions(outputs["faster_rcnn"], 0, [], threshold=threshold)
+        assert isinstance(detection, Detection)
         assert len(detection.scores) == int((found["scores"] >= threshold).sum())
         assert list(detection.scores) == sorted(detection.scores, reverse=True)
     other = TASKS["other"].predictions(outputs["yolo"])
+    assert isinstance(other, OtherOutput)
     assert other.shapes == [(1, 8, 8, 8), (1, 8, 4, 4), (1, 8, 2, 2)]
 
 

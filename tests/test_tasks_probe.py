@@ -26,7 +26,7 @@ MOBILENET_SE = [f"{index}.block.2" for index in (4, 5, 6, 11, 12, 13, 14, 15)]
 
 
 def _identity(module: nn.Module) -> None:
-    module.forward = lambda x: x  # type: ignore[method-assign]
+    module.forward = lambda x: x
 
 
 def _lraspp_head_without_product(head: LRASPPHead) -> None:
@@ -35,7 +35,7 @@ def _lraspp_head_without_product(head: LRASPPHead) -> None:
         x = F.interpolate(head.cbr(high), size=low.shape[-2:], mode="bilinear", align_corners=False)
         return head.low_classifier(low) + head.high_classifier(x)
 
-    head.forward = forward  # type: ignore[method-assign]
+    head.forward = forward
 
 
 def _without_products(model: nn.Module) -> nn.Module:

@@ -4,7 +4,7 @@ Grad-CAM, activation and conductance on both sides of one weighting site, and sw
 Every function takes a model and its input as the model takes it (a normalised batch (N, C, H, W),
 a list of same-sized image tensors, or ``fmw.Inputs`` whose first 4-D tensor is the one attributed)
 and returns dataclasses of numpy arrays. A ``score`` function turns the model's output into scores
-(N, K) (default: the output itself, a classifier's logits; ``fmw.analysis.tasks`` gives one per task).
+(N, K) (default: the output itself, a classifier's logits; ``fmw.models.tasks`` gives one per task).
 ``override`` runs the same computation with gates replaced (``"all"``: every gate at 1,
 or an ``override_gates`` mapping such as a dataset-mean gate), so attributions and predictions can
 be compared site by site: ``ablation_steps`` lists "weighting on", each site off alone, and all off.
@@ -83,7 +83,7 @@ def logits_score(output: Any) -> torch.Tensor:
         return output
     raise FMWError(
         f"the model returned {describe(output)}, not logits (N, classes); pass score=... turning its output "
-        "into scores (N, K) (fmw.analysis.tasks.task_score gives one for segmentation, detection and other outputs)"
+        "into scores (N, K) (fmw.models.tasks.task_score gives one for segmentation, detection and other outputs)"
     )
 
 

@@ -27,5 +27,8 @@ def open_models(specs: list[str], options: ModelOptions) -> tuple[dict[str, Anal
 
 
 def describe(model: Analysable) -> str:
-    """What a model is, in a few words: its weighting for a checkpoint, its source otherwise."""
-    return f"{model.metadata.weighting} weighting" if isinstance(model, LoadedCheckpoint) else model.source
+    """What a model is, in a few words: its weighting for a checkpoint, its source and task otherwise."""
+    if isinstance(model, LoadedCheckpoint):
+        return f"{model.metadata.weighting} weighting"
+    postprocess = " (after its postprocess function)" if model.postprocess is not None else ""
+    return f"{model.source}; task: {model.task}{postprocess}"

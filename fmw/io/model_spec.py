@@ -57,7 +57,9 @@ class ModelOptions:
     """Options for ``load_model``. ``weights``: a state dict for a factory (or a torchvision
     architecture); ``random_weights``: a seeded random initialisation instead of published weights;
     ``input_size``, ``mean``, ``std``: preprocessing (defaults: the weights' own, else 224 px and
-    ImageNet's statistics); ``classes``: a file with one class name a line."""
+    ImageNet's statistics); ``classes``: a file with one class name a line; ``task``: what the output
+    means (default: inferred from it; ``fmw.models.tasks.TASKS``); ``postprocess``: ``FILE.py:FUNCTION``
+    turning a factory model's raw output into detection's boxes."""
 
     weights: Path | None = None
     random_weights: bool = False
@@ -68,6 +70,8 @@ class ModelOptions:
     seed: int = 0
     device: str | torch.device = "cpu"
     allow_download: bool = True
+    task: str | None = None
+    postprocess: str | None = None
 
 
 def spec_name(spec: str) -> str:
@@ -98,7 +102,15 @@ def _adjusted(model: ZooModel, options: ModelOptions) -> ZooModel:
             preprocessing, mean=options.mean or preprocessing.mean, std=options.std or preprocessing.std
         )
     names = list(read_classes(options.classes)) if options.classes is not None else model.class_names
-    return dataclasses.replace(model, preprocessing=preprocessing, class_names=names)
+    if options.postprocess is not None:
+        raise FMWError(f"--postprocess applies to FILE.py:FACTORY models; {model.name} returns {model.task} outputs")
+    if options.task not in (None, model.task, "other"):
+        raise FMWError(
+            f"{model.name} is a {model.task} model, so --task {options.task} contradicts its output; "
+            f"leave --task out (or give --task other to show its output as it is)"
+        )
+    task = options.task or model.task
+    return dataclasses.replace(model, preprocessing=preprocessing, class_names=names, task=task)
 
 
 def load_model(spec: str, options: ModelOptions = ModelOptions()) -> LoadedCheckpoint | ZooModel:
@@ -141,6 +153,8 @@ def load_model(spec: str, options: ModelOptions = ModelOptions()) -> LoadedCheck
             std=options.std or IMAGENET_STD,
             class_names=read_classes(options.classes) if options.classes is not None else None,
             seed=options.seed,
+            task=options.task,
+            postprocess=options.postprocess,
         )
         return load_user_model(spec, user, options.device)
     raise FMWError(f"{spec!r} is not a model spec fmw knows; give one of: {SPEC_FORMS}")
@@ -198,6 +212,20 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = Fal
         default=None,
         help="a file with one class name a line (default: the weights' own; 'class 0', 'class 1', ...)",
     )
+    group.add_argument(
+        "--task",
+        choices=list(TASKS),
+        default=None,
+        help="what the model's output means (default: inferred from it: logits (N, classes) -> classification, "
+        "(N, classes, H, W) or {'out': ...} -> segmentation, a list of {boxes, labels, scores} -> detection)",
+    )
+    group.add_argument(
+        "--postprocess",
+        default=None,
+        metavar="FILE.py:FUNCTION",
+        help="for FILE.py:FACTORY models: a function turning the raw output (a YOLO head's maps) into a list of "
+        "{boxes, labels, scores} per image (default: none; such a model is shown as 'other')",
+    )
 
 
 def model_options_from_args(args: argparse.Namespace, device: str | torch.device = "cpu") -> ModelOptions:
@@ -209,12 +237,14 @@ def model_options_from_args(args: argparse.Namespace, device: str | torch.device
         std=args.std,
         classes=args.classes,
         device=device,
+        task=args.task,
+        postprocess=args.postprocess,
     )
 
 
 MODELS_VARIABLE = "FMW_MODELS"
 CONFIG_FILE = "fmw-models.toml"
-_ENTRY_KEYS = {"spec", "weights", "random_weights", "input_size", "mean", "std", "classes"}
+_ENTRY_KEYS = {"spec", "weights", "random_weights", "input_size", "mean", "std", "classes", "task", "postprocess"}
 
 
 @dataclass(frozen=True)
@@ -228,6 +258,17 @@ class ModelEntry:
     @property
     def label(self) -> str:
         return self.spec
+
+
+def _text(raw: Mapping[str, Any], key: str, source: str) -> str | None:
+    value = raw.get(key)
+    if value is not None and not isinstance(value, str):
+        raise FMWError(
+            f'{source}: {key} must be a string, e.g. {key} = "{"detection" if key == "task" else "yolo.py:decode"}"'
+        )
+    if key == "task" and value is not None and value not in TASKS:
+        raise FMWError(f"{source}: unknown task {value!r}; give one of: {', '.join(TASKS)}")
+    return value
 
 
 def _entry(raw: Mapping[str, Any], source: str) -> ModelEntry:
@@ -260,6 +301,8 @@ def _entry(raw: Mapping[str, Any], source: str) -> ModelEntry:
         mean=numbers("mean"),
         std=numbers("std"),
         classes=path("classes"),
+        task=_text(raw, "task", source),
+        postprocess=_text(raw, "postprocess", source),
     )
     return ModelEntry(raw["spec"], options)
 
@@ -267,7 +310,7 @@ def _entry(raw: Mapping[str, Any], source: str) -> ModelEntry:
 def _raw(entry: ModelEntry) -> dict[str, Any]:
     options = entry.options
     raw: dict[str, Any] = {"spec": entry.spec, "random_weights": options.random_weights}
-    for key in ("weights", "classes"):
+    for key in ("weights", "classes", "task", "postprocess"):
         value = getattr(options, key)
         if value is not None:
             raw[key] = str(value)
@@ -292,6 +335,16 @@ def entries_from_json(text: str, source: str = MODELS_VARIABLE) -> list[ModelEnt
     return [_entry(item, source) for item in raw]
 
 
+def _beside(spec: str, base: Path) -> str:
+    """``spec`` with a relative ``FILE.py`` or ``.safetensors`` path taken from ``base``."""
+    target, colon, factory = spec.rpartition(":")
+    if colon and target.endswith(".py") and not Path(target).is_absolute():
+        return f"{base / target}:{factory}"
+    if spec.endswith(".safetensors") and not Path(spec).is_absolute():
+        return str(base / spec)
+    return spec
+
+
 def read_model_config(path: Path) -> list[ModelEntry]:
     """The ``[[model]]`` tables of a TOML file (README: "Your models in the dashboard"); relative
     paths in it are taken from the file's folder."""
@@ -311,12 +364,9 @@ def read_model_config(path: Path) -> list[ModelEntry]:
             weights=None if entry.options.weights is None else base / entry.options.weights,
             classes=None if entry.options.classes is None else base / entry.options.classes,
         )
-        spec = entry.spec
-        target, colon, factory = spec.rpartition(":")
-        if colon and target.endswith(".py") and not Path(target).is_absolute():
-            spec = f"{base / target}:{factory}"
-        elif spec.endswith(".safetensors") and not Path(spec).is_absolute():
-            spec = str(base / spec)
+        spec = _beside(entry.spec, base)
+        if options.postprocess is not None:
+            options = dataclasses.replace(options, postprocess=_beside(options.postprocess, base))
         entries.append(ModelEntry(spec, options))
     return entries
 

@@ -1,6 +1,7 @@
 """What a model's output means, by task: classification, segmentation, detection or other, an open
-registry (``TASKS``; a new task is a new entry). Each task recognises its output, turns it into
-predictions per image, picks an attribution score and compares outputs with weighting on and off.
+registry (``TASKS``; a new task is a new entry), beside the models so that opening one infers it.
+Each task recognises its output, turns it into predictions per image, picks an attribution score
+and compares outputs with weighting on and off.
 
 Structures: classification, logits (N, classes); segmentation, logits (N, classes, H, W) or a dict
 holding them under "out" (torchvision's segmenters); detection, a list of one dict per image with
@@ -25,12 +26,14 @@ __all__ = [
     "TASKS",
     "Detection",
     "OtherOutput",
+    "Prediction",
     "Segmentation",
     "Task",
     "TopK",
     "check_task",
     "infer_task",
     "postprocessed",
+    "segmentation_logits",
     "task_score",
 ]
 
@@ -38,7 +41,8 @@ MATCH_IOU = 0.5  # a box off matches a box on at this IoU or more (COCO's AP50 t
 MOVED_IOU = 0.9  # a matched box below this IoU moved
 
 
-def _segmentation_logits(output: Any) -> torch.Tensor | None:
+def segmentation_logits(output: Any) -> torch.Tensor | None:
+    """A segmenter's logits (N, classes, H, W): the output itself or its "out"; None otherwise."""
     if isinstance(output, Mapping):
         output = output.get("out")
     return output if isinstance(output, torch.Tensor) and output.dim() == 4 else None
@@ -123,7 +127,7 @@ def _classify(output: Any, image: int, class_names: Sequence[str], top_k: int, t
 
 
 def _segment(output: Any, image: int, class_names: Sequence[str], top_k: int, threshold: float) -> Segmentation:
-    logits = _segmentation_logits(output)
+    logits = segmentation_logits(output)
     assert logits is not None
     mask = logits[image].argmax(0).cpu().numpy()
     counts = np.bincount(mask.ravel(), minlength=logits.shape[1])
@@ -173,7 +177,7 @@ def _compare_classification(on: Any, off: Any) -> dict[str, float]:
 
 
 def _compare_segmentation(on: Any, off: Any) -> dict[str, float]:
-    mask_on, mask_off = _segmentation_logits(on).argmax(1), _segmentation_logits(off).argmax(1)  # type: ignore[union-attr]
+    mask_on, mask_off = segmentation_logits(on).argmax(1), segmentation_logits(off).argmax(1)  # type: ignore[union-attr]
     result = {"pixels changed": float((mask_on != mask_off).float().mean())}
     for k in torch.unique(torch.cat([mask_on.flatten(), mask_off.flatten()])).tolist():
         a, b = mask_on == k, mask_off == k
@@ -238,7 +242,7 @@ TASKS: dict[str, Task] = {
         ),
         Task(
             "segmentation",
-            lambda out: _segmentation_logits(out) is not None,
+            lambda out: segmentation_logits(out) is not None,
             "logits (N, classes, H, W), or a dict holding them under 'out'",
             _segment,
             _compare_segmentation,
@@ -312,12 +316,12 @@ def task_score(task: str, reference: Any, *, box: int = 0, tensor: int = 0) -> C
     if task == "classification":
         return lambda output: output
     if task == "segmentation":
-        logits = _segmentation_logits(reference)
+        logits = segmentation_logits(reference)
         assert logits is not None
         regions = torch.nn.functional.one_hot(logits.argmax(1), logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
 
         def region_sum(output: Any) -> torch.Tensor:
-            current = _segmentation_logits(output)
+            current = segmentation_logits(output)
             assert current is not None
             return (current * regions.to(current.device).repeat(current.shape[0] // regions.shape[0], 1, 1, 1)).sum(
                 (2, 3)

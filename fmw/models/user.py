@@ -11,18 +11,29 @@ import hashlib
 import importlib
 import importlib.util
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import torch
 from torch import nn
 
 from fmw.errors import CheckpointError, FMWError
+from fmw.models.tasks import check_task, postprocessed, segmentation_logits
 from fmw.models.weights import compare_state_dicts, load_pickled_state_dict, read_safetensors
 from fmw.models.zoo import Preprocessing, ZooModel, _seeded_model
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "UserModelOptions", "is_factory_spec", "load_user_model", "wrap_module"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "UserModelOptions",
+    "is_factory_spec",
+    "load_postprocess",
+    "load_user_model",
+    "wrap_module",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -31,7 +42,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 @dataclass(frozen=True)
 class UserModelOptions:
     """How to open a user's model. Defaults: its own initialisation (seeded), 224-px inputs,
-    ImageNet's mean and std, classes named "class 0", "class 1", ... after the model's outputs."""
+    ImageNet's mean and std, classes named "class 0", "class 1", ... after the model's outputs, the
+    task inferred from its output; ``postprocess`` names ``FILE.py:FUNCTION`` turning a raw output
+    into detection's boxes."""
 
     weights: Path | None = None
     input_size: int = 224
@@ -39,6 +52,8 @@ class UserModelOptions:
     std: tuple[float, ...] = IMAGENET_STD
     class_names: tuple[str, ...] | None = None
     seed: int = 0
+    task: str | None = None
+    postprocess: str | None = None
 
 
 def is_factory_spec(spec: str) -> bool:
@@ -75,13 +90,28 @@ def _import_target(target: str) -> ModuleType:
         raise FMWError(f"importing {target!r} raised {type(error).__name__}: {error}") from None
 
 
-def _build(spec: str, seed: int) -> nn.Module:
-    target, _, factory_name = spec.rpartition(":")
+def _attribute(spec: str) -> tuple[str, object]:
+    target, _, name = spec.rpartition(":")
     module = _import_target(target)
-    factory = getattr(module, factory_name, None)
-    if factory is None:
-        found = sorted(name for name, value in vars(module).items() if callable(value) and not name.startswith("_"))
-        raise FMWError(f"{target} has no {factory_name!r}; callables found there: {', '.join(found[:12]) or 'none'}")
+    found = getattr(module, name, None)
+    if found is None:
+        callables = sorted(key for key, value in vars(module).items() if callable(value) and not key.startswith("_"))
+        raise FMWError(f"{target} has no {name!r}; callables found there: {', '.join(callables[:12]) or 'none'}")
+    return name, found
+
+
+def load_postprocess(spec: str) -> Callable[[Any], Any]:
+    """The function ``FILE.py:FUNCTION`` (or ``package.module:FUNCTION``) names; it runs the user's file."""
+    if not is_factory_spec(spec):
+        raise FMWError(f"--postprocess {spec!r}: give FILE.py:FUNCTION or package.module:FUNCTION")
+    name, function = _attribute(spec)
+    if not callable(function):
+        raise FMWError(f"--postprocess {spec}: {name} is a {type(function).__name__}, not a function")
+    return function
+
+
+def _build(spec: str, seed: int) -> nn.Module:
+    factory_name, factory = _attribute(spec)
     if isinstance(factory, nn.Module):
         return factory
     if not callable(factory):
@@ -124,25 +154,31 @@ def wrap_module(
     *,
     random_weights: bool = False,
 ) -> ZooModel:
-    """Any classifier ``module`` ready to analyse, in eval mode on ``device``: preprocessing from
-    ``options`` and class names from them or, by one forward pass, "class 0", "class 1", ..."""
+    """Any model ``module`` (a classifier, segmenter, detector or anything else) ready to analyse, in
+    eval mode on ``device``: preprocessing from ``options``; by one forward pass, its task (inferred
+    from the output, after ``options.postprocess``, or ``options.task`` checked against it) and class
+    names from ``options`` or "class 0", "class 1", ... after the classes it scores."""
     module = module.to(device).eval()
     size = options.input_size
+    try:
+        with torch.no_grad():
+            outputs = module(torch.zeros(1, len(options.mean), size, size, device=device))
+    except Exception as error:
+        raise FMWError(
+            f"{name}: the model does not run on a {len(options.mean)}x{size}x{size} input "
+            f"({type(error).__name__}: {str(error).strip()[:200]}); give the input size it takes "
+            "(--input-size, or input_size=...) and, for another channel count, its mean and std"
+        ) from None
+    postprocess = None if options.postprocess is None else load_postprocess(options.postprocess)
+    outputs = postprocessed(postprocess, outputs, f"--postprocess {options.postprocess}")
+    task = check_task(options.task, outputs, name)
+    scores = outputs if task == "classification" else segmentation_logits(outputs)
     if options.class_names is not None:
         class_names = list(options.class_names)
+    elif task in ("classification", "segmentation") and scores is not None:
+        class_names = [f"class {index}" for index in range(scores.shape[1])]
     else:
-        try:
-            with torch.no_grad():
-                outputs = module(torch.zeros(1, len(options.mean), size, size, device=device))
-        except Exception as error:
-            raise FMWError(
-                f"{name}: the model does not run on a {len(options.mean)}x{size}x{size} input "
-                f"({type(error).__name__}: {str(error).strip()[:200]}); give the input size it takes "
-                "(--input-size, or input_size=...) and, for another channel count, its mean and std"
-            ) from None
-        if not isinstance(outputs, torch.Tensor) or outputs.dim() != 2:
-            raise FMWError(f"{name}: the model must return logits (N, classes); it returned {type(outputs).__name__}")
-        class_names = [f"class {index}" for index in range(outputs.shape[1])]
+        class_names = []
     return ZooModel(
         model=module,
         name=name,
@@ -153,6 +189,8 @@ def wrap_module(
         ),
         random_weights=random_weights,
         source=source,
+        task=task,
+        postprocess=postprocess,
     )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from difflib import get_close_matches
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 import torch
@@ -84,7 +84,9 @@ class Preprocessing:
 @dataclass
 class ZooModel:
     """A foreign model ready to probe: eval mode, on its device, with its classes and preprocessing.
-    ``random_weights`` is True when the weights are an untrained initialisation; label every view."""
+    ``random_weights`` is True when the weights are an untrained initialisation; label every view.
+    ``task`` (``fmw.models.tasks.TASKS``) says what its output means; ``postprocess``, when set,
+    turns its raw output into the task's structure (a YOLO-style model's head maps into boxes)."""
 
     model: nn.Module
     name: str
@@ -93,6 +95,8 @@ class ZooModel:
     preprocessing: Preprocessing
     random_weights: bool
     source: str
+    task: str = "classification"
+    postprocess: Callable[[Any], Any] | None = None
 
     @property
     def input_size(self) -> tuple[int, int]:

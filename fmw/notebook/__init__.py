@@ -37,6 +37,8 @@ from fmw.figures import (
 )
 from fmw.io import LoadedCheckpoint, decode_image
 from fmw.io.model_spec import ModelOptions, load_model
+from fmw.models.tasks import TASKS, postprocessed
+from fmw.models.tasks import Prediction as TaskPrediction
 from fmw.models.user import IMAGENET_MEAN, IMAGENET_STD, UserModelOptions, wrap_module
 from fmw.models.zoo import ZooModel
 from fmw.sites import NOTHING_FOUND, ProbeResult, SiteRecord, probe
@@ -88,6 +90,8 @@ def _analysable(
     std: Sequence[float] | None,
     class_names: Sequence[str] | None,
     random_weights: bool,
+    task: str | None = None,
+    postprocess: str | None = None,
 ) -> Analysable:
     if isinstance(model, str):
         options = ModelOptions(
@@ -95,6 +99,8 @@ def _analysable(
             input_size=input_size,
             mean=tuple(mean) if mean else None,
             std=tuple(std) if std else None,
+            task=task,
+            postprocess=postprocess,
         )
         return load_model(model, options)
     if isinstance(model, (LoadedCheckpoint, ZooModel)):
@@ -108,6 +114,8 @@ def _analysable(
         mean=tuple(mean) if mean else IMAGENET_MEAN,
         std=tuple(std) if std else IMAGENET_STD,
         class_names=tuple(class_names) if class_names else None,
+        task=task,
+        postprocess=postprocess,
     )
     return wrap_module(model, type(model).__name__, f"{type(model).__name__} given in Python", user)
 
@@ -130,6 +138,22 @@ class Inspection:
     @property
     def sites(self) -> list[SiteRecord]:
         return self.result.sites
+
+    @property
+    def task(self) -> str:
+        """What the output means (``fmw.models.tasks.TASKS``): an fmw checkpoint classifies."""
+        return self.model.task if isinstance(self.model, ZooModel) else "classification"
+
+    @property
+    def output(self) -> Any:
+        """The model's output as the task reads it: after the model's postprocess function, if any."""
+        postprocess = self.model.postprocess if isinstance(self.model, ZooModel) else None
+        return postprocessed(postprocess, self.result.output)
+
+    def task_predictions(self, image: int = 0, k: int = 5, threshold: float = 0.5) -> TaskPrediction:
+        """Image ``image``'s predictions as its task makes them: top-k classes, a mask and each
+        class's share, boxes scored ``threshold`` or more, or the output's structure."""
+        return TASKS[self.task].predictions(self.output, image, self.class_names, k, threshold)
 
     @property
     def site_names(self) -> list[str]:
@@ -196,10 +220,10 @@ class Inspection:
             f"<td>{r.before.shape[2]}x{r.before.shape[3]}</td></tr>"
             for r in self.sites
         )
-        predictions = ", ".join(f"{html.escape(p.class_name)} {p.probability:.1%}" for p in self.predictions(k=3))
+        predictions = ", ".join(html.escape(line) for line in self.task_predictions(k=3).lines()[:5])
         return (
             head + "<table><tr><th>site</th><th>kind</th><th>stages</th><th>channels</th><th>map</th></tr>"
-            f"{rows}</table><p>image 0 predicted: {predictions}</p>"
+            f"{rows}</table><p>image 0 ({html.escape(self.task)}) predicted: {predictions}</p>"
         )
 
     def _repr_html_(self) -> str:
@@ -222,14 +246,18 @@ def inspect(
     std: Sequence[float] | None = None,
     class_names: Sequence[str] | None = None,
     random_weights: bool = False,
+    task: str | None = None,
+    postprocess: str | None = None,
 ) -> Inspection:
     """Probe ``model`` (an ``nn.Module``, an fmw checkpoint or zoo model, or a model SPEC such as
     ``"torchvision:mobilenet_v3_small"``) on ``images``: a float tensor (N, C, H, W) taken as
     already prepared, or images (uint8 tensors (3, H, W), PIL images, (H, W, 3) arrays, file paths)
     prepared the model's way. For a plain module: ``input_size`` (224), ``mean``/``std``
     (ImageNet's) and ``class_names`` ("class 0", ...) say how; for a torchvision or timm SPEC,
-    ``random_weights`` builds it without downloading its published weights."""
-    analysable = _analysable(model, input_size, mean, std, class_names, random_weights)
+    ``random_weights`` builds it without downloading its published weights. ``task`` says what the
+    output means (default: inferred from it; a contradicting one is an ``FMWError``) and
+    ``postprocess`` names ``FILE.py:FUNCTION`` turning a raw output into detection's boxes."""
+    analysable = _analysable(model, input_size, mean, std, class_names, random_weights, task, postprocess)
     inputs, crops = _inputs(analysable, _as_images(images))
     name = analysable.label if isinstance(analysable, ZooModel) else Path(analysable.source).stem
     return Inspection(analysable, name, inputs, probe(analysable.model, inputs), crops)
