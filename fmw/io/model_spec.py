@@ -29,6 +29,7 @@ import torch
 
 from fmw.errors import FMWError
 from fmw.io.checkpoint import LoadedCheckpoint, checkpoint_by_name, load_checkpoint
+from fmw.models.tasks import TASKS
 from fmw.models.user import IMAGENET_MEAN, IMAGENET_STD, UserModelOptions, is_factory_spec, load_user_model
 from fmw.models.zoo import ZooModel, build_timm_model, load_state_dict_upload, load_torchvision_model
 
