@@ -98,7 +98,7 @@ def test_any_torchvision_classifier_opens_and_unknown_names_get_suggestions():
     assert zoo.load_torchvision_model("resnet18", weights="random").class_names[0] == "tench"
     with pytest.raises(zoo.ZooError, match=r"unknown torchvision model 'resnet5O'; did you mean: resnet50"):
         zoo.load_torchvision_model("resnet5O", weights="random")
-    with pytest.raises(zoo.ZooError, match="'default' \\(ImageNet\\) or 'random'"):
+    with pytest.raises(zoo.ZooError, match="'default' \\(published\\) or 'random'"):
         zoo.load_torchvision_model("mobilenet_v3_small", weights="imagenet")
 
 

@@ -26,6 +26,7 @@ from fmw.device import model_device
 from fmw.io import CheckpointMetadata, LoadedCheckpoint
 from fmw.layers import WEIGHTING_LAYERS
 from fmw.models import ZooModel, count_multiply_adds, count_parameters
+from fmw.models.zoo import seen_images
 from fmw.sites import ProbeResult, SiteRecord, find_sites, probe
 
 ORDERINGS = ("index", "gate", "energy change")
@@ -184,8 +185,15 @@ def class_names_of(source: Analysable) -> list[str]:
 
 
 def _zoo_image(source: ZooModel, rgb: np.ndarray, resolution: int | None) -> PreparedImage:
-    """The zoo model's own preprocessing; at another ``resolution`` the crop keeps its share of the image."""
+    """The zoo model's own preprocessing; at another ``resolution`` the crop keeps its share of the image.
+    A detector takes the whole image (its own transform resizes it: ``resolution`` does not apply) and
+    its crop is the image as that transform resized and padded it, which its feature maps cover."""
     preprocessing = source.preprocessing
+    if preprocessing.whole_image:
+        pixels = preprocessing.transform()(Image.fromarray(rgb))
+        seen = seen_images(source.model, [pixels])
+        crop = rgb if seen is None else seen[0].pixels
+        return PreparedImage(crop=crop, inputs=pixels.unsqueeze(0), resolution=(crop.shape[0], crop.shape[1]))
     if resolution is not None:
         if resolution < ZOO_MINIMUM_SIZE:
             raise ValueError(

@@ -1,4 +1,5 @@
-"""``fmw info``: a checkpoint's metadata and cost, or the weighting kinds' overheads."""
+"""``fmw info``: a checkpoint's metadata and cost, any model's task, classes, preprocessing and cost,
+or the weighting kinds' overheads."""
 
 from __future__ import annotations
 
@@ -23,8 +24,10 @@ def _describe_models(args: argparse.Namespace) -> int:
             continue
         card = model_card(model, name)
         height, width = card.input_size
+        names = ", ".join(model.class_names[:6]) + (", ..." if len(model.class_names) > 6 else "")
         print(f"{name}: {model.source}")
-        print(f"  classes {len(model.class_names)}, input {height}x{width} px, preprocessing {model.preprocessing}")
+        print(f"  task {model.task}; {len(model.class_names)} classes{f' ({names})' if names else ''}")
+        print(f"  input {height}x{width} px; preprocessing: {model.preprocessing.describe()}")
         print(f"  parameters {card.parameters:,}, multiply-adds {card.multiply_adds:,}, weighting {card.weighting}\n")
     for message in errors:
         print(f"fmw info: {message}", file=sys.stderr)

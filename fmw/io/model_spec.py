@@ -2,8 +2,9 @@
 SPEC, and the options that go with it.
 
 - ``path/to/model.safetensors``: an fmw checkpoint; a bare name (``cbam``) for a shipped one;
-- ``torchvision:NAME``: any torchvision classification model, ImageNet weights fetched the way
-  torchvision fetches them (``--random-weights`` for a seeded random initialisation);
+- ``torchvision:NAME``: any torchvision classification, detection or segmentation model, its
+  published weights (ImageNet, COCO, COCO with VOC's classes) fetched the way torchvision fetches
+  them (``--random-weights`` for a seeded random initialisation, with no download of any kind);
 - ``timm:NAME``: any timm model, pretrained weights fetched by timm (or random);
 - ``path/to/file.py:FACTORY`` or ``package.module:FACTORY``: the user's own code, where FACTORY is a
   function or class returning an ``nn.Module`` (or a module object); ``--weights`` a ``.safetensors``
@@ -31,7 +32,7 @@ from fmw.errors import FMWError
 from fmw.io.checkpoint import LoadedCheckpoint, checkpoint_by_name, load_checkpoint
 from fmw.models.tasks import TASKS
 from fmw.models.user import IMAGENET_MEAN, IMAGENET_STD, UserModelOptions, is_factory_spec, load_user_model
-from fmw.models.zoo import ZooModel, build_timm_model, load_state_dict_upload, load_torchvision_model
+from fmw.models.zoo import ZooModel, build_timm_model, load_state_dict_upload, load_torchvision_model, resize_detector
 
 __all__ = [
     "CONFIG_FILE",
@@ -98,6 +99,7 @@ def _adjusted(model: ZooModel, options: ModelOptions) -> ZooModel:
     preprocessing = model.preprocessing
     if options.input_size is not None:
         preprocessing = dataclasses.replace(preprocessing, resize_size=options.input_size, crop_size=options.input_size)
+        resize_detector(model.model, options.input_size)
     if options.mean is not None or options.std is not None:
         preprocessing = dataclasses.replace(
             preprocessing, mean=options.mean or preprocessing.mean, std=options.std or preprocessing.std
@@ -190,14 +192,16 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = Fal
     group.add_argument(
         "--random-weights",
         action="store_true",
-        help="torchvision/timm: seeded random weights instead of downloading published ones",
+        help="torchvision/timm: seeded random weights instead of downloading published ones (torchvision's "
+        "detectors and segmenters: their backbones' too)",
     )
     group.add_argument(
         "--input-size",
         type=int,
         default=None,
         metavar="PX",
-        help="input side in pixels (default: the weights' own; 224 for FILE.py:FACTORY models)",
+        help="input side in pixels (default: the weights' own; 224 for FILE.py:FACTORY models); for a "
+        "detector, the short side its own transform resizes every image to",
     )
     group.add_argument(
         "--mean",

@@ -23,7 +23,7 @@ from torch import nn
 from fmw.errors import CheckpointError, FMWError
 from fmw.models.tasks import check_task, postprocessed, segmentation_logits
 from fmw.models.weights import compare_state_dicts, load_pickled_state_dict, read_safetensors
-from fmw.models.zoo import Preprocessing, ZooModel, _seeded_model
+from fmw.models.zoo import Preprocessing, ZooModel, _detector_preprocessing, _seeded_model, detector_transform
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -157,7 +157,9 @@ def wrap_module(
     """Any model ``module`` (a classifier, segmenter, detector or anything else) ready to analyse, in
     eval mode on ``device``: preprocessing from ``options``; by one forward pass, its task (inferred
     from the output, after ``options.postprocess``, or ``options.task`` checked against it) and class
-    names from ``options`` or "class 0", "class 1", ... after the classes it scores."""
+    names from ``options`` or "class 0", "class 1", ... after the classes it scores. A detector with
+    torchvision's own transform (``GeneralizedRCNNTransform``: it resizes and normalises inside)
+    is given whole images as 0..1 pixels; ``options.input_size`` then only sizes the check pass."""
     module = module.to(device).eval()
     size = options.input_size
     try:
@@ -184,7 +186,9 @@ def wrap_module(
         name=name,
         family="user",
         class_names=class_names,
-        preprocessing=Preprocessing(
+        preprocessing=_detector_preprocessing(module)
+        if detector_transform(module) is not None
+        else Preprocessing(
             resize_size=size, crop_size=size, mean=options.mean, std=options.std, interpolation="bilinear"
         ),
         random_weights=random_weights,

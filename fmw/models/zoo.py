@@ -1,5 +1,6 @@
-"""Models from elsewhere: torchvision networks with built-in squeeze-excitation, timm networks with
-SE, ECA, CBAM (optional), and users' torchvision state dicts, each with its preprocessing."""
+"""Models from elsewhere: torchvision classifiers, detectors and segmenters (by name, with their
+published weights' class names and preprocessing), timm networks with SE, ECA, CBAM (optional), and
+users' torchvision state dicts, each with its preprocessing and task."""
 
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 from torchvision import transforms
 from torchvision.models import WeightsEnum, get_model, get_model_weights, list_models
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
+from fmw.device import model_device
 from fmw.errors import CheckpointError, ZooError
 from fmw.models.weights import compare_state_dicts, load_pickled_state_dict
 
@@ -59,16 +63,36 @@ TIMM_MODELS: dict[str, TimmRecipe] = {
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """How images must be prepared for a model: resize the short side, centre-crop, normalise."""
+    """How images must be prepared for a model: resize the short side, centre-crop, normalise; or,
+    with ``whole_image`` (detectors, which resize, normalise and pad inside their own transform), the
+    whole image as 0..1 pixels, so that their boxes come back in the image's own coordinates
+    (``crop_size`` is then the short side the detector resizes to)."""
 
     resize_size: int
     crop_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
     interpolation: str
+    whole_image: bool = False
+
+    def describe(self) -> str:
+        """The preprocessing in words."""
+        if self.whole_image:
+            return (
+                f"the whole image as 0..1 pixels; the model resizes it (short side {self.crop_size} px), "
+                "normalises and pads it itself"
+            )
+        numbers = ", ".join(f"{value:g}" for value in self.mean), ", ".join(f"{value:g}" for value in self.std)
+        return (
+            f"resize the short side to {self.resize_size} px ({self.interpolation}), centre crop {self.crop_size} px, "
+            f"normalise with mean {numbers[0]} and std {numbers[1]}"
+        )
 
     def transform(self) -> Callable[[Image.Image], torch.Tensor]:
-        """A callable turning an RGB PIL image into a normalised (3, crop, crop) float tensor."""
+        """A callable turning an RGB PIL image into a normalised (3, crop, crop) float tensor, or
+        with ``whole_image`` into (3, H, W) pixels in 0..1."""
+        if self.whole_image:
+            return transforms.ToTensor()
         return transforms.Compose(
             [
                 transforms.Resize(
@@ -108,35 +132,145 @@ class ZooModel:
 
 
 @cache
-def torchvision_classifiers() -> tuple[str, ...]:
-    """Every torchvision classification model (``torchvision.models.list_models``)."""
+def torchvision_models() -> dict[str, str]:
+    """Every torchvision classification, detection and segmentation model by name, with its task
+    (``torchvision.models.list_models`` of each family's module)."""
     import torchvision.models
 
-    return tuple(list_models(module=torchvision.models))
+    families = {
+        "classification": torchvision.models,
+        "detection": torchvision.models.detection,
+        "segmentation": torchvision.models.segmentation,
+    }
+    return {name: task for task, module in families.items() for name in list_models(module=module)}
+
+
+def torchvision_classifiers() -> tuple[str, ...]:
+    """Every torchvision classification model."""
+    return tuple(name for name, task in torchvision_models().items() if task == "classification")
 
 
 def _torchvision_weights(name: str) -> WeightsEnum:
-    if name not in torchvision_classifiers():
-        suggestions = ", ".join(get_close_matches(name, torchvision_classifiers(), n=3)) or ", ".join(
-            TORCHVISION_MODELS
-        )
+    if name not in torchvision_models():
+        suggestions = ", ".join(get_close_matches(name, torchvision_models(), n=3)) or ", ".join(TORCHVISION_MODELS)
         raise ZooError(
-            f"unknown torchvision model {name!r}; did you mean: {suggestions}? "
-            "(every classification model of torchvision.models.list_models() works, e.g. mobilenet_v3_small)"
+            f"unknown torchvision model {name!r}; did you mean: {suggestions}? (every classification, detection "
+            "and segmentation model of torchvision.models.list_models() works, e.g. mobilenet_v3_small, "
+            "fasterrcnn_mobilenet_v3_large_320_fpn, lraspp_mobilenet_v3_large)"
         )
     weights: WeightsEnum = get_model_weights(name).DEFAULT
     return weights
 
 
-def _torchvision_preprocessing(weights: WeightsEnum) -> Preprocessing:
+def detector_transform(model: nn.Module) -> GeneralizedRCNNTransform | None:
+    """The transform a torchvision-style detector resizes, normalises and pads its images with."""
+    transform = getattr(model, "transform", None)
+    return transform if isinstance(transform, GeneralizedRCNNTransform) else None
+
+
+def resize_detector(model: nn.Module, size: int) -> None:
+    """Make ``model``'s own transform resize the short side of every image to ``size`` pixels (its
+    longest side capped in the proportion the detector was built with), or to ``size`` x ``size``
+    for a fixed-size one (SSD)."""
+    transform = detector_transform(model)
+    if transform is None:
+        return
+    if transform.fixed_size is not None:
+        transform.fixed_size = (size, size)
+    transform.max_size = max(size, round(size * transform.max_size / transform.min_size[-1]))
+    transform.min_size = (size,)
+
+
+@dataclass
+class SeenImage:
+    """What a detector saw of one image: ``pixels`` (H, W, 3 uint8), the image after its own
+    transform resized it and padded it to the batch's size (what its feature maps cover, padding
+    black); ``size`` (h, w), the resized image inside the padding; ``scale`` (h / the original
+    height, w / the original width), which maps boxes in the original image onto ``pixels``."""
+
+    pixels: np.ndarray
+    size: tuple[int, int]
+    scale: tuple[float, float]
+
+
+def seen_images(model: nn.Module, images: list[torch.Tensor]) -> list[SeenImage] | None:
+    """The images (3, H, W, 0..1) as ``model``'s own detector transform resizes and pads them for
+    one pass (``GeneralizedRCNNTransform``: torchvision's Faster R-CNN, RetinaNet, FCOS, SSD); None
+    for a model without one."""
+    transform = detector_transform(model)
+    if transform is None:
+        return None
+    with torch.no_grad():
+        batch, _ = transform.eval()([image.to(model_device(model)) for image in images])
+    mean = torch.tensor(transform.image_mean, device=batch.tensors.device).view(1, -1, 1, 1)
+    std = torch.tensor(transform.image_std, device=batch.tensors.device).view(1, -1, 1, 1)
+    pixels = ((batch.tensors * std + mean).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
+    seen = []
+    for index, (height, width) in enumerate(batch.image_sizes):
+        padded = pixels[index].numpy().copy()
+        padded[height:] = 0
+        padded[:, width:] = 0
+        original = images[index].shape[-2:]
+        seen.append(SeenImage(padded, (height, width), (height / original[0], width / original[1])))
+    return seen
+
+
+def _detector_preprocessing(model: nn.Module) -> Preprocessing:
+    transform = detector_transform(model)
+    size = transform.min_size[-1] if transform is not None else 800
+    return Preprocessing(size, size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "bilinear", whole_image=True)
+
+
+def _torchvision_preprocessing(weights: WeightsEnum, task: str, model: nn.Module) -> Preprocessing:
+    """Classifiers: the weights' resize, crop, mean and std. Segmenters: their resize, then a centre
+    square of that size (torchvision does not crop; fmw does, so that masks, maps and overlays lie
+    over one picture). Detectors: the whole image, resized and normalised by the model itself."""
+    if task == "detection":
+        return _detector_preprocessing(model)
     preset = weights.transforms()
+    resize = preset.resize_size[0]
     return Preprocessing(
-        resize_size=preset.resize_size[0],
-        crop_size=preset.crop_size[0],
+        resize_size=resize,
+        crop_size=resize if task == "segmentation" else preset.crop_size[0],
         mean=tuple(preset.mean),
         std=tuple(preset.std),
         interpolation=preset.interpolation.value,
     )
+
+
+def _build_torchvision(name: str, aux_loss: bool = False) -> nn.Module:
+    """The architecture ``name`` with no weights of any kind (backbone weights included)."""
+    if torchvision_models()[name] == "classification":
+        return get_model(name, weights=None)
+    options: dict[str, Any] = {"aux_loss": True} if aux_loss else {}
+    return get_model(name, weights=None, weights_backbone=None, **options)
+
+
+def _published_on(weights: WeightsEnum) -> str:
+    """What the weights were trained on, in words."""
+    name = str(weights.name)
+    if name.startswith("IMAGENET"):
+        return "ImageNet"
+    if name.startswith("COCO"):
+        return "COCO (VOC classes)" if "VOC" in name else "COCO"
+    return f"published ({name})"
+
+
+def _load_published(model_name: str, state: dict[str, torch.Tensor]) -> nn.Module:
+    """The architecture built to hold ``state`` (with its auxiliary head when the state has one),
+    loaded with it. Published detectors freeze their batch norms (torchvision's FrozenBatchNorm2d,
+    the same maths in eval mode), so their files lack ``num_batches_tracked``: that alone may be
+    missing."""
+    model = _build_torchvision(model_name, aux_loss=any(key.startswith("aux_classifier.") for key in state))
+    result = model.load_state_dict(state, strict=False)
+    missing = [key for key in result.missing_keys if not key.endswith("num_batches_tracked")]
+    if missing or result.unexpected_keys:
+        raise ZooError(
+            f"the published weights of {model_name} do not fit torchvision's architecture (missing: "
+            f"{', '.join(missing[:5]) or 'none'}; unexpected: {', '.join(result.unexpected_keys[:5]) or 'none'}). "
+            "Delete the cached file so it can be fetched again, or use --random-weights."
+        )
+    return model
 
 
 def _seeded_model(build: Callable[[], nn.Module], seed: int) -> nn.Module:
@@ -147,28 +281,27 @@ def _seeded_model(build: Callable[[], nn.Module], seed: int) -> nn.Module:
 
 
 def cached_weights_path(name: str) -> Path:
-    """Where torch's hub cache keeps (or would keep) the default ImageNet weights of ``name``."""
+    """Where torch's hub cache keeps (or would keep) the default published weights of ``name``."""
     filename = os.path.basename(urlparse(_torchvision_weights(name).url).path)
     return Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 
-def _imagenet_state_dict(
+def _published_state_dict(
     name: str, weights: WeightsEnum, allow_download: bool, progress: bool = False
 ) -> dict[str, torch.Tensor]:
-    """The cached ImageNet weights (downloading them first when allowed), read with weights_only=True.
+    """The cached published weights (downloading them first when allowed), read with weights_only=True.
 
     torchvision's builders load with ``torch.load(weights_only=False)``; fmw passes ``weights_only=True``
     to the same ``weights.get_state_dict`` so the cached file can only yield tensors."""
     path = cached_weights_path(name)
+    what = f"{_published_on(weights)} weights for {name}"
     advice = (
         "Choose 'random weights' (on the command line: --random-weights) to explore the architecture, "
         "or copy the file there."
     )
     cached = path.is_file()
     if not cached and not allow_download:
-        raise ZooError(
-            f"ImageNet weights for {name} are not in the torch cache ({path}) and downloading was not allowed. {advice}"
-        )
+        raise ZooError(f"{what} are not in the torch cache ({path}) and downloading was not allowed. {advice}")
     try:
         state: dict[str, torch.Tensor] = weights.get_state_dict(progress=progress, check_hash=True, weights_only=True)
         return state
@@ -176,12 +309,11 @@ def _imagenet_state_dict(
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if cached:
             raise ZooError(
-                f"ImageNet weights for {name} in the torch cache ({path}) could not be read: {reason}. "
+                f"{what} in the torch cache ({path}) could not be read: {reason}. "
                 "Delete the file so it can be fetched again, or choose 'random weights'."
             ) from None
         raise ZooError(
-            f"ImageNet weights for {name} are not in the torch cache ({path}) and could not be downloaded: "
-            f"{reason}. {advice}"
+            f"{what} are not in the torch cache ({path}) and could not be downloaded: {reason}. {advice}"
         ) from None
 
 
@@ -194,30 +326,37 @@ def load_torchvision_model(
     seed: int = 0,
     progress: bool = False,
 ) -> ZooModel:
-    """Open a torchvision classification model in eval mode on ``device``.
+    """Open a torchvision classification, detection or segmentation model in eval mode on ``device``,
+    its task set by its family.
 
-    ``weights="default"`` loads torchvision's default ImageNet weights from the torch hub cache
+    ``weights="default"`` loads torchvision's default published weights (ImageNet; COCO for
+    detectors; COCO with VOC's classes for segmenters) from the torch hub cache
     (``cached_weights_path``), downloading them only when ``allow_download``; otherwise a ``ZooError``
     says where the file should be. ``weights="random"`` builds the architecture with a seeded
-    random initialisation (``random_weights=True``); class names are ImageNet's either way.
+    random initialisation (``random_weights=True``) and downloads nothing, backbone weights
+    included. Class names come from the default weights' metadata either way (read without a
+    download): ImageNet's, COCO's 91 (with torchvision's '__background__' and 'N/A'), VOC's 21.
     """
     tv_weights = _torchvision_weights(name)
     if weights not in ("default", "random"):
-        raise ZooError(f"weights must be 'default' (ImageNet) or 'random', got {weights!r}")
-    model = _seeded_model(lambda: get_model(name, weights=None), seed)
+        raise ZooError(f"weights must be 'default' (published) or 'random', got {weights!r}")
+    task = torchvision_models()[name]
     if weights == "default":
-        model.load_state_dict(_imagenet_state_dict(name, tv_weights, allow_download, progress))
+        state = _published_state_dict(name, tv_weights, allow_download, progress)
+        model = _load_published(name, state)
         source = f"torchvision {tv_weights} ({cached_weights_path(name)})"
     else:
+        model = _seeded_model(lambda: _build_torchvision(name), seed)
         source = f"torchvision {name}, random initialisation (seed {seed})"
     return ZooModel(
         model=model.to(device).eval(),
         name=name,
         family="torchvision",
         class_names=list(tv_weights.meta["categories"]),
-        preprocessing=_torchvision_preprocessing(tv_weights),
+        preprocessing=_torchvision_preprocessing(tv_weights, task, model),
         random_weights=weights == "random",
         source=source,
+        task=task,
     )
 
 
@@ -230,7 +369,7 @@ def load_state_dict_upload(
     whose keys or shapes do not fit raises ``CheckpointError`` listing the mismatching keys."""
     tv_weights = _torchvision_weights(architecture)
     found = load_pickled_state_dict(data, filename)
-    model = get_model(architecture, weights=None)
+    model = _build_torchvision(architecture)
     expected = model.state_dict()
     problems = compare_state_dicts(expected, found)
     if problems:
@@ -245,9 +384,10 @@ def load_state_dict_upload(
         name=f"{architecture} ({filename})",
         family="torchvision",
         class_names=list(tv_weights.meta["categories"]),
-        preprocessing=_torchvision_preprocessing(tv_weights),
+        preprocessing=_torchvision_preprocessing(tv_weights, torchvision_models()[architecture], model),
         random_weights=False,
         source=f"uploaded state dict {filename} for torchvision {architecture}",
+        task=torchvision_models()[architecture],
     )
 
 

@@ -40,7 +40,7 @@ from fmw.io.model_spec import ModelOptions, load_model
 from fmw.models.tasks import TASKS, postprocessed
 from fmw.models.tasks import Prediction as TaskPrediction
 from fmw.models.user import IMAGENET_MEAN, IMAGENET_STD, UserModelOptions, wrap_module
-from fmw.models.zoo import ZooModel
+from fmw.models.zoo import ZooModel, seen_images
 from fmw.sites import NOTHING_FOUND, ProbeResult, SiteRecord, probe
 
 __all__ = ["Inspection", "inspect"]
@@ -75,12 +75,19 @@ def _as_images(images: ImageLike | Sequence[ImageLike]) -> list[Any]:
     return [images]
 
 
-def _inputs(model: Analysable, images: list[Any]) -> tuple[torch.Tensor, list[np.ndarray] | None]:
-    """The model's input batch and the crops it saw; float tensors are taken as already prepared."""
+def _inputs(model: Analysable, images: list[Any]) -> tuple[torch.Tensor | list[torch.Tensor], list[np.ndarray] | None]:
+    """The model's input and the crops it saw; float tensors are taken as already prepared. A
+    detector (whole-image preprocessing) takes a list of images of any sizes, each as it is, and its
+    crops are the images as its own transform resized and padded them."""
+    whole = isinstance(model, ZooModel) and model.preprocessing.whole_image
     if all(isinstance(image, torch.Tensor) and image.is_floating_point() for image in images):
-        return torch.stack(images), None
+        return (list(images) if whole else torch.stack(images)), None
     prepared = [prepare_image(model, _rgb(image)) for image in images]
-    return torch.cat([p.inputs for p in prepared]), [p.crop for p in prepared]
+    if not whole:
+        return torch.cat([p.inputs for p in prepared]), [p.crop for p in prepared]
+    pixels = [p.inputs[0] for p in prepared]
+    seen = seen_images(model.model, pixels)  # padded to the batch's size, as the model sees them together
+    return pixels, [s.pixels for s in seen] if seen is not None else [p.crop for p in prepared]
 
 
 def _analysable(
@@ -127,7 +134,7 @@ class Inspection:
 
     model: Analysable
     name: str
-    inputs: torch.Tensor
+    inputs: torch.Tensor | list[torch.Tensor]
     result: ProbeResult
     crops: list[np.ndarray] | None
 
