@@ -1,8 +1,10 @@
 """Benchmark: fmw's probe (with discovery) against a plain forward pass of the same model, in one
 process: the fmw family (channel and CBAM networks, 32 px) and torchvision models with several
 discovered sites (mobilenet_v3_small: 9 SE sites, efficientnet_b0: 16; 224 px), timm's ResNet-18
-with coordinate and full-size gates (64 px), random weights,
-batch 1 and 32. Targets: probe/plain <= 1.3x at batch 1 and <= 1.15x at batch 32.
+with coordinate and full-size gates (64 px), random weights, batch 1 and 32; and at batch 1 a
+detector and a segmenter (fasterrcnn_mobilenet_v3_large_320_fpn, given a list of one image, and
+lraspp_mobilenet_v3_large; 320 px, weights=None and weights_backbone=None). Targets: probe/plain
+<= 1.3x at batch 1 and <= 1.15x at batch 32.
 
 Two costs are reported. "probe": the steady state, a model probed before (its sites are known, so
 only the operations inside the modules that made its products are watched). "discovery": the first
@@ -28,11 +30,15 @@ from __future__ import annotations
 import argparse
 import platform
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
 from torchvision.models import efficientnet_b0, mobilenet_v3_small
+from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn
+from torchvision.models.segmentation import lraspp_mobilenet_v3_large
 
 from bench.timing import medians_in_rounds
 from fmw.memory import keep_freed_memory
@@ -42,14 +48,29 @@ from fmw.sites import find_sites, probe
 TARGETS = {1: 1.3, 32: 1.15}
 
 
-def cases() -> dict[str, tuple[Callable[[], nn.Module], int]]:
-    """Name -> (builder, input side in px): each network at the size it is made for."""
+@dataclass(frozen=True)
+class Case:
+    """One network: its builder, the input side in px it is made for, the batch sizes measured and
+    whether it takes a list of (3, H, W) images (torchvision's detectors) instead of a batch."""
+
+    build: Callable[[], nn.Module]
+    size: int
+    batches: tuple[int, ...] = (1, 32)
+    image_list: bool = False
+
+
+def cases() -> dict[str, Case]:
+    """Name -> its case."""
     return {
-        "fmw channel": (lambda: build_model(weighting="channel"), 32),
-        "fmw cbam": (lambda: build_model(weighting="cbam"), 32),
-        "mobilenet_v3_small": (lambda: mobilenet_v3_small(weights=None), 224),
-        "efficientnet_b0": (lambda: efficientnet_b0(weights=None), 224),
-        "timm r18 coord+full": (_coordinate_and_full_resnet, 64),
+        "fmw channel": Case(lambda: build_model(weighting="channel"), 32),
+        "fmw cbam": Case(lambda: build_model(weighting="cbam"), 32),
+        "mobilenet_v3_small": Case(lambda: mobilenet_v3_small(weights=None), 224),
+        "efficientnet_b0": Case(lambda: efficientnet_b0(weights=None), 224),
+        "timm r18 coord+full": Case(_coordinate_and_full_resnet, 64),
+        "fasterrcnn_mbv3_320": Case(
+            lambda: fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None), 320, (1,), True
+        ),
+        "lraspp_mbv3": Case(lambda: lraspp_mobilenet_v3_large(weights=None, weights_backbone=None), 320, (1,)),
     }
 
 
@@ -65,16 +86,16 @@ def _coordinate_and_full_resnet() -> nn.Module:
     return model
 
 
-def plain(model: nn.Module, images: torch.Tensor) -> None:
+def plain(model: nn.Module, images: Any) -> None:
     with torch.no_grad():
         model(images)
 
 
-def probed(model: nn.Module, images: torch.Tensor) -> None:
+def probed(model: nn.Module, images: Any) -> None:
     probe(model, images)
 
 
-def discovered(model: nn.Module, images: torch.Tensor) -> None:
+def discovered(model: nn.Module, images: Any) -> None:
     """A first probe: every operation watched (``find_sites`` with an example always discovers)."""
     find_sites(model, example=images, rediscover=True)
 
@@ -108,11 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         f"| {'again':>6} {'discovery':>9} | faults plain / probe"
     )
     misses = []
-    for name, (build, size) in cases().items():
+    for name, case in cases().items():
         torch.manual_seed(0)
-        model = build().eval()
-        for batch in TARGETS:
-            images = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch + size))
+        model, size = case.build().eval(), case.size
+        for batch in case.batches:
+            batch_of = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch + size))
+            images: Any = list(batch_of.sigmoid()) if case.image_list else batch_of
             records = probe(model, images).sites
             held = sum(tensor.numel() * tensor.element_size() for r in records for tensor in (r.before, r.after))
             sites = len(records)
