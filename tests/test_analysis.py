@@ -121,7 +121,7 @@ def test_channel_orderings():
     spatial = analysis.analyse_image(loaded("spatial"), photo()).sites[0]
     assert analysis.available_orderings(spatial) == ("index", "energy change")
     assert analysis.available_orderings(site) == analysis.ORDERINGS
-    with pytest.raises(ValueError, match="no channel gate"):
+    with pytest.raises(ValueError, match="no gate with a channel axis"):
         analysis.channel_order(spatial, "gate")
     with pytest.raises(ValueError, match="unknown channel ordering"):
         analysis.channel_order(site, "colour")

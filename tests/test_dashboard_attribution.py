@@ -187,7 +187,7 @@ def test_compare_and_explorer_downloads(app, downloads):
     csv, npz, page = [downloads.fetch(button) for button in buttons]
     assert (csv.mime, npz.mime, page.mime) == ("text/csv", "application/octet-stream", "text/html")
     lines = csv.data.decode().splitlines()
-    assert lines[0] == "site,kind,stage,channel,row,column,gate"
+    assert lines[0] == "site,kind,stage,layout,channel,row,column,gate"
     assert len(lines) == 1 + 64 + 128 + 128  # every channel gate of the three sites
     arrays = np.load(io.BytesIO(npz.data))
     assert arrays["stages.0.weighting.before"].shape == (64, 15, 15)

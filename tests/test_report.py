@@ -156,7 +156,7 @@ def test_exports_round_trip(checkpoint_factory):
     analysis = analyse_image(loaded, rgb, resolution=16)
     text = gates_csv(analysis.sites)
     lines = text.strip().split("\n")
-    assert lines[0] == "site,kind,stage,channel,row,column,gate"
+    assert lines[0] == "site,kind,stage,layout,channel,row,column,gate"
     expected_rows = sum(site.channels + site.spatial_gate.size for site in analysis.sites)
     assert len(lines) == 1 + expected_rows
     site = analysis.sites[1]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from fmw.analysis import SiteSummary, analyse_image
+from fmw.analysis import SiteSummary, StageSummary, analyse_image
 from fmw.analysis.changes import changed_channels, kept_energy, site_change
 from fmw.figures.compare import HIGHLIGHT_COLOUR, site_change_figure
 from fmw.io import load_checkpoint
@@ -26,8 +26,9 @@ def summary(before: np.ndarray, gate: np.ndarray | None = None, spatial: np.ndar
         kind="test",
         before=before,
         after=after.astype(np.float32),
-        channel_gate=gate,
-        spatial_gate=spatial,
+        stages=[
+            StageSummary(layout, layout, g) for layout, g in (("channel", gate), ("spatial", spatial)) if g is not None
+        ],
         energy_before=np.square(before).mean(axis=(1, 2)).astype(np.float32),
         energy_after=np.square(after).mean(axis=(1, 2)).astype(np.float32),
     )

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import fmw.figures as viz
+from fmw.analysis import StageSummary
 
 
 def maps(channels: int = 5, height: int = 3, width: int = 4, seed: int = 0) -> np.ndarray:
@@ -85,7 +86,8 @@ def test_explorer_grids_are_three_traces_and_difference_is_after_minus_before():
 def test_site_column_has_one_trace_per_grid_and_gate_with_shared_ranges():
     before, after = maps(6, seed=1), maps(6, seed=2)
     channel, spatial = np.array([0.2, 0.9, 0.5, 0.1, 0.3, 0.6], np.float32), np.full((3, 4), 0.5, np.float32)
-    figure = viz.site_column_figure(before, after, channel, spatial, limit=42.0, gate_upper=1.5)
+    stages = [StageSummary("channel", "channel", channel), StageSummary("spatial", "spatial", spatial)]
+    figure = viz.site_column_figure(before, after, stages, limit=42.0, gate_upper=1.5)
     assert [trace.type for trace in figure.data] == ["heatmap", "heatmap", "bar", "heatmap"]
     assert (figure.layout.coloraxis.cmin, figure.layout.coloraxis.cmax) == (-42.0, 42.0)
     np.testing.assert_array_equal(figure.data[1].z, viz.montage(after).values)

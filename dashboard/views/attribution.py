@@ -24,7 +24,7 @@ from dashboard.views.common import (
     choose_analysis,
     choose_target,
     download,
-    explain_kind,
+    explain_site,
     file_stem,
     show_figure,
 )
@@ -191,7 +191,7 @@ def render(context: DashboardContext) -> None:
         f"{analysis.resolution[0]}×{analysis.resolution[1]} px."
     )
     if analysis.sites:
-        explain_kind(analysis.sites[0].kind, tuple(analysis.sites[0].gates))
+        explain_site(analysis.sites[0])
     attribution_panel(context, choice, model, analysis, image)
 
 

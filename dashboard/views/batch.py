@@ -17,9 +17,9 @@ from dashboard.inputs import (
     sample_label,
 )
 from dashboard.settings import SAMPLE_PHOTOS
-from dashboard.views.common import PLOT_CONFIG, analysis_of, explain_kind
+from dashboard.views.common import PLOT_CONFIG, analysis_of, explain_site
 from fmw.analysis import SiteStatistics, batch_statistics
-from fmw.figures import channel_statistics_figure, gate_histogram_figure
+from fmw.figures import channel_statistics_figure, gate_histogram_figure, stage_figure, stage_title
 
 INTRO = (
     "One model on every image in the sidebar at once: how its gates are distributed, which channels they keep "
@@ -48,6 +48,10 @@ def site_statistics(statistics: list[SiteStatistics]) -> None:
         title=f"{site.name} ({site.kind}) per channel, mean over images",
     )
     st.plotly_chart(figure, key="batch-channels", config=PLOT_CONFIG)
+    pictures = [stage for stage in site.mean_stages if stage.layout != "channel"]  # channel: the bars above
+    for column, stage in zip(st.columns(max(len(pictures), 1)), pictures):
+        title = f"mean {stage_title(stage)} over {site.images} image(s)"
+        column.plotly_chart(stage_figure(stage, title=title), key=f"batch-{stage.name}", config=PLOT_CONFIG)
 
 
 def batch_images(context: DashboardContext) -> list[ImageChoice]:
@@ -88,7 +92,7 @@ def render(context: DashboardContext) -> None:
     if not analyses or not analyses[0].sites:
         return
     st.caption(f"{len(analyses)} image(s) analysed by **{choice.label}** at {analyses[0].resolution[0]} px.")
-    explain_kind(analyses[0].sites[0].kind, tuple(analyses[0].sites[0].gates))
+    explain_site(analyses[0].sites[0])
     site_statistics(batch_statistics(analyses))
 
 

@@ -22,7 +22,7 @@ from dashboard.inputs import (
 )
 from dashboard.registry import ModelChoice, opened_model
 from dashboard.services import guarded, image_analysis, session_cached
-from fmw.analysis import Analysable, ImageAnalysis, Prediction, batch_inputs, class_names_of
+from fmw.analysis import Analysable, ImageAnalysis, Prediction, SiteSummary, batch_inputs, class_names_of
 from fmw.analysis.stats import GateStatistics, gate_statistics
 from fmw.export import FIGURE_CONFIG, analysis_arrays, figure_html, gates_csv, npz_bytes
 from fmw.layers.descriptions import AFTER, BEFORE, describe_kind
@@ -182,6 +182,16 @@ def explain_kind(kind: str, stages: Sequence[str] = ()) -> None:
             f"`{kind}` · {description.title}: `{description.formula}`  \n"
             f"**Before**: {BEFORE}. **Gate**: {description.gate} **After**: {AFTER}.{paper}"
         )
+
+
+def explain_site(site: SiteSummary) -> None:
+    """``explain_kind`` for one site, then its stages with their layouts and, in words, what fmw could
+    not tie back to the site's map (each stage's frame note)."""
+    explain_kind(site.kind, tuple(site.gates))
+    if site.stages:
+        st.caption("Stages: " + ", ".join(f"`{stage.name}` ({stage.layout} gate)" for stage in site.stages))
+    for note in site.frame_notes:
+        st.caption(f"Note: {note}")
 
 
 def kind_glossary(kinds: Sequence[str]) -> None:

@@ -66,6 +66,8 @@ def draw_column(
     )
     figure = site_change_figure(change, analysis.crop, **ranges, title=f"{choice.label}<br>{site.name}")
     show_figure(figure, image, f"compare-{choice.label}", streamlit_theme=False)
+    for note in site.frame_notes:
+        st.caption(f"Note: {note}")
     if site.gates:
         st.caption(f"After keeps {change.kept_energy:.0%} of the energy before.")
     else:

@@ -1,5 +1,7 @@
 """Layer explorer: one model, one weighting site, one image: before | after | difference grids of
-all channels, the channel gate sorted, the spatial gate as a map and over the image, and downloads.
+all channels, every stage as its layout draws it (the channel gate sorted, the spatial gate as a map,
+a coordinate gate as channels x positions, a full-size gate as a montage), the gates over the image,
+and downloads.
 
 Channels can be ordered by index, gate or energy change, on a shared or a per-map colour scale. It opens
 on CBAM (two gates to explore) unless the Compare view sent a model and site here.
@@ -16,12 +18,12 @@ from dashboard.views.common import (
     PNG_NOTE,
     analysis_downloads,
     choose_analysis,
-    explain_kind,
+    explain_site,
     file_stem,
     show_figure,
 )
 from fmw.analysis import ImageAnalysis, available_orderings, channel_order
-from fmw.figures import channel_gate_figure, explorer_grids_figure, spatial_gate_figure, spatial_overlay_figure
+from fmw.figures import explorer_grids_figure, spatial_overlay_figure, stage_figure
 
 INTRO = (
     "Every channel of one weighting layer on one image: the maps **before** the layer, **after** it, and their "
@@ -47,7 +49,7 @@ def site_explorer(choice: ModelChoice, analysis: ImageAnalysis, image: ImageChoi
         format_func=lambda n: f"{n} ({analysis.sites[names.index(n)].kind})",
     )
     site = analysis.sites[names.index(name) if name in names else 0]
-    explain_kind(site.kind, tuple(site.gates))
+    explain_site(site)
     ordering = controls[1].radio(
         "Order channels by", available_orderings(site), key="explorer-order", horizontal=True, help=ORDERING_HELP
     )
@@ -71,15 +73,16 @@ def site_explorer(choice: ModelChoice, analysis: ImageAnalysis, image: ImageChoi
         st.caption(f"The CSV and NPZ hold every site of this image; the HTML is the grids. {PNG_NOTE}")
     if not site.gates:
         st.caption("This site applies no gate (kind 'none'): after equals before.")
-    gate_columns = st.columns(3)
-    if site.channel_gate is not None:
-        with gate_columns[0]:
-            show_figure(channel_gate_figure(site.channel_gate, title="channel gate, sorted"), image, "explorer-channel")
-    if site.spatial_gate is not None:
-        with gate_columns[1]:
-            show_figure(spatial_gate_figure(site.spatial_gate), image, "explorer-spatial")
-        with gate_columns[2]:
-            show_figure(spatial_overlay_figure(analysis.crop, site.spatial_gate), image, "explorer-overlay")
+    figures = [(stage_figure(stage), f"explorer-{stage.name}") for stage in site.stages]
+    over = site.gates_over_image
+    if over is not None:
+        spatial = site.only_spatial_over_image
+        title = "spatial gate over the input" if spatial else "gates over the input (channel means)"
+        figures.append((spatial_overlay_figure(analysis.crop, over, title=title), "explorer-overlay"))
+    for start in range(0, len(figures), 3):
+        for column, (figure, key) in zip(st.columns(3), figures[start : start + 3]):
+            with column:
+                show_figure(figure, image, key)
 
 
 def _follow_request(context: DashboardContext) -> None:

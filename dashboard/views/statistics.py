@@ -16,8 +16,9 @@ from dashboard.registry import ModelChoice
 from dashboard.services import guarded, shipped
 from dashboard.views.common import PLOT_CONFIG, explain_kind, sidebar_statistics
 from fmw.analysis.findings import ShippedStatistics, depth_finding, regenerate_command, specificity_series
+from fmw.analysis.layouts import StageSummary
 from fmw.analysis.stats import GateStatistics
-from fmw.figures import class_gate_heatmap_figure, specificity_figure
+from fmw.figures import class_gate_heatmap_figure, specificity_figure, stage_figure
 
 INTRO = (
     "A gate is **class-specific** when its values depend on the class of the image: 0 means every class gets the "
@@ -110,7 +111,8 @@ def shipped_heatmaps(choice: ModelChoice, found: dict[str, ShippedStatistics]) -
                 statistics.class_names,
                 stage=stage.stage,
                 shape=stage.shape,
-                title=f"{site.name}: {stage.stage} gate (specificity {specificity})",
+                axes=stage.axes,
+                title=f"{site.name}: {stage.label} (specificity {specificity})",
             )
             column.plotly_chart(figure, key=f"findings-heatmap-{site.name}-{stage.stage}", config=PLOT_CONFIG)
     st.caption(f"Remake these statistics with `{regenerate_command(item.checkpoint)}`.")
@@ -138,9 +140,14 @@ def site_heatmaps(statistics: GateStatistics, key: str) -> None:
             labels,
             stage=stage.stage,
             shape=stage.shape,
-            title=f"{statistics.source}: mean {stage.stage} gate per class at {site.name}",
+            axes=stage.axes,
+            title=f"{statistics.source}: mean {stage.label} per class at {site.name}",
         )
         st.plotly_chart(figure, key=f"{key}-{stage.stage}", config=PLOT_CONFIG)
+        if stage.gate_mean is not None:
+            whole = StageSummary(stage.stage, stage.layout, stage.gate_mean.astype("float32"))
+            title = f"dataset-mean {stage.stage} gate over all classes ({stage.layout})"
+            st.plotly_chart(stage_figure(whole, title=title, height=360), key=f"{key}-{stage.stage}-mean")
 
 
 def your_images(context: DashboardContext, choice: ModelChoice) -> None:

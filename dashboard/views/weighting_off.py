@@ -16,7 +16,7 @@ from dashboard.services import guarded, session_cached
 from dashboard.views.common import (
     choose_analysis,
     choose_target,
-    explain_kind,
+    explain_site,
     show_figure,
     sidebar_statistics,
 )
@@ -179,7 +179,7 @@ def render(context: DashboardContext) -> None:
             "accuracy with every gate set to 1 (from its checkpoint's header)."
         )
     if analysis.sites:
-        explain_kind(analysis.sites[0].kind, tuple(analysis.sites[0].gates))
+        explain_site(analysis.sites[0])
     weighting_off_panel(context, choice, model, analysis, image)
 
 

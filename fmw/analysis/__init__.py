@@ -3,6 +3,7 @@ modules attribution, gate statistics, accuracy, predictions, costs and model car
 
 from __future__ import annotations
 
+from fmw.analysis.layouts import StageSummary
 from fmw.analysis.service import (
     ENERGY_FLOOR,
     ORDERINGS,
@@ -46,6 +47,7 @@ __all__ = [
     "PreparedImage",
     "SiteStatistics",
     "SiteSummary",
+    "StageSummary",
     "analyse_image",
     "analyse_images",
     "analyse_images_on_device",

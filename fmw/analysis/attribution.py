@@ -454,8 +454,8 @@ def attribute_site(
 def _fit_mean_gates(
     mean_gates: Mapping[str, Mapping[str, torch.Tensor | np.ndarray]], reference: ProbeResult
 ) -> dict[str, dict[str, torch.Tensor]]:
-    """Dataset-mean gates shaped for this input: channel gates as they are, spatial gates resized
-    (bilinear) to the site's spatial gate at this input size; refuses gates of another model."""
+    """Dataset-mean gates shaped for this input, every layout: a gate whose positions differ from the
+    site's gate at this input size resized (bilinear) to it; refuses gates of another model."""
     fitted: dict[str, dict[str, torch.Tensor]] = {}
     for record in reference.sites:
         if record.name not in mean_gates:
@@ -470,7 +470,7 @@ def _fit_mean_gates(
                     f"the mean {stage} gate {tuple(gate.shape)} for site {record.name!r} does not fit this model "
                     f"(its {stage} gate is {shape}); compute the statistics with the same checkpoint"
                 )
-            if stage == "spatial" and gate.shape[2:] != actual.shape[2:]:
+            if gate.shape[2:] != actual.shape[2:]:
                 gate = F.interpolate(gate, size=actual.shape[2:], mode="bilinear", align_corners=False)
             fitted[record.name][stage] = gate
     return fitted

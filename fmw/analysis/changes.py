@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fmw.analysis.layouts import StagedGates, StageSummary
 from fmw.analysis.service import ENERGY_FLOOR, SiteSummary
 
 __all__ = ["SHOWN_CHANNELS", "ChangedChannel", "SiteChange", "changed_channels", "kept_energy", "site_change"]
@@ -22,8 +23,8 @@ SHOWN_CHANNELS = 4  # channels a summary keeps by default: the Compare view draw
 
 @dataclass(frozen=True)
 class ChangedChannel:
-    """One channel of a site: its index, RMS amplitude before and after, and its channel gate
-    (None when the site has no channel gate)."""
+    """One channel of a site: its index, RMS amplitude before and after, and its gate (the first
+    stage with a channel axis, per channel its mean over positions; None when no stage has one)."""
 
     channel: int
     rms_before: float
@@ -39,10 +40,10 @@ class ChangedChannel:
 
 
 @dataclass
-class SiteChange:
+class SiteChange(StagedGates):
     """One site on one image, summarised: ``mean_before`` and ``mean_after`` (H, W) are the mean
     over all channels; ``before`` and ``after`` (k, H, W) are the maps of ``channels``, most
-    changed first; the gates are the site's own (channel (C,), spatial (H, W), or None)."""
+    changed first; ``stages`` are the site's own, each in its layout."""
 
     name: str
     kind: str
@@ -52,8 +53,7 @@ class SiteChange:
     channels: list[ChangedChannel]
     before: np.ndarray
     after: np.ndarray
-    channel_gate: np.ndarray | None
-    spatial_gate: np.ndarray | None
+    stages: list[StageSummary]
     kept_energy: float  # energy after / before over all channels (1 where the site was silent)
 
 
@@ -73,12 +73,13 @@ def site_change(site: SiteSummary, count: int = SHOWN_CHANNELS) -> SiteChange:
     chosen = changed_channels(site, count)
     rms_before = np.sqrt(site.energy_before.astype(np.float64))
     rms_after = np.sqrt(site.energy_after.astype(np.float64))
+    per_channel = site.channel_values
     channels = [
         ChangedChannel(
             channel=int(index),
             rms_before=float(rms_before[index]),
             rms_after=float(rms_after[index]),
-            gate=None if site.channel_gate is None else float(site.channel_gate[index]),
+            gate=None if per_channel is None else float(per_channel[index]),
         )
         for index in chosen
     ]
@@ -91,8 +92,7 @@ def site_change(site: SiteSummary, count: int = SHOWN_CHANNELS) -> SiteChange:
         channels=channels,
         before=site.before[chosen].copy(),
         after=site.after[chosen].copy(),
-        channel_gate=site.channel_gate,
-        spatial_gate=site.spatial_gate,
+        stages=site.stages,
         kept_energy=kept_energy(site),
     )
 

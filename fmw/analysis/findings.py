@@ -144,9 +144,9 @@ class SpecificitySeries:
 
 
 def specificity_series(statistics: GateStatistics, model: str) -> list[SpecificitySeries]:
-    """One series per gate stage ("channel", then "spatial") of ``statistics``' sites; none for a
-    model without gates."""
-    stages = [stage for stage in ("channel", "spatial") if any(stage in site.stages for site in statistics.sites)]
+    """One series per gate stage name ("channel", "spatial", "coord_w", ...; in the order the sites
+    first apply them) of ``statistics``' sites; none for a model without gates."""
+    stages = list(dict.fromkeys(stage for site in statistics.sites for stage in site.stages))
     series = []
     for stage in stages:
         sites = [site for site in statistics.sites if stage in site.stages]

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fmw.analysis.layouts import StagedGates, StageSummary, stage_summaries
 from fmw.device import model_device
 from fmw.io import CheckpointMetadata, LoadedCheckpoint
 from fmw.layers import WEIGHTING_LAYERS
@@ -46,17 +47,16 @@ class Prediction:
 
 
 @dataclass
-class SiteSummary:
-    """One weighting site on one image: maps (C, H, W) before and after, the gates it applied
-    (channel gate (C,), spatial gate (H, W); None when the kind has no such stage) and the
-    per-channel energy (mean square over the map) on both sides."""
+class SiteSummary(StagedGates):
+    """One weighting site on one image: maps (C, H, W) before and after, the ``stages`` it applied
+    in order (each gate with its layout's axes, ``fmw.analysis.layouts``) and the per-channel
+    energy (mean square over the map) on both sides."""
 
     name: str
     kind: str
     before: np.ndarray
     after: np.ndarray
-    channel_gate: np.ndarray | None
-    spatial_gate: np.ndarray | None
+    stages: list[StageSummary]
     energy_before: np.ndarray
     energy_after: np.ndarray
 
@@ -75,11 +75,6 @@ class SiteSummary:
         return np.where(silent, 1.0, self.energy_after / np.maximum(self.energy_before, ENERGY_FLOOR)).astype(
             np.float32
         )
-
-    @property
-    def gates(self) -> dict[str, np.ndarray]:
-        stages = {"channel": self.channel_gate, "spatial": self.spatial_gate}
-        return {stage: gate for stage, gate in stages.items() if gate is not None}
 
 
 @dataclass
@@ -105,13 +100,15 @@ class PreparedImage:
 
 @dataclass
 class SiteStatistics:
-    """One site over a batch of images: every gate value per stage, per-channel mean and std of
-    the channel gate, and the per-channel mean energy ratio after/before."""
+    """One site over a batch of images: every gate value per stage, each stage's mean gate (in
+    its layout), per-channel mean and std of the first stage with a channel axis, and the
+    per-channel mean energy ratio after/before."""
 
     name: str
     kind: str
     images: int
     gate_values: dict[str, np.ndarray] = field(default_factory=dict)
+    mean_stages: list[StageSummary] = field(default_factory=list)
     channel_gate_mean: np.ndarray | None = None
     channel_gate_std: np.ndarray | None = None
     energy_ratio_mean: np.ndarray | None = None
@@ -166,15 +163,12 @@ def summarise_site(record: SiteRecord, index: int = 0) -> SiteSummary:
         return tensor[index if tensor.shape[0] > 1 else 0].float().numpy().copy()  # a parameter gate has N = 1
 
     before, after = of_image(record.before), of_image(record.after)
-    channel = record.gates.get("channel")
-    spatial = record.gates.get("spatial")
     return SiteSummary(
         name=record.name,
         kind=record.kind,
         before=before,
         after=after,
-        channel_gate=None if channel is None else of_image(channel).reshape(-1),
-        spatial_gate=None if spatial is None else of_image(spatial)[0],
+        stages=stage_summaries(record.stages, index),
         energy_before=np.square(before, dtype=np.float64).mean(axis=(1, 2)).astype(np.float32),
         energy_after=np.square(after, dtype=np.float64).mean(axis=(1, 2)).astype(np.float32),
     )
@@ -345,19 +339,21 @@ def analyse_images_on_device(
 
 
 def available_orderings(site: SiteSummary) -> tuple[str, ...]:
-    """The channel orderings that mean something for ``site`` ("gate" needs a channel gate)."""
-    return ORDERINGS if site.channel_gate is not None else tuple(o for o in ORDERINGS if o != "gate")
+    """The channel orderings that mean something for ``site`` ("gate" needs a gate with a channel axis)."""
+    return ORDERINGS if site.channel_values is not None else tuple(o for o in ORDERINGS if o != "gate")
 
 
 def channel_order(site: SiteSummary, by: str) -> np.ndarray:
-    """Channel indices in display order: by index; by channel gate, largest first; or by energy
-    change, the channel whose energy weighting changed most (|log ratio|) first. Stable on ties."""
+    """Channel indices in display order: by index; by gate (the first stage with a channel axis,
+    per channel its mean over positions), largest first; or by energy change, the channel whose
+    energy weighting changed most (|log ratio|) first. Stable on ties."""
     if by == "index":
         return np.arange(site.channels)
     if by == "gate":
-        if site.channel_gate is None:
-            raise ValueError(f"site {site.name!r} ({site.kind}) has no channel gate to order by")
-        return np.argsort(-site.channel_gate, kind="stable")
+        values = site.channel_values
+        if values is None:
+            raise ValueError(f"site {site.name!r} ({site.kind}) has no gate with a channel axis to order by")
+        return np.argsort(-values, kind="stable")
     if by == "energy change":
         return np.argsort(-np.abs(np.log(site.energy_ratio)), kind="stable")
     raise ValueError(f"unknown channel ordering {by!r}; expected one of: {', '.join(ORDERINGS)}")
@@ -381,7 +377,11 @@ def batch_statistics(analyses: list[ImageAnalysis]) -> list[SiteStatistics]:
     for position, first in enumerate(analyses[0].sites):
         sites = [analysis.sites[position] for analysis in analyses]
         gate_values = {stage: np.concatenate([s.gates[stage].ravel() for s in sites]) for stage in first.gates}
-        present = [s.channel_gate for s in sites if s.channel_gate is not None]  # all of them or none (same sites)
+        mean_stages = [
+            replace(stage, gate=np.stack([s.stages[order].gate for s in sites]).mean(axis=0).astype(np.float32))
+            for order, stage in enumerate(first.stages)
+        ]
+        present = [s.channel_values for s in sites if s.channel_values is not None]  # all or none (same sites)
         channel_gates = np.stack(present) if present else None
         statistics.append(
             SiteStatistics(
@@ -389,6 +389,7 @@ def batch_statistics(analyses: list[ImageAnalysis]) -> list[SiteStatistics]:
                 kind=first.kind,
                 images=len(sites),
                 gate_values=gate_values,
+                mean_stages=mean_stages,
                 channel_gate_mean=None if channel_gates is None else channel_gates.mean(axis=0),
                 channel_gate_std=None if channel_gates is None else channel_gates.std(axis=0),
                 energy_ratio_mean=np.stack([s.energy_ratio for s in sites]).mean(axis=0),

@@ -1,11 +1,14 @@
 """Gate statistics over a dataset split or an in-memory batch: per site and class the mean gate, one
 class-specificity number per site, the dataset-mean gate.
 
-Channel gates give a class x channel matrix. Spatial gates give a class x position matrix (the
-mean map per class, flattened; every image reaches the model at one size: a split's own, or, for
-image folders read by ``fmw.analysis.streaming``, the model's input size after its resize and
-centre crop); CBAM has both. A site's single specificity number is its channel stage's, else its
-spatial stage's. ``GateAccumulator`` holds per class only sums and sums of squares, so statistics
+Each stage is accumulated as its layout asks (``fmw.analysis.layouts``), whatever its name: channel
+gates give a class x channel matrix, spatial gates a class x position matrix (the mean map per
+class, flattened; every image reaches the model at one size: a split's own, or, for image folders
+read by ``fmw.analysis.streaming``, the model's input size after its resize and centre crop),
+coordinate and strip gates a class x (channel, position) or class x position matrix, full-size gates
+a class x channel matrix of their mean over positions plus the dataset-mean gate (C, H, W) itself.
+A site's single specificity number is that of its first stage with a channel axis, else of its
+first stage. ``GateAccumulator`` holds per class only sums and sums of squares, so statistics
 over any number of images take the same memory, and processes' accumulators add up exactly.
 
 Class specificity of one stage, from per-image gates g (D values each: channels or positions),
@@ -34,12 +37,14 @@ import torch
 from torch import nn
 
 from fmw.analysis.distributed import all_gather_objects, all_reduce_sum
+from fmw.analysis.layouts import contract_gate, layout_analysis, layout_of_stage
 from fmw.device import model_device
 from fmw.io import ImageSplit, normalize
 from fmw.io.datasets import batches
 from fmw.sites import ProbeResult, SiteDepth, probe, site_depths
 
 FORMAT_NAME = "fmw-gate-statistics"
+AXIS_WORDS = {"C": "channel", "H": "row", "W": "column"}
 
 
 SPECIFICITY_DEFINITION = (
@@ -68,7 +73,11 @@ def _optional(value: float | None) -> float | None:
 @dataclass
 class StageStatistics:
     """One gate stage of one site: ``class_mean`` (K, D) with NaN rows for classes without images,
-    the dataset ``mean`` and ``std`` (D,), where D = channels, or h * w positions in ``shape``."""
+    the dataset ``mean`` and ``std`` (D,), where D is what the stage's ``layout`` accumulates, of
+    ``shape`` (channels; h, w positions; c, h or c, w; for a full-size gate its channels, each the
+    mean over positions). ``gate_mean`` and ``gate_std`` (C, H, W): the whole gate's dataset mean
+    and std, for layouts whose D does not hold it (full); None otherwise. ``layout`` defaults to
+    the stage's name without its number (files written before stages recorded their layout)."""
 
     stage: str
     shape: tuple[int, ...]
@@ -77,14 +86,35 @@ class StageStatistics:
     std: np.ndarray
     specificity: float | None
     class_distance: float | None
+    layout: str = ""
+    gate_mean: np.ndarray | None = None
+    gate_std: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.layout = self.layout or layout_of_stage(self.stage)
+
+    @property
+    def label(self) -> str:
+        """The stage in words: "channel gate", "full gate (per channel, mean over positions)"."""
+        analysis = layout_analysis(self.layout)
+        if not analysis.keeps_mean_gate:
+            return f"{self.stage} gate"
+        kept = ", ".join(AXIS_WORDS[axis] for axis in analysis.accumulated_axes)
+        return f"{self.stage} gate (per {kept}, mean over the other axes)"
+
+    @property
+    def axes(self) -> str:
+        """The axes of the map D runs over, in order ("C", "HW", "CH", ...)."""
+        return layout_analysis(self.layout).accumulated_axes
 
     def mean_gate(self) -> torch.Tensor:
-        """The dataset-mean gate in the contract's layout: (1, C, 1, 1) or (1, 1, h, w)."""
-        layout = (1, -1, 1, 1) if self.stage == "channel" else (1, 1, *self.shape)
-        return torch.from_numpy(self.mean.astype(np.float32)).reshape(layout)
+        """The dataset-mean gate in the layout's contract shape: (1, C, 1, 1), (1, 1, h, w), ..."""
+        mean = self.mean.reshape(self.shape) if self.gate_mean is None else self.gate_mean
+        return contract_gate(mean, self.layout)
 
     def to_json(self) -> dict:
-        return {
+        data = {
+            "layout": self.layout,
             "shape": list(self.shape),
             "class_mean": _listed(self.class_mean),
             "mean": _listed(self.mean),
@@ -92,6 +122,9 @@ class StageStatistics:
             "specificity": _optional(self.specificity),
             "class_distance": _optional(self.class_distance),
         }
+        if self.gate_mean is not None and self.gate_std is not None:
+            data.update(gate_mean=_listed(self.gate_mean), gate_std=_listed(self.gate_std))
+        return data
 
     @classmethod
     def from_json(cls, stage: str, data: dict) -> StageStatistics:
@@ -103,13 +136,16 @@ class StageStatistics:
             std=_array(data["std"]),
             specificity=data["specificity"],
             class_distance=data["class_distance"],
+            layout=data.get("layout", ""),
+            gate_mean=_array(data["gate_mean"]) if "gate_mean" in data else None,
+            gate_std=_array(data["gate_std"]) if "gate_std" in data else None,
         )
 
 
 @dataclass
 class SiteGateStatistics:
     """One site: where it is (forward ``index``, ``relative_depth`` 0..1, output ``resolution``)
-    and its gate stages ("channel", "spatial"; none for a site without gates)."""
+    and its gate stages by name, in order (none for a site without gates)."""
 
     name: str
     kind: str
@@ -121,11 +157,10 @@ class SiteGateStatistics:
 
     @property
     def specificity(self) -> float | None:
-        """The channel stage's specificity, else the spatial stage's, else None."""
-        for stage in ("channel", "spatial"):
-            if stage in self.stages:
-                return self.stages[stage].specificity
-        return None
+        """The specificity of the first stage with a channel axis, else of the first stage, else None."""
+        with_channels = [s for s in self.stages.values() if layout_analysis(s.layout).per_channel is not None]
+        first = next(iter(with_channels or self.stages.values()), None)
+        return None if first is None else first.specificity
 
     def to_json(self) -> dict:
         return {
@@ -243,7 +278,7 @@ class _SiteLayout:
 
     kind: str
     depth: SiteDepth
-    stages: tuple[str, ...]
+    stages: tuple[tuple[str, str], ...]  # (name, layout) in order
 
 
 class GateAccumulator:
@@ -257,65 +292,84 @@ class GateAccumulator:
         self.sums: dict[tuple[str, str], torch.Tensor] = {}
         self.squares: dict[tuple[str, str], torch.Tensor] = {}
         self.shapes: dict[tuple[str, str], tuple[int, ...]] = {}
+        self.gate_shapes: dict[tuple[str, str], tuple[int, ...]] = {}  # stages that keep the whole mean gate
+        self.gate_sums: dict[tuple[str, str], torch.Tensor] = {}
+        self.gate_squares: dict[tuple[str, str], torch.Tensor] = {}
         self.sites: dict[str, _SiteLayout] = {}  # in forward order, from the first batch
 
     def add(self, result: ProbeResult, groups: torch.Tensor) -> None:
         """Add one probed batch whose images belong to classes ``groups`` (B,), on the logits' device."""
         if not self.sites:
             self.sites = {
-                record.name: _SiteLayout(record.kind, depth, tuple(record.gates))
+                record.name: _SiteLayout(record.kind, depth, tuple((s.name, s.layout) for s in record.stages))
                 for record, depth in zip(result.sites, site_depths(result))
             }
         self.counts = self.counts.to(groups.device) + torch.bincount(groups, minlength=self.classes).double()
         for record in result.sites:
-            for stage, gate in record.gates.items():
-                key = (record.name, stage)
-                shape = (gate.shape[1],) if stage == "channel" else tuple(gate.shape[2:])
+            for stage in record.stages:
+                key, analysis = (record.name, stage.name), layout_analysis(stage.layout)
+                gate = stage.gate.expand(len(groups), *stage.gate.shape[1:])  # a parameter's gate serves every image
+                image_shape, shape = analysis.image_shape(gate.shape), analysis.accumulated_shape(gate.shape)
                 if self.shapes.setdefault(key, shape) != shape:
                     raise ValueError(
-                        f"site {record.name!r}: {stage} gate {shape} differs from {self.shapes[key]} in earlier "
+                        f"site {record.name!r}: {stage.name} gate {shape} differs from {self.shapes[key]} in earlier "
                         "batches; every image must have the same size"
                     )
-                values = gate.reshape(gate.shape[0], -1).double()
-                if key not in self.sums:
-                    self.sums[key] = torch.zeros(
-                        self.classes, values.shape[1], dtype=torch.float64, device=values.device
-                    )
-                    self.squares[key] = torch.zeros_like(self.sums[key])
-                self.sums[key].index_add_(0, groups, values)
-                self.squares[key].index_add_(0, groups, values.square())
+                _add_by_class(self.sums, self.squares, key, groups, analysis.accumulated(gate).double(), self.classes)
+                if analysis.keeps_mean_gate:
+                    self.gate_shapes[key] = image_shape
+                    _add_by_class(self.gate_sums, self.gate_squares, key, None, gate.reshape(len(groups), -1), 1)
 
     def all_reduce(self) -> None:
         """Sum the accumulators of every process (``torch.distributed``; nothing to do without a
         process group), so each holds the statistics of the whole dataset. A process that saw no
         image takes its sites from the others."""
-        layouts = [layout for layout in all_gather_objects((self.sites, self.shapes)) if layout[0]]
+        gathered = all_gather_objects((self.sites, self.shapes, self.gate_shapes))
+        layouts = [layout for layout in gathered if layout[0]]
         if not layouts:
             return
-        sites, shapes = layouts[0]
-        if any(layout != (sites, shapes) for layout in layouts):
+        sites, shapes, gate_shapes = layouts[0]
+        if any(layout != (sites, shapes, gate_shapes) for layout in layouts):
             raise ValueError("the processes found different weighting sites or gate shapes; run them on one model")
-        self.sites, self.shapes = sites, shapes
-        for key, shape in shapes.items():
-            if key not in self.sums:
-                self.sums[key] = torch.zeros(self.classes, math.prod(shape), dtype=torch.float64)
-                self.squares[key] = torch.zeros_like(self.sums[key])
-        keys = sorted(shapes)
-        summed = all_reduce_sum([self.counts, *(self.sums[key] for key in keys), *(self.squares[key] for key in keys)])
-        self.counts = summed[0]
-        self.sums = dict(zip(keys, summed[1 : 1 + len(keys)]))
-        self.squares = dict(zip(keys, summed[1 + len(keys) :]))
+        self.sites, self.shapes, self.gate_shapes = sites, shapes, gate_shapes
+        for sums, squares, sizes, rows in (
+            (self.sums, self.squares, shapes, self.classes),
+            (self.gate_sums, self.gate_squares, gate_shapes, 1),
+        ):
+            for key, shape in sizes.items():
+                if key not in sums:
+                    sums[key] = torch.zeros(rows, math.prod(shape), dtype=torch.float64)
+                    squares[key] = torch.zeros_like(sums[key])
+        keys, gate_keys = sorted(shapes), sorted(gate_shapes)
+        parts = [self.sums, self.squares, self.gate_sums, self.gate_squares]
+        summed = iter(
+            all_reduce_sum(
+                [self.counts, *(part[key] for part in parts[:2] for key in keys)]
+                + [part[key] for part in parts[2:] for key in gate_keys]
+            )
+        )
+        self.counts = next(summed)
+        self.sums, self.squares = ({key: next(summed) for key in keys} for _ in range(2))
+        self.gate_sums, self.gate_squares = ({key: next(summed) for key in gate_keys} for _ in range(2))
 
-    def stage(self, name: str, stage: str) -> StageStatistics:
-        sums, squares = self.sums[(name, stage)].cpu().numpy(), self.squares[(name, stage)].cpu().numpy()
+    def stage(self, name: str, stage: str, layout: str) -> StageStatistics:
+        key = (name, stage)
+        sums, squares = self.sums[key].cpu().numpy(), self.squares[key].cpu().numpy()
         counts = self.counts.cpu().numpy()
         total = counts.sum()
         with np.errstate(invalid="ignore", divide="ignore"):
             class_mean = sums / counts[:, None]
-        mean = sums.sum(0) / total
-        std = np.sqrt(np.maximum(squares.sum(0) / total - mean**2, 0.0))
+        mean, std = _mean_and_std(sums, squares, total)
         specificity, distance = class_specificity(sums, squares, counts)
-        return StageStatistics(stage, self.shapes[(name, stage)], class_mean, mean, std, specificity, distance)
+        gate_mean = gate_std = None
+        if key in self.gate_shapes:
+            gate_mean, gate_std = _mean_and_std(
+                self.gate_sums[key].cpu().numpy(), self.gate_squares[key].cpu().numpy(), total
+            )
+            gate_mean, gate_std = gate_mean.reshape(self.gate_shapes[key]), gate_std.reshape(self.gate_shapes[key])
+        return StageStatistics(
+            stage, self.shapes[key], class_mean, mean, std, specificity, distance, layout, gate_mean, gate_std
+        )
 
     def statistics(self, class_names: Sequence[str], grouping: str, source: str) -> GateStatistics:
         """The statistics of everything added (and reduced) so far."""
@@ -329,12 +383,40 @@ class GateAccumulator:
                 relative_depth=layout.depth.relative_depth,
                 channels=layout.depth.channels,
                 resolution=layout.depth.resolution,
-                stages={stage: self.stage(name, stage) for stage in layout.stages},
+                stages={stage: self.stage(name, stage, kind) for stage, kind in layout.stages},
             )
             for name, layout in self.sites.items()
         ]
         counts = self.counts.cpu().numpy().astype(np.int64)
         return GateStatistics(source, grouping, list(class_names), counts, sites)
+
+
+def _mean_and_std(sums: np.ndarray, squares: np.ndarray, total: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std over ``total`` images from sums and sums of squares summed over their rows."""
+    mean = sums.sum(0) / total
+    return mean, np.sqrt(np.maximum(squares.sum(0) / total - mean**2, 0.0))
+
+
+def _add_by_class(
+    sums: dict[tuple[str, str], torch.Tensor],
+    squares: dict[tuple[str, str], torch.Tensor],
+    key: tuple[str, str],
+    groups: torch.Tensor | None,
+    values: torch.Tensor,
+    rows: int,
+) -> None:
+    """Add ``values`` (B, D) to row ``groups`` (B,) of ``sums[key]`` and their squares to ``squares[key]``
+    (float64, ``rows`` x D, made on the first call); ``groups`` None adds every image to row 0."""
+    values = values.double()
+    if key not in sums:
+        sums[key] = torch.zeros(rows, values.shape[1], dtype=torch.float64, device=values.device)
+        squares[key] = torch.zeros_like(sums[key])
+    if groups is None:
+        sums[key][0] += values.sum(0)
+        squares[key][0] += values.square().sum(0)
+    else:
+        sums[key].index_add_(0, groups, values)
+        squares[key].index_add_(0, groups, values.square())
 
 
 def collect_gate_statistics(

@@ -18,6 +18,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from fmw.analysis import ImageAnalysis, SiteSummary
+from fmw.analysis.layouts import layout_analysis
 
 FIGURE_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 PAGE_STYLE = """
@@ -41,23 +42,25 @@ class Section:
 
 def gates_csv(sites: Sequence[SiteSummary]) -> str:
     """Every gate value of ``sites`` (an ``ImageAnalysis``'s) as CSV text, one value per row:
-    site, kind, stage, channel (channel gates) or row and column (spatial gates), gate."""
+    site, kind, stage, its layout, then channel, row and column where the layout has that axis
+    (empty otherwise), gate."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["site", "kind", "stage", "channel", "row", "column", "gate"])
+    writer.writerow(["site", "kind", "stage", "layout", "channel", "row", "column", "gate"])
     for site in sites:
-        if site.channel_gate is not None:
-            for channel, value in enumerate(site.channel_gate.tolist()):
-                writer.writerow([site.name, site.kind, "channel", channel, "", "", repr(value)])
-        if site.spatial_gate is not None:
-            for (row, column), value in np.ndenumerate(site.spatial_gate):
-                writer.writerow([site.name, site.kind, "spatial", "", row, column, repr(float(value))])
+        for stage in site.stages:
+            axes = layout_analysis(stage.layout).axes
+            for index, value in np.ndenumerate(stage.gate):
+                position = dict(zip(axes, index))
+                place = [position.get(axis, "") for axis in "CHW"]
+                writer.writerow([site.name, site.kind, stage.name, stage.layout, *place, repr(float(value))])
     return buffer.getvalue()
 
 
 def analysis_arrays(analysis: ImageAnalysis) -> dict[str, np.ndarray]:
     """The tensors of one analysis by name: ``crop``, ``probabilities`` of the top classes with
-    their ``classes``, and per site ``<site>.before``, ``.after``, ``.channel_gate``, ``.spatial_gate``."""
+    their ``classes``, and per site ``<site>.before``, ``.after`` and per stage ``.<stage>_gate`` (each
+    with its layout's axes: ``.channel_gate`` (C,), ``.coord_h_gate`` (C, H), ``.full_gate`` (C, H, W))."""
     arrays = {
         "crop": analysis.crop,
         "classes": np.array([p.index for p in analysis.predictions], dtype=np.int64),

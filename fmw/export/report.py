@@ -31,6 +31,8 @@ def checkpoint_sections(
     predicted class; ``attribution="none"`` leaves it out), then one section per weighting site
     with the Compare view's figure: its maps before and after and its gate(s)."""
     analysis = analyse_image(loaded, image.rgb, resolution=resolution, name=name)
+    if not analysis.predictions:
+        return _task_sections(name, loaded, analysis, attribution)
     top = analysis.predictions[0]
     figures = [
         predictions_figure(
@@ -51,17 +53,40 @@ def checkpoint_sections(
             level=3,
         )
     ]
+    return sections + _site_sections(name, analysis)
+
+
+def _task_sections(name: str, loaded: Analysable, analysis: ImageAnalysis, attribution: str) -> list[Section]:
+    """A detector, segmenter or other model: what it predicted, in words, as its task reads the
+    output (boxes scored 50% or more, each class's share of the pixels, the output's structure),
+    then its sites; the input attribution is drawn for classifiers only."""
+    assert analysis.task_prediction is not None
+    lines = analysis.task_prediction.lines()
+    height, width = analysis.resolution
+    notes = [f"{_weighting(loaded, analysis)}, analysed at {height}x{width} px", *lines[:20]]
+    if attribution != NO_ATTRIBUTION:
+        notes.append(
+            f"no input attribution: the report attributes a classifier's class; for a {analysis.task_prediction.task} "
+            "model, use fmw.analysis.attribution with a score from fmw.models.tasks.task_score"
+        )
+    heading = Section(f"{name} ({analysis.task_prediction.task}): {lines[0]}", notes=notes, level=3)
+    return [heading, *_site_sections(name, analysis)]
+
+
+def _site_sections(name: str, analysis: ImageAnalysis) -> list[Section]:
+    """One section per weighting site: the Compare view's figure of its maps and gates."""
+    sections = []
     if not analysis.sites:
         sections.append(Section(f"{name}: no weighting site", notes=[NOTHING_FOUND], level=4))
     for site in analysis.sites:
-        figure = site_column_figure(
-            site.before, site.after, site.channel_gate, site.spatial_gate, title=f"{site.name}: before, after, gates"
-        )
+        figure = site_column_figure(site.before, site.after, site.stages, title=f"{site.name}: before, after, gates")
         _, map_height, map_width = site.before.shape
         note = f"{site.kind}, {site.channels} maps of {map_height}x{map_width}"
-        if not site.gates:
+        if site.stages:
+            note += "; stages: " + ", ".join(f"{stage.name} ({stage.layout})" for stage in site.stages)
+        else:
             note += "; no gate: the site passes its input through unchanged"
-        sections.append(Section(f"{name} · {site.name}", [figure], notes=[note], level=4))
+        sections.append(Section(f"{name} · {site.name}", [figure], notes=[note, *site.frame_notes], level=4))
     return sections
 
 

@@ -45,7 +45,9 @@ def statistics_sections(statistics: GateStatistics, label: str = "") -> list[Sec
         )
     for site in statistics.sites:
         figures: list[go.Figure] = [
-            class_gate_heatmap_figure(stage.class_mean[rows], row_names, stage=stage.stage, shape=stage.shape)
+            class_gate_heatmap_figure(
+                stage.class_mean[rows], row_names, stage=stage.stage, shape=stage.shape, axes=stage.axes
+            )
             for stage in site.stages.values()
         ]
         specificity = "n/a" if site.specificity is None else f"{site.specificity:.3f}"

@@ -1,5 +1,6 @@
-"""Plotly figures, by what they show: a site's maps and gates (``sites``), attributions, gate
-statistics, models and predictions; ``style`` holds the shared colour scales."""
+"""Plotly figures, by what they show: a site's maps and gates (``sites``), its stages whatever their
+layouts (``stages``, each layout drawn as ``layouts`` says), attributions, gate statistics, models
+and predictions; ``style`` holds the shared colour scales."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ from fmw.figures.sites import (
     explorer_grids_figure,
     feature_grid_figure,
     montage,
-    site_column_figure,
     spatial_gate_figure,
     spatial_overlay_figure,
 )
+from fmw.figures.stages import site_column_figure, stage_figure, stage_title
 from fmw.figures.statistics import (
     channel_statistics_figure,
     class_gate_heatmap_figure,
@@ -44,6 +45,8 @@ __all__ = [
     "spatial_gate_figure",
     "spatial_overlay_figure",
     "specificity_figure",
+    "stage_figure",
+    "stage_title",
     "symmetric_limit",
     "weighting_off_figure",
 ]

@@ -1,7 +1,9 @@
 """The Compare figure: what one weighting site did to one image, in one narrow column that reads at a
-glance: the mean map over channels before and after, the spatial gate over the image, the channel
-gate as bars (the channels shown below highlighted), and the few channels the weighting changed
-most, each before and after, drawn large enough to be pictures (``MAP_PIXELS``)."""
+glance: the mean map over channels before and after, the gates over the image (the product of the
+stages' channel means at each position), each stage as its layout draws it (the channel gate as
+bars, the channels shown below highlighted; a coordinate gate as channels x positions; a full-size
+gate as a montage), and the few channels the weighting changed most, each before and after, drawn
+large enough to be pictures (``MAP_PIXELS``)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,10 @@ import plotly.graph_objects as go
 from PIL import Image
 
 from fmw.analysis.changes import SiteChange
+from fmw.analysis.layouts import StageSummary
+from fmw.figures.layouts import layout_figure
 from fmw.figures.sites import _channel_gate_trace, _positions, _spatial_gate_trace, overlay_cells
+from fmw.figures.stages import stage_title
 from fmw.figures.style import MAPS_COLORSCALE, STAGE_COLOURS, _coloraxis, symmetric_limit
 
 __all__ = ["COLUMN_PIXELS", "HIGHLIGHT_COLOUR", "MAP_PIXELS", "map_limit", "site_change_figure"]
@@ -66,24 +71,26 @@ def _photo_source(image: np.ndarray) -> tuple[str, int, int]:
     return f"data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode()}", photo.width, photo.height
 
 
-def _overlay_traces(image: np.ndarray, gate: np.ndarray, opacity: float = 0.55) -> list[go.Image | go.Heatmap]:
-    """The spatial gate (h, w) stretched over ``image``; hover gives the gate cell and its value."""
+def _overlay_traces(
+    image: np.ndarray, gate: np.ndarray, name: str, opacity: float = 0.55
+) -> list[go.Image | go.Heatmap]:
+    """The gate over the image (h, w) stretched over ``image``; hover gives the gate cell and its value."""
     source, width, height = _photo_source(image)
     cells = overlay_cells(
         gate,
         width,
         height,
-        "spatial gate<br>row %{customdata[0]}, column %{customdata[1]}<br>gate %{z:.3f}",
+        f"{name}<br>row %{{customdata[0]}}, column %{{customdata[1]}}<br>gate %{{z:.3f}}",
         opacity,
         showscale=False,
-        name="spatial gate",
+        name=name,
     )
     return [go.Image(source=source, hoverinfo="skip", name="image"), cells]
 
 
 def _channel_label(change: SiteChange, position: int) -> tuple[str, str]:
     """Titles of one changed channel's pair of cells: its index, and its gate (or, without a
-    channel gate, how its RMS amplitude changed)."""
+    stage with a channel axis, how its RMS amplitude changed)."""
     channel = change.channels[position]
     effect = f"gate {channel.gate:.2f}" if channel.gate is not None else f"×{channel.ratio:.2f}"
     return f"ch {channel.channel}", effect
@@ -154,6 +161,20 @@ def _layout_cells(rows: list[tuple[int, list[_Cell]]], plot_area: int) -> tuple[
     return traces, layout
 
 
+def _channel_bars(change: SiteChange, stage: StageSummary, gate_upper: float | None) -> tuple[int, list[_Cell]]:
+    """A channel gate sorted largest first, the channels the column shows in ``HIGHLIGHT_COLOUR``."""
+    gate = stage.gate
+    order = np.argsort(-gate, kind="stable")
+    bars = _channel_gate_trace(gate, order)
+    shown = {channel.channel for channel in change.channels}
+    bars.marker.color = [HIGHLIGHT_COLOUR if int(c) in shown else STAGE_COLOURS["channel"] for c in order]
+    upper = gate_upper if gate_upper is not None else max(1.0, float(gate.max())) * 1.05
+    y_axis = {"range": [min(0.0, float(gate.min())), upper], "nticks": 3, "gridcolor": GRID_COLOUR}
+    y_axis["automargin"] = True  # room for the tick labels left of the bars
+    title = "channel gate, largest first" if stage.name == "channel" else f"{stage.name}, largest first"
+    return BARS_PIXELS, [_Cell(title, True, [bars], False, {"showticklabels": False, "ticks": ""}, y_axis)]
+
+
 def site_change_figure(
     change: SiteChange,
     image: np.ndarray | None = None,
@@ -164,12 +185,14 @@ def site_change_figure(
     title: str = "",
 ) -> go.Figure:
     """One column of the Compare view, top to bottom: the channel-mean map before | after (colour
-    range ±``mean_limit``), the spatial gate over ``image`` (H, W, 3 uint8; the gate alone without
-    it), the channel gate sorted largest first on [0, ``gate_upper``] with the channels shown below
-    in ``HIGHLIGHT_COLOUR``, then each changed channel before | after on ±``limit`` (defaults:
-    ``map_limit`` of the column's own maps). Pass the same limits to every column so equal colours
-    mean equal values. Every map is its own trace, one map per cell, sized for a
-    ``COLUMN_PIXELS``-wide column; hover names the channel or position and the value."""
+    range ±``mean_limit``), the gates over ``image`` (H, W, 3 uint8; the gate alone without it;
+    ``fmw.analysis.layouts.over_image``), each stage as its layout draws it (a channel gate sorted
+    largest first on [0, ``gate_upper``] with the channels shown below in ``HIGHLIGHT_COLOUR``; a
+    spatial gate is the picture over the image), the frame notes under the title, then each changed
+    channel before | after on ±``limit`` (defaults: ``map_limit`` of the column's own maps). Pass the
+    same limits to every column so equal colours mean equal values. Every map is its own trace, one map
+    per cell, sized for a ``COLUMN_PIXELS``-wide column; hover names the channel or position and the
+    value."""
     limit = limit or map_limit(change.before, change.after)
     mean_limit = mean_limit or map_limit(change.mean_before, change.mean_after)
     over = f"mean over {change.channel_count} channels"
@@ -178,30 +201,35 @@ def site_change_figure(
             ("before (mean)", "after (mean)"), (change.mean_before, change.mean_after), "mean", over, "coloraxis2"
         )
     ]
-    if change.spatial_gate is not None:
+    positional = change.gates_over_image
+    if positional is not None:
+        spatial_only = change.only_spatial_over_image
+        name = "spatial gate" if spatial_only else "gates over the image"
         if image is None:
             gate_traces: list[go.BaseTraceType] = [
                 _spatial_gate_trace(
-                    change.spatial_gate,
-                    "spatial gate<br>row %{y}, column %{x}<br>gate %{z:.3f}<extra></extra>",
+                    positional,
+                    f"{name}<br>row %{{y}}, column %{{x}}<br>gate %{{z:.3f}}<extra></extra>",
                     showscale=False,
-                    name="spatial gate",
+                    name=name,
                 )
             ]
         else:
-            gate_traces = list(_overlay_traces(image, change.spatial_gate))
-        rows.append((WIDE_PIXELS, [_Cell("spatial gate over the image", True, gate_traces)]))
-    if change.channel_gate is not None:
-        gate = change.channel_gate
-        order = np.argsort(-gate, kind="stable")
-        bars = _channel_gate_trace(gate, order)
-        shown = {channel.channel for channel in change.channels}
-        bars.marker.color = [HIGHLIGHT_COLOUR if int(c) in shown else STAGE_COLOURS["channel"] for c in order]
-        upper = gate_upper if gate_upper is not None else max(1.0, float(gate.max())) * 1.05
-        y_axis = {"range": [min(0.0, float(gate.min())), upper], "nticks": 3, "gridcolor": GRID_COLOUR}
-        y_axis["automargin"] = True  # room for the tick labels left of the bars
-        cell = _Cell("channel gate, largest first", True, [bars], False, {"showticklabels": False, "ticks": ""}, y_axis)
-        rows.append((BARS_PIXELS, [cell]))
+            gate_traces = list(_overlay_traces(image, positional, name))
+        title = "spatial gate over the image" if spatial_only else "gates over the image (channel means)"
+        rows.append((WIDE_PIXELS, [_Cell(title, True, gate_traces)]))
+    for stage in change.stages:
+        if stage.layout == "channel":
+            rows.append(_channel_bars(change, stage, gate_upper))
+        elif stage.layout != "spatial":  # a spatial gate is the picture over the image
+            entry = layout_figure(stage.layout)
+            trace = entry.trace(stage.gate, stage_title(stage))
+            if isinstance(trace, go.Heatmap):
+                trace.update(showscale=False)
+            pixels = WIDE_PIXELS if isinstance(trace, go.Heatmap) else BARS_PIXELS
+            rows.append((pixels, [_Cell(stage_title(stage), True, [trace], entry.picture)]))
+    if change.frame_notes:
+        title = "<br>".join([title, *change.frame_notes]) if title else "<br>".join(change.frame_notes)
     for position, channel in enumerate(change.channels):
         maps = (change.before[position], change.after[position])
         rows.append(_map_pair(_channel_label(change, position), maps, f"channel {channel.channel}", "", "coloraxis"))

@@ -119,53 +119,6 @@ def feature_grid_figure(
     return figure
 
 
-def site_column_figure(
-    before: np.ndarray,
-    after: np.ndarray,
-    channel_gate: np.ndarray | None = None,
-    spatial_gate: np.ndarray | None = None,
-    *,
-    limit: float | None = None,
-    gate_upper: float | None = None,
-    title: str = "",
-) -> go.Figure:
-    """One site of one checkpoint, top to bottom in one figure (one column of the Compare view):
-    before and after grids on the colour range ±``limit``, then the channel gate by channel
-    index on [0, ``gate_upper``] and the spatial gate on [0, 1], when the site has them. Pass the
-    same ``limit`` and ``gate_upper`` to every column so equal colours and heights mean equal values."""
-    limit = limit or symmetric_limit(before, after)
-    rows = [("before", 3.0), ("after", 3.0)]
-    if channel_gate is not None:
-        rows.append(("channel gate", 1.4))
-    if spatial_gate is not None:
-        rows.append(("spatial gate (0 to 1)", 2.0))
-    titles, heights = zip(*rows)
-    figure = make_subplots(rows=len(rows), cols=1, subplot_titles=titles, row_heights=heights, vertical_spacing=0.05)
-    figure.add_trace(_grid_trace(before, None, False, "before", "coloraxis"), row=1, col=1)
-    figure.add_trace(_grid_trace(after, None, False, "after", "coloraxis"), row=2, col=1)
-    image_subplots = [1, 2]
-    if channel_gate is not None:
-        figure.add_trace(_channel_gate_trace(channel_gate, np.arange(channel_gate.size)), row=3, col=1)
-        if gate_upper is not None:
-            figure.update_yaxes(range=[min(0.0, float(channel_gate.min())), gate_upper], row=3, col=1)
-    if spatial_gate is not None:
-        figure.add_trace(
-            _spatial_gate_trace(spatial_gate, "gate %{z:.4g}<extra></extra>", showscale=False), row=len(titles), col=1
-        )
-        image_subplots.append(len(titles))
-    title_lines = title.count("<br>") + 1 if title else 1  # columns are narrow: callers break long titles
-    figure.update_layout(
-        title={"text": title, "font": {"size": 14}},
-        height=int(100 * sum(heights)) + 70 + 20 * title_lines,
-        showlegend=False,
-        bargap=0.05,
-        coloraxis=_coloraxis(MAPS_COLORSCALE, limit, orientation="h", y=-0.02, yanchor="top"),
-        margin={**TIGHT_MARGIN, "t": 50 + 20 * title_lines},
-    )
-    _image_axes(figure, image_subplots)
-    return figure
-
-
 def explorer_grids_figure(
     before: np.ndarray,
     after: np.ndarray,

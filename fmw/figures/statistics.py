@@ -11,11 +11,13 @@ from plotly.subplots import make_subplots
 
 from fmw.figures.style import GATE_COLORSCALE, STAGE_COLOURS, TIGHT_MARGIN
 
+AXIS_NAMES = {"C": "channel", "H": "row", "W": "column"}
+
 
 def gate_histogram_figure(
     gate_values: dict[str, np.ndarray], *, title: str = "gate values", height: int = 280
 ) -> go.Figure:
-    """Distribution of gate values, one histogram trace per stage ("channel", "spatial")."""
+    """Distribution of gate values, one histogram trace per stage by name ("channel", "coord_h", ...)."""
     figure = go.Figure(
         [
             go.Histogram(
@@ -82,24 +84,29 @@ def class_gate_heatmap_figure(
     *,
     stage: str = "channel",
     shape: tuple[int, ...] | None = None,
+    axes: str | None = None,
     title: str = "",
     height: int | None = None,
 ) -> go.Figure:
-    """Class x channel (or class x position, for a spatial stage of ``shape`` (h, w)) mean gates as
-    one heatmap; hover shows the deviation from the mean over classes too."""
+    """Class x D mean gates as one heatmap, D running over the map's ``axes`` ("C": channels, "HW":
+    positions of ``shape`` (h, w) row-major, "CH": channel then row, ...; default "HW" for a 2-D
+    ``shape``, else "C"); hover names each axis's index and the deviation from the mean over classes."""
     values = class_mean.astype(np.float32)
     deviation = values - np.nanmean(values, axis=0, keepdims=True)
-    if stage == "spatial" and shape is not None:
-        rows, columns = np.divmod(np.arange(values.shape[1], dtype=np.float32), shape[1])
-        axis_title = f"position (row-major over {shape[0]}x{shape[1]})"
-        hover = "%{y}<br>position %{x} (row %{customdata[1]}, column %{customdata[2]})"
-        customdata = np.stack(
-            [deviation, np.broadcast_to(rows, values.shape), np.broadcast_to(columns, values.shape)], axis=-1
-        )
-    else:
-        axis_title = "channel"
-        hover = "%{y}<br>channel %{x}"
+    shape = shape or (values.shape[1],)
+    axes = axes or ("HW" if len(shape) == 2 else "C")
+    names = [AXIS_NAMES[axis] for axis in axes]
+    if len(axes) == 1:
+        axis_title = names[0]
+        hover = f"%{{y}}<br>{names[0]} %{{x}}"
         customdata = deviation[..., None]
+    else:
+        indices = np.unravel_index(np.arange(values.shape[1]), shape)
+        axis_title = f"{' x '.join(names)} (row-major over {'x'.join(map(str, shape))})"
+        where = ", ".join(f"{name} %{{customdata[{position + 1}]}}" for position, name in enumerate(names))
+        hover = f"%{{y}}<br>position %{{x}} ({where})"
+        planes = [np.broadcast_to(index.astype(np.float32), values.shape) for index in indices]
+        customdata = np.stack([deviation, *planes], axis=-1)
     figure = go.Figure(
         go.Heatmap(
             z=values,

@@ -28,13 +28,7 @@ from fmw.analysis import (
 )
 from fmw.analysis.attribution import compare_weighting_off
 from fmw.errors import FMWError
-from fmw.figures import (
-    channel_gate_figure,
-    explorer_grids_figure,
-    site_column_figure,
-    spatial_gate_figure,
-    weighting_off_figure,
-)
+from fmw.figures import explorer_grids_figure, site_column_figure, stage_figure, stage_title, weighting_off_figure
 from fmw.io import LoadedCheckpoint, decode_image
 from fmw.io.model_spec import ModelOptions, load_model
 from fmw.models.tasks import TASKS, postprocessed
@@ -185,24 +179,31 @@ class Inspection:
         return summarise_site(self.result.site(self._site_name(site)), image)
 
     def figure(self, site: str | None = None, image: int = 0) -> go.Figure:
-        """The site's maps before and after and its gate(s) (default: the first site with a gate)."""
+        """The site's maps before and after and every stage as its layout draws it (default: the
+        first site with a gate); frame notes under the title."""
         s = self.summary(site, image)
-        return site_column_figure(s.before, s.after, s.channel_gate, s.spatial_gate, title=f"{self.name} · {s.name}")
+        return site_column_figure(s.before, s.after, s.stages, title=f"{self.name} · {s.name}")
 
     def explorer(self, site: str | None = None, image: int = 0, order: str = "gate") -> go.Figure:
         """Every map of the site before, after and their difference, ordered by ``order``
         ("index", "gate" or "energy change")."""
         s = self.summary(site, image)
-        by = order if order != "gate" or s.channel_gate is not None else "energy change"
+        by = order if order != "gate" or s.channel_values is not None else "energy change"
         return explorer_grids_figure(s.before, s.after, order=channel_order(s, by))
 
-    def gates(self, site: str | None = None, image: int = 0) -> go.Figure:
-        """The site's channel gate as bars, or its spatial gate as a map."""
+    def gates(self, site: str | None = None, image: int = 0, stage: str | None = None) -> go.Figure:
+        """One stage of the site (by name, default the first; ``summary(site).gates`` lists them) as
+        its layout draws it: a channel gate as bars sorted, a spatial gate as a map, a coordinate gate
+        as channels x rows or columns, a strip gate as a profile, a full-size gate as a montage of
+        per-channel maps; a frame note under the title."""
         s = self.summary(site, image)
-        if s.channel_gate is not None:
-            return channel_gate_figure(s.channel_gate, title=f"{s.name}: channel gate")
-        assert s.spatial_gate is not None
-        return spatial_gate_figure(s.spatial_gate, title=f"{s.name}: spatial gate")
+        if not s.stages:
+            raise FMWError(f"site {s.name!r} ({s.kind}) applies no gate")
+        names = [candidate.name for candidate in s.stages]
+        if stage is not None and stage not in names:
+            raise FMWError(f"site {s.name!r} has no stage {stage!r}; its stages: {', '.join(names)}")
+        chosen = s.stages[names.index(stage) if stage is not None else 0]
+        return stage_figure(chosen, title=f"{s.name}: {stage_title(chosen)}")
 
     def weighting_off(self, image: int = 0) -> go.Figure:
         """Predictions with weighting on, each site switched off (gates = 1) alone, and all off."""
