@@ -303,6 +303,7 @@ def test_eca_kernel_size_follows_the_paper_rule(channels: int, kernel: int) -> N
 
 def test_coordinate_attention_matches_hand_computation() -> None:
     layer = randomised(CoordinateAttention(4)).eval()  # batch norm with its (random) running statistics
+    assert layer.norm.running_var is not None
     with torch.no_grad():
         layer.norm.running_var.abs_()
     assert layer.squeeze.out_channels == 8, "hidden width max(8, C // 32)"

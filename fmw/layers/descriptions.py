@@ -98,8 +98,8 @@ KIND_DESCRIPTIONS: dict[str, KindDescription] = {
         KindDescription(
             "coord",
             "coordinate attention",
-            "a_h = sigmoid(F_h(z_h)), a_w = sigmoid(F_w(z_w)), (z_h; z_w) = hswish(BN(conv1x1([avg_w(x); avg_h(x)])));"
-            "  y = x * a_w * a_h",
+            "y = x * a_w * a_h,  a_h = sigmoid(F_h(z_h)), a_w = sigmoid(F_w(z_w)),  "
+            "(z_h; z_w) = hswish(BN(conv1x1([avg_w(x); avg_h(x)])))",
             "two gates, each a value between 0 and 1 per channel and position along one axis: a_h per channel and "
             "row, a_w per channel and column, computed from the maps averaged along the other axis. Their product "
             "says, per channel, which rows and columns to keep: where a feature is, along each axis.",
@@ -111,7 +111,7 @@ KIND_DESCRIPTIONS: dict[str, KindDescription] = {
         KindDescription(
             "simam",
             "SimAM: parameter-free attention",
-            "e = (x - mu_c)^2 / (4 (var_c + 1e-4)) + 0.5;  y = x * sigmoid(e)",
+            "y = x * sigmoid(e),  e = (x - mu_c)^2 / (4 (var_c + 1e-4)) + 0.5",
             "one value between 0.62 and 1 for every channel and position, with no learned parameters: activations "
             "that stand out from their channel's mean (mu_c, var_c) are kept, those close to it are damped.",
             "Yang et al. 2021, SimAM: A Simple, Parameter-Free Attention Module for Convolutional Neural Networks",
