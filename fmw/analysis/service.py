@@ -27,6 +27,8 @@ from fmw.device import model_device
 from fmw.io import CheckpointMetadata, LoadedCheckpoint
 from fmw.layers import WEIGHTING_LAYERS
 from fmw.models import ZooModel, count_multiply_adds, count_parameters
+from fmw.models.tasks import TASKS, TopK, postprocessed
+from fmw.models.tasks import Prediction as TaskPrediction
 from fmw.models.zoo import seen_images
 from fmw.sites import ProbeResult, SiteRecord, find_sites, probe
 
@@ -86,6 +88,7 @@ class ImageAnalysis:
     predictions: list[Prediction]
     sites: list[SiteSummary]
     crop: np.ndarray  # what the model saw, uint8 RGB, for overlays (fmw: the centre crop before resizing)
+    task_prediction: TaskPrediction | None = None  # what it predicted, as its task reads the output
 
 
 @dataclass
@@ -225,21 +228,29 @@ def batch_inputs(source: Analysable, images: list[np.ndarray], resolution: int |
     return torch.cat([prepare_image(source, rgb, resolution).inputs for rgb in images])
 
 
+def task_of(source: Analysable) -> str:
+    """What ``source``'s output means (``fmw.models.tasks.TASKS``): an fmw checkpoint classifies."""
+    return source.task if isinstance(source, ZooModel) else "classification"
+
+
 def _analysis_of(
-    result: ProbeResult, index: int, prepared: PreparedImage, class_names: list[str], top_k: int, name: str
+    result: ProbeResult, index: int, prepared: PreparedImage, source: Analysable, top_k: int, name: str
 ) -> ImageAnalysis:
-    """Image ``index`` of a probed batch: its top-k predictions and every site's summary."""
-    probabilities = result.logits[index].float().softmax(dim=0)
-    values, indices = probabilities.topk(min(top_k, probabilities.numel()))
-    predictions = [
-        Prediction(index=int(i), class_name=class_names[int(i)], probability=float(p)) for p, i in zip(values, indices)
-    ]
+    """Image ``index`` of a probed batch: its predictions as its task makes them (a classifier's
+    top-k also as ``predictions``) and every site's summary."""
+    task, class_names = task_of(source), class_names_of(source)
+    output = postprocessed(source.postprocess if isinstance(source, ZooModel) else None, result.output)
+    outcome = TASKS[task].predictions(output, index, class_names, top_k)
+    predictions = (
+        [Prediction(i, class_name, p) for i, class_name, p in outcome.classes] if isinstance(outcome, TopK) else []
+    )
     return ImageAnalysis(
         checkpoint=name,
         resolution=prepared.resolution,
         predictions=predictions,
         sites=[summarise_site(record, index) for record in result.sites],
         crop=prepared.crop,
+        task_prediction=outcome,
     )
 
 
@@ -264,16 +275,19 @@ def analyse_images(
     name: str | None = None,
     batch_size: int = 16,
 ) -> list[ImageAnalysis]:
-    """``analyse_image`` for several images, probed ``batch_size`` at a time (one forward pass each)."""
+    """``analyse_image`` for several images, probed ``batch_size`` at a time (one forward pass each;
+    a detector one image at a time, so that each image's crop is the padded image its maps cover)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    class_names = class_names_of(loaded)
+    whole = isinstance(loaded, ZooModel) and loaded.preprocessing.whole_image
+    batch_size = 1 if whole else batch_size
     analyses = []
     for start in range(0, len(rgbs), batch_size):
         prepared = [prepare_image(loaded, rgb, resolution) for rgb in rgbs[start : start + batch_size]]
-        result = probe(loaded.model, torch.cat([image.inputs for image in prepared]))
+        inputs = [image.inputs[0] for image in prepared] if whole else torch.cat([image.inputs for image in prepared])
+        result = probe(loaded.model, inputs)
         analyses += [
-            _analysis_of(result, index, image, class_names, top_k, name or loaded.source)
+            _analysis_of(result, index, image, loaded, top_k, name or loaded.source)
             for index, image in enumerate(prepared)
         ]
     return analyses

@@ -1,5 +1,6 @@
 """``fmw evaluate``: top-1, per-class accuracy and confusion matrix of a model over an image folder
-or a dataset split, with and without its weighting; under ``torchrun`` every process reads its share."""
+or a dataset split, with and without its weighting; under ``torchrun`` every process reads its share.
+Classifiers only: a detector or segmenter is refused with a message saying what to use instead."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import torch
 
 from fmw.analysis.prediction import VIEWS
+from fmw.analysis.service import task_of
 from fmw.analysis.streaming import folder_accuracy
 from fmw.cli.models import describe
 from fmw.cli.options import add_data_options, add_model_options, add_reading_options, model_and_images
@@ -42,6 +44,12 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         with model_and_images(args, jpeg_quality=args.jpeg_quality) as run:
+            if task_of(run.loaded) != "classification":
+                raise FMWError(
+                    f"{run.name} is a {task_of(run.loaded)} model; fmw evaluate measures classification accuracy "
+                    "(top-1 against class folders) and does not score boxes or masks. Use fmw stats for its gate "
+                    "statistics, fmw inspect --image or fmw report for its predictions"
+                )
             run.loaded.model.to(memory_format=torch.channels_last)
             report, reading = folder_accuracy(
                 run.loaded, run.images, run.labels, run.options, ablate=not args.no_ablation, views=args.views
