@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.models.detection.roi_heads import RoIHeads
 
 import fmw
 from fmw.cli import main as fmw_main
@@ -32,8 +33,10 @@ def no_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "torch"
 
 
-def _open(name: str, **options: object) -> ZooModel:
-    model = load_model(f"torchvision:{name}", ModelOptions(random_weights=True, allow_download=False, **options))
+def _open(name: str, input_size: int | None = None) -> ZooModel:
+    model = load_model(
+        f"torchvision:{name}", ModelOptions(random_weights=True, allow_download=False, input_size=input_size)
+    )
     assert isinstance(model, ZooModel)
     return model
 
@@ -125,11 +128,14 @@ def _photo(tmp_path: Path, height: int = 120, width: int = 200) -> Path:
 
 def test_a_detector_sees_its_own_resize_and_returns_boxes_in_the_users_coordinates(tmp_path: Path) -> None:
     model = _open(DETECTOR, input_size=160)
-    model.model.roi_heads.score_thresh = 0.0  # random weights score every class about 1/91: keep them all
+    heads = model.model.get_submodule("roi_heads")
+    assert isinstance(heads, RoIHeads)
+    heads.score_thresh = 0.0  # random weights score every class about 1/91: keep them all
     inspection = fmw.inspect(model, [_photo(tmp_path)])
     assert isinstance(inspection.inputs, list) and inspection.inputs[0].shape == (3, 120, 200)
     seen = zoo.seen_images(model.model, inspection.inputs)
     assert seen is not None and seen[0].size == (160, 266) and seen[0].scale == (160 / 120, 266 / 200)
+    assert inspection.crops is not None
     crop = inspection.crops[0]
     assert crop.shape == (160, 288, 3) and not crop[:, 266:].any()  # padded to a multiple of 32, padding black
     first = inspection.sites[0]
