@@ -95,7 +95,7 @@ def test_overhead_table_matches_the_library_counts(capsys) -> None:
         assert (
             multiply_add_overhead == f"{extra_multiply_adds:+,} ({100 * extra_multiply_adds / base_multiply_adds:.3f}%)"
         )
-        stages = {"none": 0, "cbam": 2}.get(kind, 1)
+        stages = {"none": 0, "cbam": 2, "coord": 2}.get(kind, 1)  # coordinate attention multiplies twice
         assert number(gates) == stages * per_stage_gate, kind
     # by hand: SE on widths 64, 128, 128 uses hidden widths max(C // 16, 8) = 8, 8, 8
     assert number(rows["channel"][1]) == sum(2 * c * h + h + c for c, h in ((64, 8), (128, 8), (128, 8)))
