@@ -37,6 +37,7 @@ from fmw.device import select_device
 from fmw.io import load_checkpoint
 from fmw.io.model_spec import ModelEntry, configured_models, load_model, spec_name
 from fmw.models import TIMM_MODELS, TORCHVISION_MODELS, load_state_dict_upload, timm_available
+from fmw.models.zoo import torchvision_models
 from fmw.settings import checkpoint_directory
 
 SELECTION_KEY = "checkpoints"
@@ -191,14 +192,33 @@ def opened_model(choice: ModelChoice, device: str) -> Analysable:
     return model
 
 
+def zoo_architectures() -> dict[str, str]:
+    """The torchvision models the sidebar offers, each with a few words: the catalogued classifiers,
+    then every detector and segmenter (their task)."""
+    others = {
+        name: f"{task} (COCO classes)" if task == "detection" else f"{task} (VOC classes)"
+        for name, task in torchvision_models().items()
+        if task != "classification"
+    }
+    return {**TORCHVISION_MODELS, **others}
+
+
 def _zoo_inputs() -> None:
+    architectures = zoo_architectures()
     st.selectbox(
         "torchvision model",
-        list(TORCHVISION_MODELS),
+        list(architectures),
         key="zoo-architecture",
-        help="\n".join(f"{name}: {text}" for name, text in TORCHVISION_MODELS.items()),
+        format_func=lambda name: name if name in TORCHVISION_MODELS else f"{name} · {architectures[name].split()[0]}",
+        help="Classifiers with squeeze-excitation, then every torchvision detector and segmenter (their "
+        "MobileNetV3 backbones hold SE gates).\n"
+        + "\n".join(f"{name}: {text}" for name, text in TORCHVISION_MODELS.items()),
     )
     st.radio("Weights", list(WEIGHT_CHOICES), key="zoo-weights", horizontal=True)
+    st.caption(
+        "Published weights are ImageNet's for classifiers and COCO's for detectors and segmenters; random "
+        "weights download nothing (backbone included), and their boxes and masks mean nothing."
+    )
     st.button("Add torchvision model", key="zoo-add", on_click=_add_torchvision)
     if not downloads_allowed():
         st.caption(

@@ -99,8 +99,9 @@ def image_analysis(
     label: str,
 ) -> DeviceRun[list[ImageAnalysis]]:
     """The analysis on ``device``, falling back to a smaller batch or the CPU on a CUDA
-    out-of-memory error; ``_load(device)`` opens the model there (the notice says what happened)."""
-    return analyse_images_on_device(_load, [_rgb], device, resolution, name=label, batch_size=1)
+    out-of-memory error; ``_load(device)`` opens the model there (the notice says what happened).
+    A detector's every box is kept (threshold 0): the views filter them by their own threshold."""
+    return analyse_images_on_device(_load, [_rgb], device, resolution, name=label, batch_size=1, threshold=0.0)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

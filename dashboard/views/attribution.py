@@ -1,5 +1,7 @@
 """Attribution view: one image, one model, one captum method: Integrated Gradients, Saliency or
-Occlusion on the input image, or Grad-CAM, activation or conductance on both sides of one weighting site.
+Occlusion on the input image, or Grad-CAM, activation or conductance on both sides of one weighting site,
+of the target its task offers (a class; a segmenter's class where it is predicted; one detected box's
+score; the sum of one output tensor).
 
 Maps are drawn over the crop the model saw; slow methods show a progress bar (fmw.analysis.attribution's
 progress callback) and results are remembered per session; IG also reports its convergence delta. It opens
@@ -10,13 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard.inputs import DashboardContext, ImageChoice, current_context
+from dashboard.predictions import prediction_line, task_of
 from dashboard.registry import ModelChoice
 from dashboard.services import guarded, session_cached
 from dashboard.views.common import (
@@ -29,12 +32,23 @@ from dashboard.views.common import (
     show_figure,
 )
 from fmw.analysis import Analysable, ImageAnalysis, class_names_of, prepare_image
-from fmw.analysis.attribution import InputAttribution, LayerAttribution, attribute_input, attribute_site
+from fmw.analysis.attribution import (
+    InputAttribution,
+    LayerAttribution,
+    attribute_input,
+    attribute_site,
+    task_attribution_score,
+)
+from fmw.analysis.service import model_inputs, postprocess_of
+from fmw.analysis.service import task_of as model_task
 from fmw.export import figure_html, npz_bytes
 from fmw.figures import attribution_overlay_figure
+from fmw.models import ZooModel
+from fmw.models.tasks import Detection, OtherOutput, Segmentation
+from fmw.sites import ModelInputs
 
 if TYPE_CHECKING:
-    import torch
+    from fmw.analysis.attribution import Score
 
 
 @dataclass(frozen=True)
@@ -61,47 +75,92 @@ INTRO = (
     "gate added or took away."
 )
 PREFERRED_KINDS = ("spatial", "cbam", "channel", "eca", "scale")  # the spatial gate decides where the model looks
+TASK_TARGETS = {
+    "classification": "Target class",
+    "segmentation": "Target class (its logits summed where it is predicted)",
+    "detection": "Target box (its score, matched by IoU in every pass)",
+    "other": "Target output tensor (its sum)",
+}
+SHOWN_BOXES = 20
 METHOD_HELP = (
     "Input methods attribute the target's logit to every pixel. Site methods show it on the input side "
     "(before weighting) and output side (after weighting) of one weighting site; activation ignores the target."
 )
 
 
+@dataclass(frozen=True)
+class Target:
+    """What to attribute: column ``target`` of the task's score, fixed by ``box`` (detection) or
+    ``tensor`` (other); ``words`` name it in titles."""
+
+    target: int
+    words: str
+    box: int = 0
+    tensor: int = 0
+
+
+def choose_task_target(analysis: ImageAnalysis, class_names: list[str], key: str) -> Target | None:
+    """A select box over what the task can attribute; None, with a note, when there is nothing."""
+    outcome = analysis.task_prediction
+    label = TASK_TARGETS[task_of(analysis)]
+    if isinstance(outcome, Segmentation):
+        shares = {index: f"{name} ({share:.1%} of the image)" for index, name, share in outcome.shares}
+        index = st.selectbox(label, list(shares), key=key, format_func=shares.__getitem__)
+        return Target(index, f"{class_names[index]} where it is predicted")
+    if isinstance(outcome, Detection):
+        boxes = list(range(min(len(outcome.scores), SHOWN_BOXES)))
+        if not boxes:
+            st.info("The detector found no box in this image, so there is no box score to attribute.")
+            return None
+        words = [f"box {b + 1}: {outcome.names[b]} {outcome.scores[b]:.1%}" for b in boxes]
+        box = st.selectbox(label, boxes, key=key, format_func=words.__getitem__)
+        return Target(0, words[box], box=box)
+    if isinstance(outcome, OtherOutput):
+        shapes = outcome.shapes or [()]
+        tensor = st.selectbox(
+            label, list(range(len(shapes))), key=key, format_func=lambda t: f"tensor {t} {tuple(shapes[t])}"
+        )
+        return Target(0, f"the sum of output tensor {tensor}", tensor=tensor)
+    predicted = analysis.predictions[0].index
+    target = choose_target(class_names, predicted, key=key)
+    return Target(target, class_names[target])
+
+
 def compute(
-    model: Analysable, inputs: torch.Tensor, method: Method, site: str | None, target: int, steps: int
+    model: Analysable, inputs: ModelInputs, method: Method, site: str | None, target: Target, steps: int
 ) -> InputAttribution | LayerAttribution:
+    score: Score = task_attribution_score(
+        model.model,
+        inputs,
+        model_task(model),
+        postprocess=postprocess_of(model),
+        box=target.box,
+        tensor=target.tensor,
+    )
     progress = st.progress(0.0, text="Attributing…")
 
     def report(fraction: float) -> None:
         progress.progress(fraction, text=f"Attributing… {fraction:.0%}")
 
+    options: dict[str, Any] = {"target": target.target, "score": score, "n_steps": steps, "internal_batch_size": steps}
     result: InputAttribution | LayerAttribution
     if method.at_site:
         if site is None:
             raise ValueError(f"{method.name} needs a weighting site; choose one")
-        result = attribute_site(
-            model.model,
-            inputs,
-            site,
-            method.name,
-            target=target,
-            n_steps=steps,
-            internal_batch_size=steps,
-            progress=report,
-        )
+        result = attribute_site(model.model, inputs, site, method.name, progress=report, **options)
     else:
-        result = attribute_input(
-            model.model, inputs, method.name, target=target, n_steps=steps, internal_batch_size=steps, progress=report
-        )
+        result = attribute_input(model.model, inputs, method.name, progress=report, **options)
     progress.empty()
     return result
 
 
 def figures_of(
-    result: InputAttribution | LayerAttribution, crop: np.ndarray, label: str, title: str
+    result: InputAttribution | LayerAttribution, crop: np.ndarray, picture: np.ndarray, label: str, title: str
 ) -> dict[str, go.Figure]:
+    """Input attributions over ``picture`` (the image as given to the model), site ones over ``crop``
+    (what the maps cover)."""
     if isinstance(result, InputAttribution):
-        return {"input": attribution_overlay_figure(crop, result.maps[0], title=f"{label}: {title}")}
+        return {"input": attribution_overlay_figure(picture, result.maps[0], title=f"{label}: {title}")}
     return {
         "before": attribution_overlay_figure(
             crop, result.maps_before[0], title=f"{label}: {title}, input side (before weighting)"
@@ -117,11 +176,16 @@ def attribution_panel(
     context: DashboardContext, choice: ModelChoice, model: Analysable, analysis: ImageAnalysis, image: ImageChoice
 ) -> None:
     controls = st.columns([3, 3, 3, 3, 2], vertical_alignment="bottom")
-    method_label = controls[0].selectbox("Method", list(METHODS), key="attribution-method", help=METHOD_HELP)
+    whole = isinstance(model, ZooModel) and model.preprocessing.whole_image
+    method_label = controls[0].selectbox(
+        "Method", list(METHODS), index=1 if whole else 0, key="attribution-method", help=METHOD_HELP
+    )
     method = METHODS[method_label]
     class_names = class_names_of(model)
     with controls[1]:
-        target = choose_target(class_names, analysis.predictions[0].index, key=f"attribution-target-{choice.key}")
+        target = choose_task_target(analysis, class_names, key=f"attribution-target-{choice.key}")
+    if target is None:
+        return
     site = None
     if method.at_site:
         names = [s.name for s in analysis.sites]
@@ -138,14 +202,14 @@ def attribution_panel(
         help="Integration steps (Integrated Gradients, conductance): more is slower and more exact.",
     )
     key = (choice.key, image.digest, context.resolution, context.device, method.name, site, target, steps)
-    inputs = prepare_image(model, image.rgb, context.resolution).inputs
+    inputs = model_inputs(model, [prepare_image(model, image.rgb, context.resolution)])
     result = guarded(
         choice.label, lambda: session_cached(key, lambda: compute(model, inputs, method, site, target, steps))
     )
     if result is None:
         return
-    title = f"{method_label.removesuffix(' at a site')} for {class_names[target]}" + (f" at {site}" if site else "")
-    figures = figures_of(result, analysis.crop, choice.label, title)
+    title = f"{method_label.removesuffix(' at a site')} for {target.words}" + (f" at {site}" if site else "")
+    figures = figures_of(result, analysis.crop, image.rgb if whole else analysis.crop, choice.label, title)
     for column, (side, figure) in zip(st.columns(len(figures)), figures.items()):
         with column:
             show_figure(figure, image, f"attribution-{side}")
@@ -157,7 +221,9 @@ def attribution_panel(
             help="sum(attributions) − (F(image) − F(baseline)): how far the integral is from complete; "
             "more steps make it smaller.",
         )
-    st.caption("Red: towards the target class; blue: against it. Hover a cell for its position and value. " + PNG_NOTE)
+    if whole and isinstance(result, InputAttribution):
+        st.caption("Input attributions of a detector lie over your whole image, as the detector was given it.")
+    st.caption("Red: towards the target; blue: against it. Hover a cell for its position and value. " + PNG_NOTE)
     stem = file_stem(choice.label, method.name, image.name)
     arrays = {name: value for name, value in vars(result).items() if isinstance(value, np.ndarray)}
     with controls[4].popover("Downloads", icon=":material/download:"):
@@ -185,11 +251,15 @@ def render(context: DashboardContext) -> None:
     if selection is None:
         return
     choice, model, analysis, image = selection.choice, selection.model, selection.analysis, selection.image
-    top = analysis.predictions[0]
     st.caption(
-        f"**{choice.label}** predicts **{top.class_name}** ({top.probability:.1%}) at "
+        f"**{choice.label}** ({task_of(analysis)}) predicts {prediction_line(analysis, count=1)} at "
         f"{analysis.resolution[0]}×{analysis.resolution[1]} px."
     )
+    if isinstance(model, ZooModel) and model.preprocessing.whole_image:
+        st.caption(
+            "A detector runs once per step of Integrated Gradients and conductance, and many times for Occlusion: "
+            "they are slow on a CPU; Saliency and Grad-CAM take one pass."
+        )
     if analysis.sites:
         explain_site(analysis.sites[0])
     attribution_panel(context, choice, model, analysis, image)

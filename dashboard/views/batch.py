@@ -16,6 +16,7 @@ from dashboard.inputs import (
     sample_choice,
     sample_label,
 )
+from dashboard.services import guarded
 from dashboard.settings import SAMPLE_PHOTOS
 from dashboard.views.common import PLOT_CONFIG, analysis_of, explain_site
 from fmw.analysis import SiteStatistics, batch_statistics
@@ -91,9 +92,13 @@ def render(context: DashboardContext) -> None:
     progress.empty()
     if not analyses or not analyses[0].sites:
         return
-    st.caption(f"{len(analyses)} image(s) analysed by **{choice.label}** at {analyses[0].resolution[0]} px.")
+    sizes = sorted({analysis.resolution for analysis in analyses})
+    at = " and ".join(f"{height}×{width}" for height, width in sizes[:3]) + (" …" if len(sizes) > 3 else "")
+    st.caption(f"{len(analyses)} image(s) analysed by **{choice.label}** at {at} px.")
     explain_site(analyses[0].sites[0])
-    site_statistics(batch_statistics(analyses))
+    statistics = guarded(choice.label, lambda: batch_statistics(analyses))
+    if statistics is not None:
+        site_statistics(statistics)
 
 
 render(current_context())

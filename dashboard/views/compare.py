@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard.inputs import DashboardContext, ImageChoice, choose_image, current_context, require_models
+from dashboard.predictions import DEFAULT_THRESHOLD, THRESHOLD_HELP, show_prediction, task_of
 from dashboard.registry import ModelChoice
 from dashboard.views.common import (
     EXPLORE_REQUEST_KEY,
@@ -23,7 +24,6 @@ from dashboard.views.common import (
     file_stem,
     kind_glossary,
     loading_progress,
-    predictions_table,
     show_figure,
 )
 from fmw.analysis import ImageAnalysis, site_index_at_depth
@@ -36,7 +36,8 @@ INTRO = (
     "**Before** is what the block computed (one map per channel), the **gate** is what the layer multiplies it "
     "by, and **after** is the product, what the next block receives. The top row averages all channels; the "
     "bars are the channel gate, largest first, with the channels drawn below it in red: the ones the weighting "
-    "changed most, before and after."
+    "changed most, before and after. Below: what each model predicts, as its task shows it (classes; a detector's "
+    "boxes on your image; a segmenter's mask with each class's share)."
 )
 COLUMNS_PER_ROW = 6  # a column is a sixth of the page whatever the model count, so maps keep their size
 
@@ -52,6 +53,7 @@ def draw_column(
     change: SiteChange,
     ranges: dict[str, float | None],
     image: ImageChoice,
+    threshold: float,
 ) -> go.Figure:
     site = analysis.sites[position]
     height, width = analysis.resolution
@@ -60,9 +62,10 @@ def draw_column(
         f"**{choice.label}**",
         help=f"{site.kind}: {description.title}, {description.formula}. {description.paper}".rstrip(". ") + ".",
     )
+    seen = " (as the detector resized and padded it)" if task_of(analysis) == "detection" else ""
     st.caption(
         f"`{site.name}` (site {position + 1} of {len(analysis.sites)}) · {site.kind} · {site.channels} maps "
-        f"of {site.before.shape[1]}×{site.before.shape[2]} · input {height}×{width} px"
+        f"of {site.before.shape[1]}×{site.before.shape[2]} · input {height}×{width} px{seen}"
     )
     figure = site_change_figure(change, analysis.crop, **ranges, title=f"{choice.label}<br>{site.name}")
     show_figure(figure, image, f"compare-{choice.label}", streamlit_theme=False)
@@ -72,7 +75,7 @@ def draw_column(
         st.caption(f"After keeps {change.kept_energy:.0%} of the energy before.")
     else:
         st.caption("No gate: this site passes its input through unchanged.")
-    st.markdown(predictions_table(analysis.predictions))
+    show_prediction(analysis, image, choice.label, f"compare-{choice.label}", threshold)
     if st.button(
         f"All {site.channels} maps",
         key=f"compare-explore-{choice.label}",
@@ -108,7 +111,8 @@ def comparison(context: DashboardContext, image: ImageChoice) -> None:
             st.warning(f"{choice.label} has no weighting sites to compare.")
     if not analyses:
         return
-    controls = st.columns([4, 2, 1], vertical_alignment="bottom")
+    detecting = any(task_of(analysis) == "detection" for _, analysis in analyses.values())
+    controls = st.columns([4, 2, 2, 1] if detecting else [4, 2, 1], vertical_alignment="bottom")
     depths = max(len(analysis.sites) for _, analysis in analyses.values())
     depth = controls[0].select_slider(
         "Depth",
@@ -126,6 +130,11 @@ def comparison(context: DashboardContext, image: ImageChoice) -> None:
         help="shared: every column on one range; per column: each model on its own "
         "(models of other families can differ in scale by orders of magnitude)",
     )
+    threshold = DEFAULT_THRESHOLD
+    if detecting:
+        threshold = controls[2].slider(
+            "Box score threshold", 0.0, 1.0, DEFAULT_THRESHOLD, 0.01, key="compare-threshold", help=THRESHOLD_HELP
+        )
     positions = {
         label: site_index_at_depth(depth, depths, len(analysis.sites)) for label, (_, analysis) in analyses.items()
     }
@@ -139,8 +148,10 @@ def comparison(context: DashboardContext, image: ImageChoice) -> None:
         for column, label in zip(st.columns(COLUMNS_PER_ROW), labels[start : start + COLUMNS_PER_ROW]):
             with column:
                 choice, analysis = analyses[label]
-                figures[label] = draw_column(choice, analysis, positions[label], changes[label], ranges, image)
-    with controls[2].popover("Downloads", icon=":material/download:", width="stretch"):
+                figures[label] = draw_column(
+                    choice, analysis, positions[label], changes[label], ranges, image, threshold
+                )
+    with controls[-1].popover("Downloads", icon=":material/download:", width="stretch"):
         label = st.selectbox("Model", labels, key="compare-download-model")
         label = label if label in analyses else labels[0]
         analysis_downloads(

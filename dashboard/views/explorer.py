@@ -12,6 +12,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.inputs import DashboardContext, ImageChoice, current_context
+from dashboard.predictions import prediction_line, task_of
 from dashboard.registry import ModelChoice
 from dashboard.views.common import (
     EXPLORE_REQUEST_KEY,
@@ -104,9 +105,13 @@ def render(context: DashboardContext) -> None:
         st.info(f"{choice.label} has no weighting sites to explore.")
         return
     left, right = st.columns([1, 7], vertical_alignment="center")
-    left.image(analysis.crop, caption="the crop the model sees", width=110)
-    top = ", ".join(f"{p.class_name} {p.probability:.1%}" for p in analysis.predictions[:3])
-    right.markdown(f"**{choice.label}** on {image.name}: {top}")
+    seen = (
+        "the image the detector saw (resized, padded)"
+        if task_of(analysis) == "detection"
+        else "the crop the model sees"
+    )
+    left.image(analysis.crop, caption=seen, width=110)
+    right.markdown(f"**{choice.label}** ({task_of(analysis)}) on {image.name}: {prediction_line(analysis)}")
     site_explorer(choice, analysis, image)
 
 

@@ -17,6 +17,7 @@ from dashboard.services import guarded, shipped
 from dashboard.views.common import PLOT_CONFIG, explain_kind, sidebar_statistics
 from fmw.analysis.findings import ShippedStatistics, depth_finding, regenerate_command, specificity_series
 from fmw.analysis.layouts import StageSummary
+from fmw.analysis.service import task_of
 from fmw.analysis.stats import GateStatistics
 from fmw.figures import class_gate_heatmap_figure, specificity_figure, stage_figure
 
@@ -159,6 +160,18 @@ def your_images(context: DashboardContext, choice: ModelChoice) -> None:
         return
     model = open_model(context, choice)
     if model is None:
+        return
+    task = task_of(model)
+    if task != "classification":
+        st.info(
+            f"{choice.label} is a {task} model: it predicts no single class per image, so its gates cannot be "
+            "grouped by predicted class here. Group them by folder instead: `fmw stats MODEL --data FOLDER --out "
+            "stats.json` (one subfolder per group), then upload that file below. Batch statistics shows its gate "
+            "distributions over the sidebar's images."
+        )
+        uploaded = statistics_file()
+        if uploaded is not None:
+            site_heatmaps(uploaded, "statistics-heatmap")
         return
     statistics = guarded(choice.label, lambda: sidebar_statistics(context, choice, model))
     uploaded = statistics_file()

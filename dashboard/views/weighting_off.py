@@ -1,7 +1,8 @@
 """Weighting off: one image, one model, chosen weighting sites switched off one at a time and all
 together (gate replaced by 1, or by its mean over the sidebar's images): how the top-5, the target's
-probability and, optionally, the input attribution change, site by site. It opens on the checkpoint
-that loses most accuracy without its weighting (as its header records it)."""
+probability and, optionally, the input attribution change, site by site; for a segmenter, detector or
+other model, the output compared as its task does (``fmw.analysis.attribution.compare_task_weighting_off``).
+It opens on the checkpoint that loses most accuracy without its weighting (as its header records it)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard.inputs import DashboardContext, ImageChoice, current_context
+from dashboard.predictions import task_of
 from dashboard.registry import ModelChoice
 from dashboard.services import guarded, session_cached
 from dashboard.views.common import (
@@ -24,11 +26,15 @@ from fmw.analysis import Analysable, ImageAnalysis, class_names_of, prepare_imag
 from fmw.analysis.attribution import (
     INPUT_METHODS,
     AttributionRow,
+    TaskWeightingOff,
     WeightingOffComparison,
     attributions_with_weighting_off,
+    compare_task_weighting_off,
     compare_weighting_off,
 )
+from fmw.analysis.service import model_inputs, postprocess_of
 from fmw.figures import attribution_rows_figure, weighting_off_figure
+from fmw.sites import ModelInputs
 
 if TYPE_CHECKING:
     import torch
@@ -40,6 +46,46 @@ INTRO = (
 )
 FALLBACK_KINDS = ("eca", "channel", "cbam", "spatial", "scale")  # the measured order for the shipped checkpoints
 REPLACEMENTS = ("1 (weighting off)", "its mean over the sidebar's images")
+TASK_MEASURES = {
+    "segmentation": "**pixels changed**: the share of pixels whose predicted class changes; **IoU**: per class, "
+    "the overlap of its pixels with weighting on and off (1: the same pixels).",
+    "detection": "Boxes matched with the same label at IoU ≥ 0.5: **lost** (on, unmatched), **gained** (off, "
+    "unmatched), **moved** (matched below IoU 0.9), and the mean **score change** of the matched ones. Every box "
+    "the detector returns counts, whatever the Compare view's threshold.",
+    "other": "The relative change ‖off − on‖ / ‖on‖ of each output tensor.",
+}
+
+
+def task_table(comparison: TaskWeightingOff, class_names: list[str]) -> list[dict]:
+    """The comparison's rows with numbers formatted and per-class IoU named by class."""
+
+    def named(key: str) -> str:
+        index = key.removeprefix("IoU class ")
+        return f"IoU {class_names[int(index)]}" if index != key and int(index) < len(class_names) else key
+
+    def formatted(key: str, value: object) -> str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return f"{value:+.3g}" if key == "mean score change" else f"{value:.3f}"
+
+    return [
+        {named(key): value if key == "switched off" else formatted(key, value) for key, value in row.items()}
+        for row in comparison.table()
+    ]
+
+
+def task_weighting_off(
+    choice: ModelChoice, model: Analysable, inputs: ModelInputs, sites: list[str], task: str, class_names: list[str]
+) -> None:
+    """What switching the chosen sites off changes in a non-classifier's output, as its task measures it."""
+    comparison = guarded(
+        choice.label,
+        lambda: compare_task_weighting_off(model.model, inputs, task, sites=sites, postprocess=postprocess_of(model)),
+    )
+    if comparison is None:
+        return
+    st.table(task_table(comparison, class_names))
+    st.caption(f"Each row against weighting on, for this {task} model. {TASK_MEASURES[task]}")
 
 
 def comparison_table(comparison: WeightingOffComparison) -> list[dict]:
@@ -108,6 +154,18 @@ def weighting_off_panel(
         st.info(f"{choice.label} has no weighting site with a gate, so there is nothing to switch off.")
         return
     sites = st.multiselect("Sites to switch off", gated, default=gated, key=f"off-sites-{choice.key}")
+    task, class_names = task_of(analysis), class_names_of(model)
+    if task != "classification":
+        st.caption(
+            f"For a {task} model the gates are replaced by 1; the mean gate and the attributions site by site "
+            "need a classifier (the mean gate comes from statistics grouped by predicted class)."
+        )
+        if not sites:
+            st.info("Choose at least one site to switch off.")
+            return
+        inputs = model_inputs(model, [prepare_image(model, image.rgb, context.resolution)])
+        task_weighting_off(choice, model, inputs, sites, task, class_names)
+        return
     controls = st.columns(2)
     replacement = controls[0].radio(
         "Replace each gate by",
@@ -115,7 +173,6 @@ def weighting_off_panel(
         key="off-replacement",
         help="1 removes the weighting; the mean keeps its average effect but not its dependence on this image.",
     )
-    class_names = class_names_of(model)
     with controls[1]:
         target = choose_target(class_names, analysis.predictions[0].index, key=f"off-target-{choice.key}")
     if not sites:

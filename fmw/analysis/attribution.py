@@ -7,8 +7,10 @@ and returns dataclasses of numpy arrays. A ``score`` function turns the model's 
 (N, K) (default: the output itself, a classifier's logits; ``fmw.models.tasks`` gives one per task).
 ``override`` runs the same computation with gates replaced (``"all"``: every gate at 1,
 or an ``override_gates`` mapping such as a dataset-mean gate), so attributions and predictions can
-be compared site by site: ``ablation_steps`` lists "weighting on", each site off alone, and all off.
-Targets default to the class the model predicts with its gates as trained, the same for every step.
+be compared site by site: ``ablation_steps`` lists "weighting on", each site off alone, and all off;
+``compare_task_weighting_off`` compares the outputs of those steps as the model's task does, and
+``task_attribution_score`` fixes a task's attribution score by one pass. Targets default to the
+class the model predicts with its gates as trained, the same for every step.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from torch import nn
 
 from fmw.device import model_device
 from fmw.errors import FMWError
+from fmw.models.tasks import TASKS, postprocessed, task_score
 from fmw.sites import GateReplacement, ProbeResult, find_sites, observation_points, override_gates, probe, select_sites
 from fmw.sites.inputs import Inputs, ModelInputs, as_inputs, describe
 
@@ -52,14 +55,18 @@ __all__ = [
     "Progress",
     "Score",
     "Target",
+    "TaskChangeRow",
+    "TaskWeightingOff",
     "WeightingOffComparison",
     "ablation_steps",
     "attribute_input",
     "attribute_site",
     "attributions_with_weighting_off",
+    "compare_task_weighting_off",
     "compare_weighting_off",
     "gates_overridden",
     "predicted_targets",
+    "task_attribution_score",
 ]
 
 INPUT_METHODS = ("integrated_gradients", "saliency", "occlusion")
@@ -212,6 +219,30 @@ class WeightingOffComparison:
             }
             for row in self.rows
         ]
+
+
+@dataclass
+class TaskChangeRow:
+    """One ``AblationStep`` with its output compared to weighting on's by the task's ``compares``
+    (``fmw.models.tasks.TASKS``): ``changes`` maps each named number to its value."""
+
+    label: str
+    sites: tuple[str, ...]
+    changes: dict[str, float]
+
+
+@dataclass
+class TaskWeightingOff:
+    """What switching weighting off changes in the output, as ``task`` measures it: one row per
+    chosen site switched off alone, then all of them (last). ``replacement``: "1" or "dataset mean"."""
+
+    task: str
+    replacement: str
+    rows: list[TaskChangeRow]
+
+    def table(self) -> list[dict[str, Any]]:
+        """One dict per row: the step, then every number the task's comparison names."""
+        return [{"switched off": row.label, **row.changes} for row in self.rows]
 
 
 @dataclass
@@ -593,3 +624,58 @@ def attributions_with_weighting_off(
         )
         rows.append(AttributionRow(step.label, step.sites, attribution))
     return rows
+
+
+def compare_task_weighting_off(
+    model: nn.Module,
+    inputs: ModelInputs,
+    task: str,
+    *,
+    sites: Sequence[str] | None = None,
+    mean_gates: Mapping[str, Mapping[str, torch.Tensor | np.ndarray]] | None = None,
+    postprocess: Callable[[Any], Any] | None = None,
+) -> TaskWeightingOff:
+    """The output with each chosen site switched off alone and with all off (gates at 1, or at the
+    dataset-mean gates), compared with weighting on's by ``task``'s ``compares``: top-1 changes
+    (classification), pixels changed and per-class IoU (segmentation), boxes lost, gained and moved
+    and the score change (detection), the relative change of each output tensor (other). Outputs go
+    through ``postprocess`` first when given (a YOLO-style model's head maps to boxes)."""
+    if task not in TASKS:
+        raise FMWError(f"unknown task {task!r}; give one of: {', '.join(TASKS)}")
+    call = _call_of(inputs, model_device(model))
+    reference, steps = _plan(model, call, sites, mean_gates)
+    on = postprocessed(postprocess, reference.output)
+    rows = []
+    for step in steps[1:]:
+        with gates_overridden(model, step.override), torch.no_grad():
+            off = postprocessed(postprocess, call.run(model))
+        rows.append(TaskChangeRow(step.label, step.sites, TASKS[task].compares(on, off)))
+    return TaskWeightingOff(task, "1" if mean_gates is None else "dataset mean", rows)
+
+
+def task_attribution_score(
+    model: nn.Module,
+    inputs: ModelInputs,
+    task: str,
+    *,
+    postprocess: Callable[[Any], Any] | None = None,
+    box: int = 0,
+    tensor: int = 0,
+) -> Score:
+    """``task``'s attribution score (``fmw.models.tasks.task_score``), fixed by one pass with weighting
+    on: classification, the logits (target: a class); segmentation, each class's logits summed where
+    it is predicted (target: a class); detection, the score of the ``box``-th best box of the first
+    image, matched by IoU in every pass (target 0); other, the sum of output tensor ``tensor``
+    (target 0). Outputs go through ``postprocess`` first when given."""
+    if task == "classification":
+        return logits_score
+    call = _call_of(inputs, model_device(model))
+    with torch.no_grad():
+        reference = postprocessed(postprocess, call.run(model))
+    if task == "detection":
+        scores = reference[0]["scores"]
+        if not 0 <= box < len(scores):
+            raise FMWError(f"the detector found {len(scores)} box(es) in this image, so there is no box {box}")
+        box = int(scores.argsort(descending=True, stable=True)[box])
+    chosen = task_score(task, reference, box=box, tensor=tensor)
+    return lambda output: chosen(postprocessed(postprocess, output))

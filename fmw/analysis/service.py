@@ -16,7 +16,7 @@ import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -228,19 +228,39 @@ def batch_inputs(source: Analysable, images: list[np.ndarray], resolution: int |
     return torch.cat([prepare_image(source, rgb, resolution).inputs for rgb in images])
 
 
+def model_inputs(source: Analysable, prepared: list[PreparedImage]) -> torch.Tensor | list[torch.Tensor]:
+    """Prepared images as ``source``'s model takes them: a list of whole images for a detector
+    (each at its own size), one normalised batch (N, 3, H, W) otherwise."""
+    if isinstance(source, ZooModel) and source.preprocessing.whole_image:
+        return [image.inputs[0] for image in prepared]
+    return torch.cat([image.inputs for image in prepared])
+
+
 def task_of(source: Analysable) -> str:
     """What ``source``'s output means (``fmw.models.tasks.TASKS``): an fmw checkpoint classifies."""
     return source.task if isinstance(source, ZooModel) else "classification"
 
 
+def postprocess_of(source: Analysable) -> Callable[[Any], Any] | None:
+    """The function turning ``source``'s raw output into its task's structure (None: the output is it)."""
+    return source.postprocess if isinstance(source, ZooModel) else None
+
+
 def _analysis_of(
-    result: ProbeResult, index: int, prepared: PreparedImage, source: Analysable, top_k: int, name: str
+    result: ProbeResult,
+    index: int,
+    prepared: PreparedImage,
+    source: Analysable,
+    top_k: int,
+    name: str,
+    threshold: float,
 ) -> ImageAnalysis:
     """Image ``index`` of a probed batch: its predictions as its task makes them (a classifier's
-    top-k also as ``predictions``) and every site's summary."""
+    top-k also as ``predictions``; a detector's boxes scoring ``threshold`` or more) and every
+    site's summary."""
     task, class_names = task_of(source), class_names_of(source)
-    output = postprocessed(source.postprocess if isinstance(source, ZooModel) else None, result.output)
-    outcome = TASKS[task].predictions(output, index, class_names, top_k)
+    output = postprocessed(postprocess_of(source), result.output)
+    outcome = TASKS[task].predictions(output, index, class_names, top_k, threshold)
     predictions = (
         [Prediction(i, class_name, p) for i, class_name, p in outcome.classes] if isinstance(outcome, TopK) else []
     )
@@ -260,11 +280,12 @@ def analyse_image(
     resolution: int | None = None,
     top_k: int = 5,
     name: str | None = None,
+    threshold: float = 0.5,
 ) -> ImageAnalysis:
     """Probe ``loaded``'s model (an fmw checkpoint or a zoo model) on ``rgb`` (H, W, 3 uint8) at
     ``resolution`` pixels square, or at the model's own input size when None; returns predictions
-    and every site's summary."""
-    return analyse_images(loaded, [rgb], resolution, top_k, name)[0]
+    (a detector's boxes scoring ``threshold`` or more) and every site's summary."""
+    return analyse_images(loaded, [rgb], resolution, top_k, name, threshold=threshold)[0]
 
 
 def analyse_images(
@@ -274,6 +295,7 @@ def analyse_images(
     top_k: int = 5,
     name: str | None = None,
     batch_size: int = 16,
+    threshold: float = 0.5,
 ) -> list[ImageAnalysis]:
     """``analyse_image`` for several images, probed ``batch_size`` at a time (one forward pass each;
     a detector one image at a time, so that each image's crop is the padded image its maps cover)."""
@@ -284,10 +306,9 @@ def analyse_images(
     analyses = []
     for start in range(0, len(rgbs), batch_size):
         prepared = [prepare_image(loaded, rgb, resolution) for rgb in rgbs[start : start + batch_size]]
-        inputs = [image.inputs[0] for image in prepared] if whole else torch.cat([image.inputs for image in prepared])
-        result = probe(loaded.model, inputs)
+        result = probe(loaded.model, model_inputs(loaded, prepared))
         analyses += [
-            _analysis_of(result, index, image, loaded, top_k, name or loaded.source)
+            _analysis_of(result, index, image, loaded, top_k, name or loaded.source, threshold)
             for index, image in enumerate(prepared)
         ]
     return analyses
@@ -344,11 +365,14 @@ def analyse_images_on_device(
     resolution: int | None = None,
     name: str | None = None,
     batch_size: int = 16,
+    threshold: float = 0.5,
 ) -> DeviceRun[list[ImageAnalysis]]:
     """``analyse_images`` on ``device`` with the out-of-memory fallback; ``load(device)`` gives the
     model on a device (the dashboard's cached loader), so falling back never moves a shared model."""
     return run_with_memory_fallback(
-        lambda on, batch: analyse_images(load(on), rgbs, resolution, name=name, batch_size=batch), device, batch_size
+        lambda on, batch: analyse_images(load(on), rgbs, resolution, name=name, batch_size=batch, threshold=threshold),
+        device,
+        batch_size,
     )
 
 
@@ -391,6 +415,14 @@ def batch_statistics(analyses: list[ImageAnalysis]) -> list[SiteStatistics]:
     for position, first in enumerate(analyses[0].sites):
         sites = [analysis.sites[position] for analysis in analyses]
         gate_values = {stage: np.concatenate([s.gates[stage].ravel() for s in sites]) for stage in first.gates}
+        for order, stage in enumerate(first.stages):
+            shapes = sorted({s.stages[order].gate.shape for s in sites})
+            if len(shapes) > 1:
+                raise ValueError(
+                    f"the {stage.name} gate of {first.name} has a different size on different images ({shapes[0]} "
+                    f"and {shapes[-1]}), as a detector's does on images of different shapes, so it has no mean; "
+                    "use images of one shape"
+                )
         mean_stages = [
             replace(stage, gate=np.stack([s.stages[order].gate for s in sites]).mean(axis=0).astype(np.float32))
             for order, stage in enumerate(first.stages)

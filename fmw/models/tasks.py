@@ -96,6 +96,12 @@ class Detection:
     scores: np.ndarray
     threshold: float
 
+    def at_least(self, threshold: float) -> Detection:
+        """The boxes scoring ``threshold`` or more (a dashboard's threshold control over one analysis)."""
+        keep = self.scores >= threshold
+        names = [name for name, kept in zip(self.names, keep, strict=True) if kept]
+        return Detection(self.boxes[keep], self.labels[keep], names, self.scores[keep], threshold)
+
     def lines(self) -> list[str]:
         if not len(self.scores):
             return [f"no box scored {self.threshold:.0%} or more"]
