@@ -42,14 +42,14 @@ def shares_table(segmentation: Segmentation) -> str:
 
 
 def show_prediction(
-    analysis: ImageAnalysis, image: ImageChoice, label: str, key: str, threshold: float = DEFAULT_THRESHOLD
+    analysis: ImageAnalysis, image: ImageChoice, key: str, threshold: float = DEFAULT_THRESHOLD
 ) -> None:
     """``analysis``'s prediction as its task shows it; figures keyed ``<key>-boxes`` / ``<key>-mask``."""
     outcome = analysis.task_prediction
     if isinstance(outcome, Detection):
         shown = outcome.at_least(threshold)
         height, width = image.rgb.shape[:2]
-        figure = detection_figure(image.rgb, shown, title=f"{label}: boxes ≥ {threshold:.0%}", height=240)
+        figure = detection_figure(image.rgb, shown, title=f"boxes ≥ {threshold:.0%}", height=240)
         show_figure(figure, image, f"{key}-boxes", streamlit_theme=False)
         st.caption(
             f"{len(shown.scores)} of {len(outcome.scores)} box(es) score {threshold:.0%} or more, drawn on your "
@@ -57,7 +57,7 @@ def show_prediction(
         )
         st.markdown(_boxes_table(shown))
     elif isinstance(outcome, Segmentation):
-        figure = segmentation_figure(analysis.crop, outcome, title=f"{label}: predicted classes", height=300)
+        figure = segmentation_figure(analysis.crop, outcome, title="predicted classes", height=300)
         show_figure(figure, image, f"{key}-mask", streamlit_theme=False)
         st.markdown(shares_table(outcome))
     elif isinstance(outcome, OtherOutput):

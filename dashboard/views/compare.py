@@ -75,7 +75,7 @@ def draw_column(
         st.caption(f"After keeps {change.kept_energy:.0%} of the energy before.")
     else:
         st.caption("No gate: this site passes its input through unchanged.")
-    show_prediction(analysis, image, choice.label, f"compare-{choice.label}", threshold)
+    show_prediction(analysis, image, f"compare-{choice.label}", threshold)
     if st.button(
         f"All {site.channels} maps",
         key=f"compare-explore-{choice.label}",
