@@ -1,5 +1,6 @@
 """Figures of what a detector or a segmenter predicted: boxes, labels and scores drawn on the
-image, and the predicted mask over the image with a legend giving each class's share of it."""
+image, and the predicted mask over the image with a legend giving each class's share of it; and
+what switching weighting off changed in an output, as its task measures it, as a table."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from fmw.analysis.attribution import TaskWeightingOff
 from fmw.models.tasks import Detection, Segmentation
 
 PALETTE = qualitative.Dark24 + qualitative.Light24  # one colour per shown class, largest share first
@@ -99,4 +101,15 @@ def segmentation_figure(
             )
         )
     figure.update_layout(legend={"orientation": "h", "y": -0.02, "yanchor": "top", "x": 0})
+    return figure
+
+
+def task_weighting_off_figure(comparison: TaskWeightingOff, *, title: str = "switching weighting off") -> go.Figure:
+    """One row per step (each site off alone, then all), one column per number the task's comparison
+    names (``fmw.analysis.attribution.compare_task_weighting_off``)."""
+    table = comparison.table()
+    columns = list(table[0]) if table else ["switched off"]
+    cells = [[row[c] if isinstance(row[c], str) else f"{row[c]:.4g}" for row in table] for c in columns]
+    figure = go.Figure(go.Table(header={"values": columns}, cells={"values": cells}))
+    figure.update_layout(title=f"{title} ({comparison.task}; gates = {comparison.replacement})", margin=IMAGE_MARGIN)
     return figure

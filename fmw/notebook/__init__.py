@@ -26,12 +26,13 @@ from fmw.analysis import (
     prepare_image,
     summarise_site,
 )
-from fmw.analysis.attribution import compare_weighting_off
+from fmw.analysis.attribution import compare_task_weighting_off, compare_weighting_off
 from fmw.errors import FMWError
 from fmw.figures import explorer_grids_figure, site_column_figure, stage_figure, stage_title, weighting_off_figure
+from fmw.figures.tasks import detection_figure, segmentation_figure, task_weighting_off_figure
 from fmw.io import LoadedCheckpoint, decode_image
 from fmw.io.model_spec import ModelOptions, load_model
-from fmw.models.tasks import TASKS, postprocessed
+from fmw.models.tasks import TASKS, Detection, Segmentation, postprocessed
 from fmw.models.tasks import Prediction as TaskPrediction
 from fmw.models.user import IMAGENET_MEAN, IMAGENET_STD, UserModelOptions, wrap_module
 from fmw.models.zoo import ZooModel, seen_images
@@ -160,10 +161,30 @@ class Inspection:
     def site_names(self) -> list[str]:
         return self.result.names
 
-    def predictions(self, image: int = 0, k: int = 5) -> list[Prediction]:
+    def predictions(self, image: int = 0, k: int = 5, threshold: float = 0.5) -> list[Prediction] | TaskPrediction:
+        """A classifier's top-``k`` classes of image ``image``; for any other task its prediction as
+        ``task_predictions`` makes it (a mask and shares, boxes scoring ``threshold`` or more, the
+        output's structure)."""
+        if self.task != "classification":
+            return self.task_predictions(image, k, threshold)
         probabilities = self.result.logits[image].float().softmax(0)
         values, indices = probabilities.topk(min(k, probabilities.numel()))
         return [Prediction(int(i), self.class_names[int(i)], float(p)) for p, i in zip(values, indices, strict=True)]
+
+    def prediction_figure(self, image: int = 0, threshold: float = 0.5) -> go.Figure:
+        """A detector's boxes scoring ``threshold`` or more on image ``image`` as it was given, or a
+        segmenter's mask over the crop it saw with each class's share; other tasks have no picture."""
+        outcome = self.task_predictions(image, threshold=threshold)
+        if isinstance(outcome, Detection):
+            given = self.inputs[image]
+            rgb = (given.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            return detection_figure(rgb, outcome, title=f"{self.name}: boxes ≥ {threshold:.0%}")
+        if isinstance(outcome, Segmentation) and self.crops is not None:
+            return segmentation_figure(self.crops[image], outcome, title=f"{self.name}: predicted classes")
+        raise FMWError(
+            f"{self.name} is a {self.task} model: only detection and segmentation (with images given) have a "
+            "picture of their predictions; see .task_predictions() for its output"
+        )
 
     def _site_name(self, site: str | None) -> str:
         if site is not None:
@@ -206,8 +227,15 @@ class Inspection:
         return stage_figure(chosen, title=f"{s.name}: {stage_title(chosen)}")
 
     def weighting_off(self, image: int = 0) -> go.Figure:
-        """Predictions with weighting on, each site switched off (gates = 1) alone, and all off."""
-        comparison = compare_weighting_off(self.model.model, self.inputs[image : image + 1], self.class_names)
+        """With weighting on, each site switched off (gates = 1) alone, and all off: a classifier's
+        predictions as bars; any other task's comparison as a table (pixels changed and per-class IoU;
+        boxes lost, gained, moved and the score change; the relative change of each output tensor)."""
+        inputs = self.inputs[image : image + 1]
+        if self.task != "classification":
+            postprocess = self.model.postprocess if isinstance(self.model, ZooModel) else None
+            changes = compare_task_weighting_off(self.model.model, inputs, self.task, postprocess=postprocess)
+            return task_weighting_off_figure(changes, title=f"{self.name}: switching weighting off")
+        comparison = compare_weighting_off(self.model.model, inputs, self.class_names)
         target = self.class_names[int(comparison.targets[0])]
         rows = comparison.rows
         return weighting_off_figure(
