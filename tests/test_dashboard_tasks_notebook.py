@@ -12,7 +12,7 @@ import torch
 
 import fmw
 from fmw.analysis.attribution import compare_task_weighting_off
-from fmw.models.tasks import Detection, Segmentation
+from fmw.models.tasks import Detection, OtherOutput, Segmentation
 from tests import tasks_models
 from tests.conftest import make_checkpoint
 
@@ -65,7 +65,8 @@ def test_detector_boxes_on_the_given_image_and_boxes_lost_gained_moved() -> None
 
 def test_other_output_compared_per_tensor_and_a_classifier_as_before(tmp_path) -> None:
     raw = fmw.inspect(f"{MODELS}:build", [_photo()], input_size=64)
-    assert raw.predictions().shapes == [(1, 8, 8, 8), (1, 8, 4, 4), (1, 8, 2, 2)]
+    other = raw.predictions()
+    assert isinstance(other, OtherOutput) and other.shapes == [(1, 8, 8, 8), (1, 8, 4, 4), (1, 8, 2, 2)]
     table = _table(raw.weighting_off())
     assert [name for name in table if name != "switched off"] == ["tensor 0", "tensor 1", "tensor 2"]
     assert all(float(value) >= 0 for value in table["tensor 2"])
