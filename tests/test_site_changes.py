@@ -74,13 +74,14 @@ def traces_by_name(figure) -> dict[str, object]:
     return {trace.name: trace for trace in figure.data}
 
 
-@pytest.mark.parametrize("kind", ["none", "scale", "spatial", "channel", "cbam", "eca"])
+@pytest.mark.parametrize("kind", ["none", "scale", "spatial", "channel", "cbam", "eca", "coord", "simam"])
 def test_compare_figure_draws_one_map_per_trace_with_the_librarys_values(checkpoint_factory, kind):
     loaded = load_checkpoint(checkpoint_factory(kind, seed=5))
     analysis = analyse_image(loaded, skimage.data.chelsea())
     site = analysis.sites[0]
     change = site_change(site, count=4)
     figure = site_change_figure(change, analysis.crop, limit=3.0, mean_limit=0.5, gate_upper=1.2, title="t")
+    assert figure.layout.title.text == "t", "the column keeps its title whatever its gates draw over the image"
     traces = traces_by_name(figure)
     np.testing.assert_array_equal(traces["mean before"].z, change.mean_before)
     np.testing.assert_array_equal(traces["mean after"].z, change.mean_after)

@@ -216,8 +216,8 @@ def site_change_figure(
             ]
         else:
             gate_traces = list(_overlay_traces(image, positional, name))
-        title = "spatial gate over the image" if spatial_only else "gates over the image (channel means)"
-        rows.append((WIDE_PIXELS, [_Cell(title, True, gate_traces)]))
+        heading = "spatial gate over the image" if spatial_only else "gates over the image (channel means)"
+        rows.append((WIDE_PIXELS, [_Cell(heading, True, gate_traces)]))
     for stage in change.stages:
         if stage.layout == "channel":
             rows.append(_channel_bars(change, stage, gate_upper))
