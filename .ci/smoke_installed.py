@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 import fmw
 from fmw.io import shipped_names
 
-SHIPPED = ["cbam", "channel", "eca", "none", "scale", "spatial"]
+SHIPPED = ["cbam", "channel", "coord", "eca", "none", "scale", "simam", "spatial"]
 
 
 def run(*arguments: str) -> str:

@@ -13,6 +13,7 @@ import torch
 from fmw import settings
 from fmw.analysis import service as analysis
 from fmw.io import CheckpointMetadata, LoadedCheckpoint
+from fmw.layers import WEIGHTING_LAYERS
 from fmw.models import build_model, count_parameters
 from tests.conftest import CIFAR_CLASSES
 
@@ -34,14 +35,7 @@ def test_checkpoint_directory_comes_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv(settings.CHECKPOINT_DIRECTORY_VARIABLE)
     shipped = Path(settings.__file__).resolve().parent / "checkpoints"
     assert settings.checkpoint_directory() == shipped == settings.SHIPPED_CHECKPOINTS
-    assert sorted(path.stem for path in shipped.glob("*.safetensors")) == [
-        "cbam",
-        "channel",
-        "eca",
-        "none",
-        "scale",
-        "spatial",
-    ]
+    assert sorted(path.stem for path in shipped.glob("*.safetensors")) == sorted(WEIGHTING_LAYERS)
 
 
 def test_list_checkpoints_puts_the_family_in_display_order(tmp_path):

@@ -18,6 +18,7 @@ from dashboard.registry import header_weighting, header_weighting_off_drop
 from dashboard.settings import DEFAULT_SAMPLE, SAMPLE_CLASSES
 from fmw.analysis.findings import shipped_statistics, specificity_series
 from fmw.analysis.stats import GateStatistics
+from fmw.layers import WEIGHTING_LAYERS
 from tests.browser_support import (
     CHROMIUM,
     CHROMIUM_OPTIONS,
@@ -34,7 +35,7 @@ from tests.browser_support import (
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not CHROMIUM.exists(), reason=CHROMIUM_SKIP_REASON)]
 
 CHECKPOINTS = REPO / "checkpoints"
-KINDS = ("none", "scale", "spatial", "channel", "cbam", "eca")
+KINDS = tuple(WEIGHTING_LAYERS)  # the shipped checkpoints, one per kind, in the dashboard's order
 VIEWPORT = {"width": 1500, "height": 1000}
 MINIMUM_MAP_PIXELS = 48
 TIMEOUT_MS = 120_000
@@ -106,7 +107,14 @@ def test_compare_draws_every_map_large_and_shows_what_changed(browser, dashboard
         assert {entry["model"] for entry in maps} == set(KINDS)
         assert len(widths) == len(maps), "every heatmap is drawn"
         assert min(widths) >= MINIMUM_MAP_PIXELS, sorted(widths)[:5]
-        assert all((entry["rows"], entry["columns"]) == (15, 15) for entry in maps), "one 15x15 map per heatmap"
+        feature_maps = [entry for entry in maps if entry["name"].startswith(("mean ", "channel "))]
+        assert all((entry["rows"], entry["columns"]) == (15, 15) for entry in feature_maps), "one 15x15 map per heatmap"
+        gates = {(entry["model"], entry["name"]): (entry["rows"], entry["columns"]) for entry in maps}
+        assert gates[("coord", "coordinate gate, channels × columns")] == (64, 15), "C x W, as the layout varies"
+        assert gates[("coord", "coordinate gate, channels × rows")] == (64, 15)
+        assert gates[("coord", "gates over the image")] == gates[("simam", "gates over the image")] == (15, 15)
+        rows, columns = gates[("simam", "full-size gate, one map per channel")]
+        assert rows * columns >= 64 * 15 * 15, "every channel's gate map in one montage"
         for kind in KINDS:
             names = [entry["name"] for entry in maps if entry["model"] == kind]
             assert names[:2] == ["mean before", "mean after"]

@@ -18,7 +18,7 @@ from fmw.io.datasets import default_dataset
 from fmw.io.model_spec import load_model
 from tests.conftest import REPO, make_checkpoint
 
-SHIPPED = ["cbam", "channel", "eca", "none", "scale", "spatial"]
+SHIPPED = ["cbam", "channel", "coord", "eca", "none", "scale", "simam", "spatial"]
 
 
 def test_the_shipped_checkpoints_are_package_data_and_open_by_name(tmp_path, monkeypatch):
@@ -30,7 +30,7 @@ def test_the_shipped_checkpoints_are_package_data_and_open_by_name(tmp_path, mon
     assert checkpoint_by_name("eca.safetensors") == settings.SHIPPED_CHECKPOINTS / "eca.safetensors"
     assert load_model("spatial").metadata.architecture.weighting == "spatial"  # a model SPEC by name
     assert checkpoint_by_name("folder/cbam") is None and checkpoint_by_name("..") is None
-    shipped = r"shipped one \(cbam, channel, eca, none, scale, spatial\)"
+    shipped = r"shipped one \(cbam, channel, coord, eca, none, scale, simam, spatial\)"
     with pytest.raises(CheckpointError, match=rf"no such file.*{shipped}"):
         load_checkpoint("cbma")
 
