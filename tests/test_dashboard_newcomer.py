@@ -110,10 +110,10 @@ def test_compare_draws_every_map_large_and_shows_what_changed(browser, dashboard
         feature_maps = [entry for entry in maps if entry["name"].startswith(("mean ", "channel "))]
         assert all((entry["rows"], entry["columns"]) == (15, 15) for entry in feature_maps), "one 15x15 map per heatmap"
         gates = {(entry["model"], entry["name"]): (entry["rows"], entry["columns"]) for entry in maps}
-        assert gates[("coord", "coordinate gate, channels × columns")] == (64, 15), "C x W, as the layout varies"
-        assert gates[("coord", "coordinate gate, channels × rows")] == (64, 15)
+        assert gates[("coord", "gate: channel × column")] == (64, 15), "C x W, as the layout varies"
+        assert gates[("coord", "gate: channel × row")] == (64, 15)
         assert gates[("coord", "gates over the image")] == gates[("simam", "gates over the image")] == (15, 15)
-        rows, columns = gates[("simam", "full-size gate, one map per channel")]
+        rows, columns = gates[("simam", "gate maps, one per channel")]
         assert rows * columns >= 64 * 15 * 15, "every channel's gate map in one montage"
         for kind in KINDS:
             names = [entry["name"] for entry in maps if entry["model"] == kind]

@@ -227,7 +227,7 @@ def test_compare_columns_and_exports_keep_every_stage(probed):
         overlay = next(t for t in figure.data if t.name == "gates over the image")
         np.testing.assert_allclose(overlay.z, over_image(summary.stages), rtol=1e-6)
     if name == "simam":
-        montage_trace = next(t for t in figure.data if t.name.startswith("full-size gate"))
+        montage_trace = next(t for t in figure.data if t.name.startswith("gate maps"))
         assert np.asarray(montage_trace.z).shape == montage(summary.stages[0].gate).values.shape
     if name == "two channel":
         assert names.count("channel gate") == 2, "both channel stages drawn as bars"
@@ -286,7 +286,7 @@ def test_every_view_draws_coordinate_and_full_size_gates(layout_checkpoints):
     assert not at.exception
     specs = figures(at)
     names = {trace.get("name") for spec in specs.values() for trace in spec["data"]}
-    drawn = {"gates over the image", "coordinate gate, channels × columns", "full-size gate, one map per channel"}
+    drawn = {"gates over the image", "gate: channel × column", "gate maps, one per channel"}
     assert drawn <= names
     for page in PAGES:
         at.switch_page(page).run()

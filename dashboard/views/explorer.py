@@ -43,12 +43,9 @@ ORDERING_HELP = (
 def site_explorer(choice: ModelChoice, analysis: ImageAnalysis, image: ImageChoice) -> None:
     names = [site.name for site in analysis.sites]
     controls = st.columns([3, 3, 2, 1], vertical_alignment="bottom")
-    name = controls[0].selectbox(
-        "Weighting site",
-        names,
-        key="explorer-site",
-        format_func=lambda n: f"{n} ({analysis.sites[names.index(n)].kind})",
-    )
+    # plain names: Streamlit keeps a keyed select box's formatted labels when only the model changes,
+    # so a label naming the kind went stale (the kind is in the explanation below)
+    name = controls[0].selectbox("Weighting site", names, key="explorer-site")
     site = analysis.sites[names.index(name) if name in names else 0]
     explain_site(site)
     ordering = controls[1].radio(

@@ -216,7 +216,7 @@ def site_change_figure(
             ]
         else:
             gate_traces = list(_overlay_traces(image, positional, name))
-        heading = "spatial gate over the image" if spatial_only else "gates over the image (channel means)"
+        heading = "spatial gate over the image" if spatial_only else "gates over the image"
         rows.append((WIDE_PIXELS, [_Cell(heading, True, gate_traces)]))
     for stage in change.stages:
         if stage.layout == "channel":

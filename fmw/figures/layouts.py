@@ -127,11 +127,11 @@ register_layout_figure(
     height=2.0,
 )
 register_layout_figure(
-    "coord_h", "coordinate gate, channels × rows", _coordinate_trace("row"), picture=False, height=2.0
+    "coord_h", "gate: channel × row", _coordinate_trace("row"), picture=False, height=2.0
 )
 register_layout_figure(
-    "coord_w", "coordinate gate, channels × columns", _coordinate_trace("column"), picture=False, height=2.0
+    "coord_w", "gate: channel × column", _coordinate_trace("column"), picture=False, height=2.0
 )
 register_layout_figure("strip_h", "row gate", _profile_trace("row"), picture=False, height=1.2)
 register_layout_figure("strip_w", "column gate", _profile_trace("column"), picture=False, height=1.2)
-register_layout_figure("full", "full-size gate, one map per channel", _montage_trace, picture=True, height=3.0)
+register_layout_figure("full", "gate maps, one per channel", _montage_trace, picture=True, height=3.0)
