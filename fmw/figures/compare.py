@@ -227,7 +227,8 @@ def site_change_figure(
             if isinstance(trace, go.Heatmap):
                 trace.update(showscale=False)
             pixels = WIDE_PIXELS if isinstance(trace, go.Heatmap) else BARS_PIXELS
-            rows.append((pixels, [_Cell(stage_title(stage), True, [trace], entry.picture)]))
+            plain = {"showticklabels": False, "ticks": ""}  # no room for tick labels in a column; hover tells
+            rows.append((pixels, [_Cell(stage_title(stage), True, [trace], entry.picture, plain, dict(plain))]))
     if change.frame_notes:
         title = "<br>".join([title, *change.frame_notes]) if title else "<br>".join(change.frame_notes)
     for position, channel in enumerate(change.channels):
