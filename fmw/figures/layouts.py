@@ -126,12 +126,8 @@ register_layout_figure(
     picture=True,
     height=2.0,
 )
-register_layout_figure(
-    "coord_h", "gate: channel × row", _coordinate_trace("row"), picture=False, height=2.0
-)
-register_layout_figure(
-    "coord_w", "gate: channel × column", _coordinate_trace("column"), picture=False, height=2.0
-)
+register_layout_figure("coord_h", "gate: channel × row", _coordinate_trace("row"), picture=False, height=2.0)
+register_layout_figure("coord_w", "gate: channel × column", _coordinate_trace("column"), picture=False, height=2.0)
 register_layout_figure("strip_h", "row gate", _profile_trace("row"), picture=False, height=1.2)
 register_layout_figure("strip_w", "column gate", _profile_trace("column"), picture=False, height=1.2)
 register_layout_figure("full", "gate maps, one per channel", _montage_trace, picture=True, height=3.0)
