@@ -16,6 +16,7 @@ from fmw.analysis import analyse_image, batch_statistics
 from fmw.analysis.changes import SHOWN_CHANNELS, site_change
 from fmw.analysis.findings import depth_finding, shipped_statistics, specificity_series
 from fmw.io import CheckpointMetadata, load_checkpoint, save_checkpoint
+from fmw.layers import WEIGHTING_LAYERS
 from fmw.models import build_model, count_parameters
 from tests.conftest import CIFAR_CLASSES, REPO, make_checkpoint
 from tests.dashboard_helpers import APP, array, figures
@@ -383,7 +384,7 @@ def test_gate_statistics_open_on_the_shipped_findings(shipped):
     assert not at.exception and not at.error
     series = [
         line
-        for kind in KINDS
+        for kind in WEIGHTING_LAYERS  # every shipped checkpoint, in the dashboard's order
         for line in specificity_series(shipped_statistics(shipped / f"{kind}.safetensors").statistics, kind)
     ]
     specs = figures(at)
