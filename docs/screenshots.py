@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from tests.browser_support import CHROMIUM, CHROMIUM_OPTIONS, CHROMIUM_SKIP_REASON, REPO, dashboard_server
+from tests.browser_support import (
+    CHARTS_SHOW,
+    CHROMIUM,
+    CHROMIUM_OPTIONS,
+    CHROMIUM_SKIP_REASON,
+    REPO,
+    dashboard_server,
+    image_upload_input,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Playwright
@@ -38,6 +46,8 @@ VIEWS = {  # URL path -> file name
 FULL_COMPARE_HEIGHT = 1750
 LAYOUTS_COMPARE_HEIGHT = 3000
 LAYOUTS_CROP = (300, 1700, 1000, 2950)  # the second row of Compare's columns: coord and simam
+TASKS_HEIGHT = 2400
+TASKS_CROP = (300, 400, 1500, 2400)  # the three columns, down to their predictions
 # A detector that keeps its three best boxes whatever their score (random weights score about 1/91)
 DETECTOR = """
 import torch
@@ -84,8 +94,11 @@ def shoot(
             page.get_by_role("option", name=checkpoint, exact=True).click()
             page.wait_for_timeout(1000)
             page.wait_for_function(SETTLED, timeout=180_000)
-        if upload is not None:
-            page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(upload))
+        if upload is not None:  # then every box the detector kept: the threshold slider at 0
+            image_upload_input(page).set_input_files(str(upload))
+            page.wait_for_function(CHARTS_SHOW, arg=[upload.name, 3], timeout=180_000)
+            page.get_by_role("slider", name="Box score threshold").focus()
+            page.keyboard.press("Home")
             page.wait_for_timeout(3000)
             page.wait_for_function(SETTLED, timeout=180_000)
         page.wait_for_timeout(2500)  # fonts and the photos under the gates
@@ -146,7 +159,7 @@ def shoot_tasks(playwright: Playwright, folder: Path) -> None:
     with dashboard_server(checkpoints, folder / "tasks.log", how="fmw dashboard", arguments=arguments) as server:
         browser = playwright.chromium.launch(**CHROMIUM_OPTIONS)
         try:
-            size = shoot(browser, server.url, OUT / "compare-tasks.png", 1300, upload=photo)
+            size = shoot(browser, server.url, OUT / "compare-tasks.png", TASKS_HEIGHT, upload=photo, crop=TASKS_CROP)
             print(f"compare-tasks.png: {size / 1024:.0f} KB")
         finally:
             browser.close()
