@@ -5,7 +5,7 @@ depth per kind and gate stage, and the depth trend in words next to what the SE 
 
 Regenerate the shipped files (about 20 s per checkpoint on two CPU cores) with::
 
-    for kind in none scale spatial channel cbam eca; do
+    for kind in none scale spatial channel cbam eca coord simam; do
       python -m fmw stats checkpoints/$kind.safetensors --split test --digits 4 --out checkpoints/stats/$kind.json
     done
 """
