@@ -36,7 +36,6 @@ from fmw.analysis.streaming import (
     ReadOptions,
     default_workers,
     folder_gate_statistics,
-    model_input,
     open_images,
 )
 from fmw.device import model_device
@@ -90,7 +89,7 @@ def main() -> None:
         images = open_images(str(folder))
         labels = match_labels(images.class_names, class_names_of(loaded))
         options = ReadOptions(batch_size=args.batch_size, workers=workers)
-        preprocessing, device = model_input(loaded), model_device(loaded.model)
+        preprocessing, device = loaded.preprocessing, model_device(loaded.model)
 
         def plain() -> None:
             with torch.no_grad():

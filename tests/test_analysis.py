@@ -15,6 +15,7 @@ from fmw.analysis import service as analysis
 from fmw.io import CheckpointMetadata, LoadedCheckpoint
 from fmw.layers import WEIGHTING_LAYERS
 from fmw.models import build_model, count_parameters
+from fmw.models.preprocessing import center_crop
 from tests.conftest import CIFAR_CLASSES
 
 
@@ -48,9 +49,9 @@ def test_list_checkpoints_puts_the_family_in_display_order(tmp_path):
 
 def test_center_crop_takes_the_centred_window():
     image = np.arange(6 * 10).reshape(6, 10)[:, :, None].repeat(3, axis=2)
-    square = analysis.center_crop(image)
+    square = center_crop(image)
     assert square.shape == (6, 6, 3) and square[0, 0, 0] == 2
-    wide = analysis.center_crop(image, aspect=2.0)
+    wide = center_crop(image, aspect=2.0)
     assert wide.shape == (5, 10, 3)
 
 
@@ -67,7 +68,7 @@ def test_analysis_predictions_are_the_models_own_and_sites_are_summarised():
     image = photo()
     result = analysis.analyse_image(checkpoint, image, name="channel")
     with torch.no_grad():
-        logits = checkpoint.model(analysis.prepare_input(analysis.center_crop(image), checkpoint.metadata, (32, 32)))
+        logits = checkpoint.model(analysis.prepare_input(center_crop(image), checkpoint.metadata, (32, 32)))
     probabilities = logits[0].softmax(0)
     best = probabilities.argsort(descending=True)[:5]
     assert [p.index for p in result.predictions] == best.tolist()

@@ -22,11 +22,11 @@ from PIL import Image
 from fmw.analysis.evaluation import accuracy_report
 from fmw.analysis.labels import imagenet_synsets, match_labels
 from fmw.analysis.stats import GateStatistics, gate_statistics, split_gate_statistics
-from fmw.analysis.streaming import ReadOptions, folder_accuracy, folder_gate_statistics, model_input, open_images
+from fmw.analysis.streaming import ReadOptions, folder_accuracy, folder_gate_statistics, open_images
 from fmw.cli.evaluate import main as evaluate_main
 from fmw.cli.stats import main as stats_main
 from fmw.errors import DataError
-from fmw.io import CheckpointMetadata, load_checkpoint, load_split, normalize, save_checkpoint
+from fmw.io import CheckpointMetadata, load_checkpoint, load_split, save_checkpoint
 from fmw.io.folders import open_image_folder
 from fmw.models import build_model, load_torchvision_model
 from tests.conftest import CIFAR_CLASSES, REPO
@@ -49,7 +49,7 @@ def in_memory_statistics(loaded, root: Path, class_names: list[str]) -> GateStat
     """The in-memory path on the same images: every readable file decoded, prepared by the model's
     own preprocessing, stacked into one tensor and given to ``gate_statistics``."""
     folder = open_image_folder(root)
-    prepared = model_input(loaded)
+    preprocessing = loaded.preprocessing
     pixels, labels = [], []
     for name, label in zip(folder.files, folder.labels):
         try:
@@ -57,9 +57,9 @@ def in_memory_statistics(loaded, root: Path, class_names: list[str]) -> GateStat
                 rgb = image.convert("RGB")
         except OSError:
             continue
-        pixels.append(prepared.transform(rgb))
+        pixels.append(preprocessing.pixels(rgb))
         labels.append(label)
-    inputs = normalize(torch.stack(pixels), prepared.mean, prepared.std)
+    inputs = preprocessing.normalise(torch.stack(pixels))
     return gate_statistics(loaded.model, inputs, class_names, torch.tensor(labels), batch_size=7)
 
 

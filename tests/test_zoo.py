@@ -75,8 +75,8 @@ def test_preprocessing_and_classes_come_from_the_weights_metadata():
     assert small.preprocessing == zoo.Preprocessing(256, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "bilinear")
     assert effnet.preprocessing.interpolation == "bicubic"
     assert (regnet.preprocessing.resize_size, regnet.input_size) == (232, (224, 224))
-    tensor = small.preprocessing.transform()(Image.new("RGB", (300, 200), (124, 116, 104)))
-    assert tensor.shape == (3, 224, 224)
+    tensor = small.preprocessing(Image.new("RGB", (300, 200), (124, 116, 104)))
+    assert tensor.shape == (1, 3, 224, 224)
     assert tensor.abs().max() < 0.01  # the ImageNet mean colour normalises to about zero
 
 

@@ -22,7 +22,6 @@ from fmw.analysis.service import (
     available_orderings,
     batch_inputs,
     batch_statistics,
-    center_crop,
     channel_order,
     class_names_of,
     list_checkpoints,
@@ -34,6 +33,7 @@ from fmw.analysis.service import (
     site_index_at_depth,
     summarise_site,
 )
+from fmw.models.preprocessing import center_crop
 
 __all__ = [
     "ENERGY_FLOOR",

@@ -3,11 +3,9 @@ checkpoint or a zoo model, probe it, and summarise what every weighting site did
 gates, energies).
 
 Everything returned is numpy and dataclasses, so it can be cached, pickled and plotted without
-torch. Preprocessing: centre-crop the image to the model's aspect (square for fmw models), resize
-the crop to the analysis resolution with Lanczos filtering, then normalise with the checkpoint's
-mean and std; the crop keeps the whole centre of a photo, as CIFAR-style models expect objects
-filling the frame, and a plain resize would distort them. Zoo models (torchvision, timm, uploaded
-state dicts) keep their own preprocessing (resize the short side, centre-crop, normalise).
+torch. Every model's image is prepared by its one preprocessing (``fmw.models.preprocessing``:
+an fmw checkpoint's centred window resized with Lanczos filtering, a zoo model's resize and centre
+crop, a detector's whole image), at the model's input size or at another resolution.
 """
 
 from __future__ import annotations
@@ -20,13 +18,12 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
-from PIL import Image
 
 from fmw.analysis.layouts import StagedGates, StageSummary, stage_summaries
 from fmw.device import model_device
 from fmw.io import CheckpointMetadata, LoadedCheckpoint
 from fmw.layers import WEIGHTING_LAYERS
-from fmw.models import ZooModel, count_multiply_adds, count_parameters
+from fmw.models import Preprocessing, ZooModel, count_multiply_adds, count_parameters
 from fmw.models.tasks import TASKS, TopK, postprocessed
 from fmw.models.tasks import Prediction as TaskPrediction
 from fmw.models.zoo import seen_images
@@ -139,24 +136,11 @@ def list_checkpoints(directory: Path) -> list[Path]:
     return sorted(files, key=lambda path: (rank.get(path.stem, len(rank)), path.stem))
 
 
-def center_crop(rgb: np.ndarray, aspect: float = 1.0) -> np.ndarray:
-    """The largest centred window of ``rgb`` with width / height = ``aspect``."""
-    height, width = rgb.shape[:2]
-    crop_width = min(width, round(height * aspect))
-    crop_height = min(height, round(crop_width / aspect))
-    top, left = (height - crop_height) // 2, (width - crop_width) // 2
-    return rgb[top : top + crop_height, left : left + crop_width]
-
-
 def prepare_input(crop: np.ndarray, metadata: CheckpointMetadata, resolution: tuple[int, int]) -> torch.Tensor:
-    """A (1, 3, H, W) float tensor: ``crop`` resized to ``resolution`` (height, width) and
-    normalised with the checkpoint's mean and std."""
-    height, width = resolution
-    resized = Image.fromarray(crop).resize((width, height), Image.Resampling.LANCZOS, reducing_gap=2.0)
-    pixels = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    mean = torch.tensor(metadata.mean, dtype=torch.float32).view(-1, 1, 1)
-    std = torch.tensor(metadata.std, dtype=torch.float32).view(-1, 1, 1)
-    return ((pixels - mean) / std).unsqueeze(0)
+    """A (1, 3, H, W) float tensor: the centred window of ``crop`` with the aspect of ``resolution``
+    (height, width; all of a crop ``center_crop`` made) resized to it and normalised with the
+    checkpoint's mean and std."""
+    return Preprocessing.centre_window(resolution, metadata.mean, metadata.std)(crop)
 
 
 def summarise_site(record: SiteRecord, index: int = 0) -> SiteSummary:
@@ -181,44 +165,35 @@ def class_names_of(source: Analysable) -> list[str]:
     return source.class_names if isinstance(source, ZooModel) else source.metadata.class_names
 
 
-def _zoo_image(source: ZooModel, rgb: np.ndarray, resolution: int | None) -> PreparedImage:
-    """The zoo model's own preprocessing; at another ``resolution`` the crop keeps its share of the image.
-    A detector takes the whole image (its own transform resizes it: ``resolution`` does not apply) and
-    its crop is the image as that transform resized and padded it, which its feature maps cover."""
-    preprocessing = source.preprocessing
-    if preprocessing.whole_image:
-        pixels = preprocessing.transform()(Image.fromarray(rgb))
-        seen = seen_images(source.model, [pixels])
-        crop = rgb if seen is None else seen[0].pixels
-        return PreparedImage(crop=crop, inputs=pixels.unsqueeze(0), resolution=(crop.shape[0], crop.shape[1]))
-    if resolution is not None:
-        if resolution < ZOO_MINIMUM_SIZE:
-            raise ValueError(
-                f"{source.label}: resolution {resolution} is too small; use at least {ZOO_MINIMUM_SIZE} px"
-            )
-        scale = preprocessing.resize_size / preprocessing.crop_size
-        preprocessing = replace(preprocessing, resize_size=round(resolution * scale), crop_size=resolution)
-    inputs = preprocessing.transform()(Image.fromarray(rgb)).unsqueeze(0)
-    mean = torch.tensor(preprocessing.mean).view(1, -1, 1, 1)
-    std = torch.tensor(preprocessing.std).view(1, -1, 1, 1)
-    pixels = ((inputs * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8)
-    crop = np.ascontiguousarray(pixels[0].permute(1, 2, 0).numpy())
-    return PreparedImage(crop=crop, inputs=inputs, resolution=(inputs.shape[2], inputs.shape[3]))
+def _minimum_size(source: Analysable, resolution: int | None) -> tuple[int, str]:
+    """The smallest input side ``source``'s model takes (a zoo model's own size is its maker's
+    choice; only another ``resolution`` is checked), and the name to give in the message."""
+    if isinstance(source, ZooModel):
+        return (1 if resolution is None else ZOO_MINIMUM_SIZE), source.label
+    return source.metadata.architecture.minimum_input_size, source.source
 
 
 def prepare_image(source: Analysable, rgb: np.ndarray, resolution: int | None = None) -> PreparedImage:
-    """``rgb`` (H, W, 3 uint8) as ``source`` expects it, at ``resolution`` pixels square or, when
-    None, at the model's own input size: fmw checkpoints by ``center_crop`` and ``prepare_input``,
-    zoo models by their preprocessing (resize, centre-crop, normalise)."""
-    if isinstance(source, ZooModel):
-        return _zoo_image(source, rgb, resolution)
-    metadata = source.metadata
-    size = metadata.input_size if resolution is None else (resolution, resolution)
-    minimum = metadata.architecture.minimum_input_size
-    if min(size) < minimum:
-        raise ValueError(f"{source.source}: resolution {size} is too small; this model needs at least {minimum} px")
-    crop = np.ascontiguousarray(center_crop(rgb, aspect=size[1] / size[0]))
-    return PreparedImage(crop=crop, inputs=prepare_input(crop, metadata, size), resolution=size)
+    """``rgb`` (H, W, 3 uint8) as ``source`` expects it, by its one preprocessing
+    (``fmw.models.preprocessing``), at ``resolution`` pixels square or, when None, at the model's own
+    input size (the crop keeps its share of the image). A detector takes the whole image (its own
+    transform resizes it: ``resolution`` does not apply) and its crop is the image as that transform
+    resized and padded it, which its feature maps cover."""
+    preprocessing = source.preprocessing
+    if resolution is not None:
+        preprocessing = preprocessing.at_resolution(resolution)
+    minimum, name = _minimum_size(source, resolution)
+    if not preprocessing.whole_image and min(preprocessing.input_size) < minimum:
+        raise ValueError(
+            f"{name}: resolution {preprocessing.input_size} is too small; this model needs at least {minimum} px"
+        )
+    inputs = preprocessing(rgb)
+    crop = preprocessing.picture(rgb)
+    if preprocessing.whole_image:
+        seen = seen_images(source.model, [inputs[0]])
+        crop = crop if seen is None else seen[0].pixels
+        return PreparedImage(crop=crop, inputs=inputs, resolution=(crop.shape[0], crop.shape[1]))
+    return PreparedImage(crop=crop, inputs=inputs, resolution=(inputs.shape[2], inputs.shape[3]))
 
 
 def batch_inputs(source: Analysable, images: list[np.ndarray], resolution: int | None = None) -> torch.Tensor:

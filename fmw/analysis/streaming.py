@@ -3,10 +3,9 @@ processes and each model's own preprocessing, accumulated per site, stage and cl
 device, so memory does not grow with the number of images; under ``torchrun`` every process reads
 its own share and the accumulators are summed once at the end.
 
-Every image reaches the model at one size: an fmw checkpoint's images are centre-cropped to its
-aspect and resized to its input size (Lanczos; the dashboard's preprocessing, a no-op for images
-already that size), a zoo model's resized and centre-cropped by its own preprocessing. Workers hand
-back uint8 pixels; normalisation runs on the model's device, so a GPU receives a quarter of the bytes.
+Every image reaches the model at one size, by the model's one preprocessing (the dashboard's too:
+``fmw.models.preprocessing``). Workers hand back its uint8 pixels; its normalisation runs on the
+model's device, so a GPU receives a quarter of the bytes.
 """
 
 from __future__ import annotations
@@ -18,37 +17,31 @@ from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
-from torchvision import transforms
 from tqdm import tqdm
 
 from fmw.analysis.distributed import all_gather_objects, all_reduce_sum, rank_and_world
 from fmw.analysis.evaluation import Accuracy, AccuracyReport, confusion_counts
 from fmw.analysis.labels import LabelMatch
 from fmw.analysis.prediction import view_logits
-from fmw.analysis.service import Analysable, center_crop, class_names_of
+from fmw.analysis.service import Analysable, class_names_of
 from fmw.analysis.stats import GateAccumulator, GateStatistics
 from fmw.device import model_device
 from fmw.errors import DataError
-from fmw.io import ImageSplit, load_split, normalize
+from fmw.io import ImageSplit, load_split
 from fmw.io.datasets import check_jpeg_quality, default_dataset, jpeg_source
 from fmw.io.folders import FolderImages, ImageBatch, ImageFolder, Sample, SplitImages, collate_images, open_image_folder
-from fmw.models import ZooModel
+from fmw.models import Preprocessing
 from fmw.sites import override_gates, probe
 
 __all__ = [
-    "CentreCropResize",
     "ImageReader",
-    "ModelInput",
     "ReadOptions",
     "ReadingReport",
     "default_workers",
     "folder_accuracy",
     "folder_gate_statistics",
-    "model_input",
     "open_images",
 ]
 
@@ -56,48 +49,6 @@ Images = ImageFolder | ImageSplit
 """What can be read: an image folder listed from disk or a zip, or a split already in memory."""
 
 EXAMPLES = 5  # unreadable files named in the report
-
-
-@dataclass(frozen=True)
-class CentreCropResize:
-    """An fmw checkpoint's preprocessing up to normalisation: the largest centred window of the
-    checkpoint's aspect, resized to (height, width) with Lanczos filtering; uint8 (3, H, W)."""
-
-    height: int
-    width: int
-
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        crop = np.ascontiguousarray(center_crop(np.asarray(image), aspect=self.width / self.height))
-        resized = Image.fromarray(crop).resize((self.width, self.height), Image.Resampling.LANCZOS, reducing_gap=2.0)
-        return torch.from_numpy(np.array(resized)).permute(2, 0, 1).contiguous()
-
-
-@dataclass(frozen=True)
-class ModelInput:
-    """How images reach one model: ``transform`` (a PIL RGB image -> uint8 (3, H, W), run in the
-    workers), then normalisation by ``mean`` and ``std`` (on the model's device)."""
-
-    transform: CentreCropResize | transforms.Compose
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-
-def model_input(loaded: Analysable) -> ModelInput:
-    """The preprocessing ``loaded`` expects: an fmw checkpoint's crop and resize to its input size,
-    or a zoo model's resize, centre crop and statistics (``fmw.models.zoo.Preprocessing``)."""
-    if isinstance(loaded, ZooModel):
-        preprocessing = loaded.preprocessing
-        interpolation = transforms.InterpolationMode(preprocessing.interpolation)
-        transform = transforms.Compose(
-            [
-                transforms.Resize(preprocessing.resize_size, interpolation=interpolation, antialias=True),
-                transforms.CenterCrop(preprocessing.crop_size),
-                transforms.PILToTensor(),
-            ]
-        )
-        return ModelInput(transform, tuple(preprocessing.mean), tuple(preprocessing.std))
-    metadata = loaded.metadata
-    return ModelInput(CentreCropResize(*metadata.input_size), tuple(metadata.mean), tuple(metadata.std))
 
 
 def default_workers(processes: int = 1) -> int:
@@ -175,17 +126,22 @@ def open_images(source: str | None, split: str = "test", limit: int | None = Non
 
 class ImageReader:
     """Batches of one process's share of ``images`` (every ``world``-th image from its rank), as
-    normalised inputs and labels on ``device`` (``batches``), read by a ``DataLoader`` with
-    ``options.workers`` workers; ``report`` counts what was read and what could not be."""
+    normalised inputs and labels on ``device`` (``batches``) by ``preprocessing`` at one size for
+    every image (``Preprocessing.batchable``: a detector's images centre-cropped to its short side),
+    read by a ``DataLoader`` with ``options.workers`` workers; ``report`` counts what was read and
+    what could not be."""
 
-    def __init__(self, images: Images, model: ModelInput, options: ReadOptions, device: torch.device) -> None:
+    def __init__(
+        self, images: Images, preprocessing: Preprocessing, options: ReadOptions, device: torch.device
+    ) -> None:
         self.rank, self.world = rank_and_world()
-        self.model, self.options, self.device, self.source = model, options, device, images.source
+        self.preprocessing, self.options, self.device = preprocessing.batchable(), options, device
+        self.source = images.source
         dataset: Dataset[Sample]
         if isinstance(images, ImageFolder):
-            dataset = FolderImages(images, model.transform, options.jpeg_quality)
+            dataset = FolderImages(images, self.preprocessing.pixels, options.jpeg_quality)
         else:
-            dataset = SplitImages(images, model.transform, options.jpeg_quality)
+            dataset = SplitImages(images, self.preprocessing.pixels, options.jpeg_quality)
         self.share = Subset(dataset, range(self.rank, len(dataset), self.world))
         self.images, self.unreadable, self.seconds = 0, 0, 0.0
         self.examples: list[tuple[str, str]] = []
@@ -218,7 +174,7 @@ class ImageReader:
                     self.images += len(batch.labels)
                     pixels = batch.pixels.to(self.device, non_blocking=True)
                     labels = batch.labels.to(self.device, non_blocking=True)
-                    yield normalize(pixels, self.model.mean, self.model.std), labels
+                    yield self.preprocessing.normalise(pixels), labels
                 bar.update(len(batch.labels) + len(batch.unreadable))
         finally:
             bar.close()
@@ -246,7 +202,7 @@ def folder_gate_statistics(
     """Gate statistics of ``loaded`` over ``images``, grouped by class folder: named by the model's
     classes and marked "label" when ``labels`` matched them, else "folder". Under torchrun each
     process reads its share and every process returns the statistics of all the images."""
-    reader = ImageReader(images, model_input(loaded), options, model_device(loaded.model))
+    reader = ImageReader(images, loaded.preprocessing, options, model_device(loaded.model))
     accumulator = GateAccumulator(len(images.class_names))
     for inputs, groups in reader.batches():
         accumulator.add(probe(loaded.model, inputs, keep_on_device=True, maps=False), groups)
@@ -283,7 +239,7 @@ def folder_accuracy(
     passes = {"on": torch.zeros(folders, columns, dtype=torch.int64, device=device)}
     if ablate:
         passes["off"] = torch.zeros_like(passes["on"])
-    reader = ImageReader(images, model_input(loaded), options, device)
+    reader = ImageReader(images, loaded.preprocessing, options, device)
     with torch.no_grad():
         for inputs, groups in reader.batches():
             inputs = inputs.contiguous(memory_format=torch.channels_last)

@@ -16,7 +16,7 @@ from safetensors.torch import save as save_safetensors_bytes
 from fmw._version import __version__
 from fmw.errors import CheckpointError
 from fmw.io.decode import MAX_SIDE
-from fmw.models import FMWNet, NetConfig, build_model
+from fmw.models import FMWNet, NetConfig, Preprocessing, build_model
 from fmw.models.weights import compare_state_dicts, read_safetensors
 from fmw.settings import SHIPPED_CHECKPOINTS, checkpoint_directory
 
@@ -180,9 +180,17 @@ def _fits_a_tensor(number: float) -> bool:
 
 @dataclass
 class LoadedCheckpoint:
+    """An fmw network read from a checkpoint, with its metadata and where it came from."""
+
     model: FMWNet
     metadata: CheckpointMetadata
     source: str
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """Its one preprocessing: the centred window of its input's aspect, resized to its input size."""
+        metadata = self.metadata
+        return Preprocessing.centre_window(metadata.input_size, metadata.mean, metadata.std)
 
 
 def code_version() -> str:

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from fmw.errors import DataError
+from fmw.models.preprocessing import normalize
 from fmw.settings import DATA_VARIABLE, cache_directory, default_data_path
 
 __all__ = [
@@ -203,13 +204,6 @@ def load_split(
     if path.is_file():
         return _load_zip(path, split, image_size)
     raise DataError(f"{path}: no such file or directory; pass a .zip or a directory in ImageFolder layout")
-
-
-def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> float32 normalised with per-channel ``mean`` and ``std`` (in 0..1 units)."""
-    mean_t = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, device=images.device).view(1, -1, 1, 1)
-    return (images.float().div_(255) - mean_t) / std_t
 
 
 def augment_batch(

@@ -1,5 +1,6 @@
-"""Networks: the fmw family (``FMWNet``, built from a ``NetConfig``), torchvision and timm models with
-their preprocessing (``fmw.models.zoo``), and reading weights safely (``fmw.models.weights``)."""
+"""Networks: the fmw family (``FMWNet``, built from a ``NetConfig``), torchvision and timm models
+(``fmw.models.zoo``), one preprocessing for every model (``fmw.models.preprocessing``), and reading
+weights safely (``fmw.models.weights``)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from fmw.models.fmwnet import (
     count_multiply_adds,
     count_parameters,
 )
+from fmw.models.preprocessing import Preprocessing
 from fmw.models.weights import compare_state_dicts, load_pickled_state_dict, read_safetensors
 from fmw.models.zoo import (
     TIMM_MODELS,
     TORCHVISION_MODELS,
-    Preprocessing,
     ZooModel,
     build_timm_model,
     load_state_dict_upload,

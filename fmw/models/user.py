@@ -21,9 +21,10 @@ import torch
 from torch import nn
 
 from fmw.errors import CheckpointError, FMWError
+from fmw.models.preprocessing import Preprocessing
 from fmw.models.tasks import check_task, postprocessed, segmentation_logits
 from fmw.models.weights import compare_state_dicts, load_pickled_state_dict, read_safetensors
-from fmw.models.zoo import Preprocessing, ZooModel, _detector_preprocessing, _seeded_model, detector_transform
+from fmw.models.zoo import ZooModel, _detector_preprocessing, _seeded_model, detector_transform
 
 __all__ = [
     "IMAGENET_MEAN",

@@ -18,14 +18,13 @@ from urllib.parse import urlparse
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
-from torchvision import transforms
 from torchvision.models import WeightsEnum, get_model, get_model_weights, list_models
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from fmw.device import model_device
 from fmw.errors import CheckpointError, ZooError
+from fmw.models.preprocessing import Preprocessing
 from fmw.models.weights import compare_state_dicts, load_pickled_state_dict
 
 TORCHVISION_MODELS: dict[str, str] = {
@@ -61,50 +60,6 @@ TIMM_MODELS: dict[str, TimmRecipe] = {
 }
 
 
-@dataclass(frozen=True)
-class Preprocessing:
-    """How images must be prepared for a model: resize the short side, centre-crop, normalise; or,
-    with ``whole_image`` (detectors, which resize, normalise and pad inside their own transform), the
-    whole image as 0..1 pixels, so that their boxes come back in the image's own coordinates
-    (``crop_size`` is then the short side the detector resizes to)."""
-
-    resize_size: int
-    crop_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    interpolation: str
-    whole_image: bool = False
-
-    def describe(self) -> str:
-        """The preprocessing in words."""
-        if self.whole_image:
-            return (
-                f"the whole image as 0..1 pixels; the model resizes it (short side {self.crop_size} px), "
-                "normalises and pads it itself"
-            )
-        numbers = ", ".join(f"{value:g}" for value in self.mean), ", ".join(f"{value:g}" for value in self.std)
-        return (
-            f"resize the short side to {self.resize_size} px ({self.interpolation}), centre crop {self.crop_size} px, "
-            f"normalise with mean {numbers[0]} and std {numbers[1]}"
-        )
-
-    def transform(self) -> Callable[[Image.Image], torch.Tensor]:
-        """A callable turning an RGB PIL image into a normalised (3, crop, crop) float tensor, or
-        with ``whole_image`` into (3, H, W) pixels in 0..1."""
-        if self.whole_image:
-            return transforms.ToTensor()
-        return transforms.Compose(
-            [
-                transforms.Resize(
-                    self.resize_size, interpolation=transforms.InterpolationMode(self.interpolation), antialias=True
-                ),
-                transforms.CenterCrop(self.crop_size),
-                transforms.ToTensor(),
-                transforms.Normalize(self.mean, self.std),
-            ]
-        )
-
-
 @dataclass
 class ZooModel:
     """A foreign model ready to probe: eval mode, on its device, with its classes and preprocessing.
@@ -124,7 +79,7 @@ class ZooModel:
 
     @property
     def input_size(self) -> tuple[int, int]:
-        return (self.preprocessing.crop_size, self.preprocessing.crop_size)
+        return self.preprocessing.input_size
 
     @property
     def label(self) -> str:
