@@ -20,6 +20,7 @@ from torch import nn
 
 from fmw.sites import override_gates, probe
 from fmw.sites.layouts import LAYOUTS, layout_for_axes, register_layout
+from tests.test_discovery import Net  # stem conv -> the module under test -> pooled linear head, 8 channels
 
 CHANNELS = 8
 
@@ -233,19 +234,6 @@ class AddcmulSE(EinsumSE):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate = self.fc(x.mean(dim=(2, 3)))[:, :, None, None]
         return torch.addcmul(x, x, gate) if self.weigh else x + x
-
-
-class Net(nn.Module):
-    """stem conv -> ``body`` (the module under test) -> pooled linear head."""
-
-    def __init__(self, body: nn.Module) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(3, CHANNELS, 3, padding=1)
-        self.body = body
-        self.head = nn.Linear(CHANNELS, 5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(F.relu(self.stem(x))).mean(dim=(2, 3)))
 
 
 def images(n: int = 2, size: int = 16) -> torch.Tensor:
