@@ -151,12 +151,14 @@ class MappedFrame:
 @dataclass(frozen=True)
 class Decision:
     """What discovery decided about one product (by maker and ordinal), for the passes after it:
-    ``weighting``, the operand that is the map, the frame it maps back to, and the site's note."""
+    ``weighting``, the operand that is the map, the frame it maps back to, the site's note, and
+    whether the gate depends on the input (``static``: None where discovery did not see the gate)."""
 
     weighting: bool
     map_index: int
     frame: MappedFrame | None = None
     note: str | None = None
+    static: bool | None = None
 
 
 def to_root(tensor: torch.Tensor, frame: MappedFrame, base: torch.Tensor | None) -> torch.Tensor:

@@ -18,7 +18,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import InitVar, dataclass, field
+from dataclasses import InitVar, dataclass, field, replace
 from types import FrameType
 from typing import Any
 
@@ -90,7 +90,7 @@ class Keeper:
 
     def copy(self, tensor: torch.Tensor) -> torch.Tensor:
         tensor = tensor.detach()
-        return tensor.clone() if self.keep_on_device else tensor.to("cpu", copy=True)
+        return tensor.clone() if self.keep_on_device or tensor.is_cpu else tensor.to("cpu")
 
     def keep_map(self, tensor: torch.Tensor, *, copy: bool = False) -> torch.Tensor:
         """A feature map to record: copied at once with ``copy`` (it is about to be overwritten),
@@ -333,7 +333,14 @@ class Observation:
             root = next((first for key, first in active if key == owner), None)
             if not isinstance(root, torch.Tensor) or tuple(root.shape) != frame.root_shape:
                 root = None
-        gate_static = _is_static(args[product.gate_index], _STATE.static)
+        gate_static = decision.static
+        if gate_static is None:
+            # whether the gate depends on the input is known where every operation is watched (a
+            # discovering pass, which remembers it for the passes that watch less); elsewhere only a
+            # parameter or buffer, or a gate computed from them within the watched modules, is static
+            gate_static = _is_static(args[product.gate_index], _STATE.static)
+            if self.lineage is not None:
+                self.decisions[(maker, ordinal)] = replace(decision, static=gate_static)
         feature_map = args[product.map_index]
         layout = frame.layout if frame is not None else product.layout
         observed = self._register(root if root is not None else feature_map, layout, gate_static, mine, maker, ordinal)
@@ -416,6 +423,8 @@ class _State(threading.local):
         self.static: dict[int, weakref.ref[torch.Tensor]] = {}
         self.mode: _WeightingMode | None = None
         self.depth = 0
+        self.everything = 0  # observations that watch every operation (a discovering pass among them)
+        self.hushes: list[bool] = []  # per quiet module running: whether it took the mode off the stack
 
     def activate(self) -> None:
         if self.depth == 0:
@@ -429,6 +438,30 @@ class _State(threading.local):
             self.mode.__exit__(None, None, None)
             self.mode = None
 
+    def hush(self) -> None:
+        """Take the mode off the stack while a module that makes no product runs (``_watch_within``);
+        only when it is on top (nothing entered above it) and no observation watches everything."""
+        mode = self.mode
+        hushed = (
+            mode is not None
+            and not self.everything
+            and not self.hushed
+            and torch._C._len_torch_function_stack() > 0
+            and torch._C._get_function_stack_at(torch._C._len_torch_function_stack() - 1) is mode
+        )
+        if hushed:
+            assert mode is not None
+            mode.__exit__(None, None, None)
+        self.hushes.append(hushed)
+
+    def unhush(self) -> None:
+        if self.hushes and self.hushes.pop() and self.mode is not None:
+            self.mode.__enter__()
+
+    @property
+    def hushed(self) -> bool:
+        return any(self.hushes)
+
 
 _STATE = _State()
 
@@ -437,13 +470,18 @@ def _active_modules() -> list[tuple[int, Any]]:
     """(id(module), first input) of every module whose forward is running, outer to inner."""
     found: list[tuple[int, Any]] = []
     frame: FrameType | None = sys._getframe(2)
+    roots = {id(observation.model) for observation in _STATE.observations}
     while frame is not None:
         if frame.f_code is _CALL_IMPL:
             local = frame.f_locals
             args = local.get("args") or ()
             kwargs = local.get("kwargs") or {}
             first = args[0] if args else next(iter(kwargs.values()), None)
-            found.append((id(local.get("self")), first))
+            module = id(local.get("self"))
+            found.append((module, first))
+            roots.discard(module)
+            if not roots:  # above every observed model's own call: no module of theirs is running
+                break
         frame = frame.f_back
     found.reverse()
     return found
@@ -532,6 +570,10 @@ class _WeightingMode(TorchFunctionMode):
             for observation in _STATE.observations:
                 if observation.record is not None and observation.record.preserve(target):
                     observation.index.copy_records = True
+        if not _STATE.everything:
+            # only the modules that made the products are watched: discovery already decided what
+            # each product is and whether its gate is static, so there is nothing else to follow
+            return func(*args, **kwargs)
         output = func(*args, **kwargs)
         static = _STATE.static
         first = args[0] if args else None
@@ -645,9 +687,26 @@ def _placeholder_hooks(observation: Observation) -> list[RemovableHandle]:
     return handles
 
 
+def _quiet_children(modules: Sequence[nn.Module]) -> list[nn.Module]:
+    """The children of ``modules`` in which no product was made: each itself made of modules (a
+    gate's MLP, CBAM's channel stage), none of them among ``modules``. Their operations need not
+    be watched; a child that is one module (a convolution: one operation) costs more to hook than
+    to watch."""
+    watched = {id(module) for module in modules}
+    quiet: dict[int, nn.Module] = {}
+    for module in modules:
+        for child in module._modules.values():
+            if child is None or id(child) in watched or not child._modules:
+                continue
+            if not any(id(below) in watched for below in _walk(child) if below is not None):
+                quiet[id(child)] = child
+    return list(quiet.values())
+
+
 def _watch_within(modules: Sequence[nn.Module], owner: int) -> tuple[list[RemovableHandle], list[int]]:
-    """Hooks that enter the mode while one of ``modules`` runs (in the owner thread only), and a
-    counter of the activations still open, for cleaning up after a forward that raised."""
+    """Hooks that enter the mode while one of ``modules`` runs (in the owner thread only) and take
+    it off again while one of their quiet children runs, and a counter of the activations still
+    open, for cleaning up after a forward that raised."""
     open_count = [0]
 
     def enter(module: nn.Module, inputs: tuple[Any, ...]) -> None:
@@ -660,10 +719,21 @@ def _watch_within(modules: Sequence[nn.Module], owner: int) -> tuple[list[Remova
             open_count[0] -= 1
             _STATE.deactivate()
 
+    def hush(module: nn.Module, inputs: tuple[Any, ...]) -> None:
+        if threading.get_ident() == owner and open_count[0] > 0:
+            _STATE.hush()
+
+    def unhush(module: nn.Module, inputs: tuple[Any, ...], output: object) -> None:
+        if threading.get_ident() == owner and open_count[0] > 0:
+            _STATE.unhush()
+
     handles = []
     for module in modules:
         handles.append(module.register_forward_pre_hook(enter))
         handles.append(module.register_forward_hook(leave))
+    for child in _quiet_children(modules):
+        handles.append(child.register_forward_pre_hook(hush))
+        handles.append(child.register_forward_hook(unhush))
     return handles, open_count
 
 
@@ -718,13 +788,19 @@ def observing(
     if within is None:
         _STATE.activate()
         open_count[0] += 1
+        _STATE.everything += 1
     try:
         yield observation
     finally:
         for handle in handles:
             handle.remove()
-        for _ in range(open_count[0]):  # a forward that raised inside a watched module left it open
+        if open_count[0]:  # a forward that raised inside a watched module left it open
+            while _STATE.hushes:
+                _STATE.unhush()
+        for _ in range(open_count[0]):
             _STATE.deactivate()
+        if within is None:
+            _STATE.everything -= 1
         _STATE.observations[:] = [o for o in _STATE.observations if o is not observation]
         if not _STATE.observations:
             _STATE.static.clear()

@@ -184,10 +184,34 @@ def _einsum_product(args: tuple[Any, ...]) -> WeightingProduct | None:
     return None
 
 
+# What ``weighting_product`` said of a multiplication of two tensors, by the function and the two
+# operands' shapes and strides (all it looks at): a watched pass asks again for every product
+_MULTIPLICATIONS_SEEN: dict[tuple[Any, ...], WeightingProduct | None] = {}
+
+
 def weighting_product(
     func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any] | None = None
 ) -> WeightingProduct | None:
     """``func(*args, **kwargs)`` as a weighting product, or None when it is some other call."""
+    if func in MULTIPLICATIONS and len(args) == 2 and not kwargs:
+        first, second = args
+        if not (isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor)):
+            return _weighting_product(func, args, kwargs)
+        key = (func, first.shape, first.stride(), second.shape, second.stride())
+        try:
+            return _MULTIPLICATIONS_SEEN[key]
+        except KeyError:
+            found = _weighting_product(func, args, kwargs)
+            if len(_MULTIPLICATIONS_SEEN) >= 4096:
+                _MULTIPLICATIONS_SEEN.clear()
+            _MULTIPLICATIONS_SEEN[key] = found
+            return found
+    return _weighting_product(func, args, kwargs)
+
+
+def _weighting_product(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any] | None
+) -> WeightingProduct | None:
     if func in MULTIPLICATIONS:
         if len(args) < 2 or kwargs:
             return None

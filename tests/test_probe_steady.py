@@ -1,0 +1,137 @@
+"""Tests of the probe's steady state (a model probed before, so only the modules that made its
+products are watched, and their children that make none run unwatched): the same records as a
+discovering pass, a static gate computed in such a child still a static scale, the mode taken
+off the stack and put back (also when the child raises), and a discovering observation inside a
+steady one still seeing every operation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from fmw.sites import find_sites, override_gates, probe
+
+
+class Scaler(nn.Module):
+    """A static gate made of modules: a learned vector through a sigmoid, no input needed."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.linspace(-1.0, 1.0, channels).reshape(1, channels, 1, 1))
+        self.squash = nn.Sigmoid()
+
+    def forward(self) -> torch.Tensor:
+        return self.squash(self.weight)
+
+
+class Excite(nn.Module):
+    """A channel gate from the input, computed by a child made of modules (pooling and an MLP)."""
+
+    def __init__(self, channels: int, fail: bool = False) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, 4, 1), nn.ReLU(), nn.Conv2d(4, channels, 1), nn.Sigmoid()
+        )
+        self.fail = fail
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fail:
+            raise RuntimeError("boom inside a gate's child")
+        return self.mlp(x)
+
+
+class Block(nn.Module):
+    """``x * excite(x) * scaler()``: an input-dependent channel gate, then a static scale, both
+    computed in children the steady state does not watch."""
+
+    def __init__(self, channels: int = 8) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, channels, 3, padding=1)
+        self.excite = Excite(channels)
+        self.scaler = Scaler(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        x = x * self.excite(x)
+        return torch.relu(x * self.scaler())
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = Block()
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.block(x).mean(dim=(2, 3)))
+
+
+def images(seed: int, n: int = 2) -> torch.Tensor:
+    return torch.randn(n, 3, 12, 12, generator=torch.Generator().manual_seed(seed))
+
+
+def assert_nothing_installed(model: nn.Module) -> None:
+    assert torch._C._len_torch_function_stack() == 0, "a TorchFunctionMode was left on the stack"
+    for name, module in model.named_modules():
+        assert not module._forward_hooks and not module._forward_pre_hooks, f"hook left on {name!r}"
+
+
+def test_steady_probes_record_what_the_discovering_probe_recorded() -> None:
+    model = Net().eval()
+    x = images(0)
+    discovered = [(site.name, site.kind, [stage.static for stage in site.stages]) for site in find_sites(model, x)]
+    first = probe(model, x)  # the model is known now: this and the next watch only the makers
+    second = probe(model, images(1))
+    again = probe(model, x)
+    steady = [(site.name, site.kind, [stage.static for stage in site.stages]) for site in find_sites(model)]
+    assert steady == discovered
+    # the static vector stays a static stage in the steady state, though its sigmoid ran unwatched
+    assert [static for _, _, statics in steady for static in statics] == [False, True]
+    assert [record.name for record in first.sites] == [record.name for record in second.sites]
+    for a, b in zip(first.sites, again.sites, strict=True):
+        assert torch.equal(a.before, b.before) and torch.equal(a.after, b.after)
+        for stage_a, stage_b in zip(a.stages, b.stages, strict=True):
+            assert torch.equal(stage_a.gate, stage_b.gate)
+    with torch.no_grad():
+        expected = model.block(x)
+    assert torch.equal(torch.relu(again.sites[-1].after), expected)
+    assert_nothing_installed(model)
+
+
+def test_a_child_that_raises_while_unwatched_leaves_nothing_installed() -> None:
+    model = Net().eval()
+    x = images(2)
+    probe(model, x)  # discovered: the next probe runs the gate's MLP unwatched
+    model.block.excite.fail = True
+    with pytest.raises(RuntimeError, match="boom inside a gate's child"):
+        probe(model, x)
+    assert_nothing_installed(model)
+    with pytest.raises(RuntimeError, match="boom inside a gate's child"), override_gates(model):
+        model(x)
+    assert_nothing_installed(model)
+    model.block.excite.fail = False
+    assert len(probe(model, x).sites) == 1
+    assert_nothing_installed(model)
+
+
+def test_a_model_discovered_inside_a_steady_observation_is_seen_whole() -> None:
+    outer, inner = Net().eval(), Net().eval()
+    x = images(3)
+    probe(outer, x)  # outer is known: override_gates watches only its makers
+
+    class Both(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.outer, self.inner = outer, inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.outer(x) + self.inner(x)
+
+    both = Both().eval()
+    with override_gates(outer):
+        switched_off = probe(both, x)  # the first probe of ``both``: every operation watched
+    kinds = {record.name: record.kind for record in switched_off.sites}
+    assert set(kinds) == {"outer.block", "inner.block"}
+    assert kinds["outer.block"] == kinds["inner.block"]
+    assert_nothing_installed(both)
