@@ -15,7 +15,7 @@ import streamlit as st
 from dashboard.registry import ModelChoice, file_choices, model_inputs, opened_model
 from dashboard.services import decoded_upload, guarded, sample_photo, upload_digest
 from dashboard.settings import DEFAULT_SAMPLE, SAMPLE_PHOTOS, sample_digest
-from fmw.analysis import Analysable
+from fmw.analysis import ModelHandle
 from fmw.device import available_devices, select_device
 
 CONTEXT_KEY = "fmw_dashboard_context"
@@ -184,7 +184,7 @@ def choose_model(context: DashboardContext, key: str, preferred: Sequence[str] =
     return context.models[labels.index(label) if label in labels else index]
 
 
-def open_model(context: DashboardContext, choice: ModelChoice) -> Analysable | None:
+def open_model(context: DashboardContext, choice: ModelChoice) -> ModelHandle | None:
     """The loaded model behind ``choice``; None after an ``st.error`` saying why it failed."""
     return guarded(choice.label, lambda: opened_model(choice, context.device))
 

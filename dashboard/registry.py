@@ -32,7 +32,7 @@ from dashboard.services import (
     torchvision_model,
 )
 from dashboard.settings import DEFAULT_SAMPLE, sample_digest
-from fmw.analysis import Analysable, ImageAnalysis, list_checkpoints
+from fmw.analysis import ImageAnalysis, ModelHandle, list_checkpoints
 from fmw.device import select_device
 from fmw.io import load_checkpoint
 from fmw.io.model_spec import ModelEntry, configured_models, load_model, spec_name
@@ -114,23 +114,21 @@ def _add_timm() -> None:
     _add_zoo_model("timm", st.session_state["timm-architecture"], "random")
 
 
-def _open_upload(data: bytes, filename: str, architecture: str) -> Analysable:
+def _open_upload(data: bytes, filename: str, architecture: str) -> tuple[str, ModelHandle]:
     """An fmw ``.safetensors`` checkpoint, or a torchvision state dict (``.pth``/``.pt``) for
-    ``architecture``; both readers refuse anything that could run code."""
+    ``architecture``, with its label in the sidebar; both readers refuse anything that could run code."""
     if filename.lower().endswith(STATE_DICT_SUFFIXES):
-        return load_state_dict_upload(data, architecture, filename)
-    return load_checkpoint(data, name=filename)
-
-
-def _upload_label(model: Analysable, filename: str) -> str:
-    return model.label if hasattr(model, "label") else f"{Path(filename).stem} (uploaded)"
+        model = load_state_dict_upload(data, architecture, filename)  # its name says the file
+        return model.label, model
+    model = load_checkpoint(data, name=filename).handle()
+    return f"{model.label} (uploaded)", model
 
 
 def _process_uploads() -> None:
     """Open every file in the uploader not opened yet; keep what opened, report what did not."""
     architecture = st.session_state.get("upload-architecture", next(iter(TORCHVISION_MODELS)))
-    previous: dict[str, tuple[str, Analysable]] = st.session_state.get(UPLOADED_KEY, {})
-    kept: dict[str, tuple[str, Analysable]] = {}
+    previous: dict[str, tuple[str, ModelHandle]] = st.session_state.get(UPLOADED_KEY, {})
+    kept: dict[str, tuple[str, ModelHandle]] = {}
     errors: list[str] = []
     for upload in st.session_state.get("model-uploads") or []:
         data = upload.getvalue()
@@ -140,12 +138,11 @@ def _process_uploads() -> None:
             kept[key] = previous[key]
             continue
         try:
-            model = _open_upload(data, upload.name, architecture)
+            kept[key] = _open_upload(data, upload.name, architecture)
         except EXPECTED_ERRORS as error:
             message = str(error)
             errors.append(message if message.startswith(upload.name) else f"{upload.name}: {message}")
             continue
-        kept[key] = (_upload_label(model, upload.name), model)
         _select(kept[key][0])
     st.session_state[UPLOADED_KEY] = kept
     st.session_state[UPLOAD_ERRORS_KEY] = errors
@@ -168,12 +165,12 @@ def command_line_choices() -> list[ModelChoice]:
 
 
 @st.cache_resource(max_entries=16, show_spinner="Opening your model…")
-def command_line_model(index: int, device: str) -> Analysable:
+def command_line_model(index: int, device: str) -> ModelHandle:
     entry = command_line_entries()[index]
     return load_model(entry.spec, dataclasses.replace(entry.options, device=device))
 
 
-def opened_model(choice: ModelChoice, device: str) -> Analysable:
+def opened_model(choice: ModelChoice, device: str) -> ModelHandle:
     """The loaded model behind ``choice`` on ``device``: cached for files, command-line and zoo
     models, from this session's state for uploads."""
     if choice.origin == "file":

@@ -20,11 +20,11 @@ import numpy as np
 import streamlit as st
 
 from dashboard.settings import SAMPLE_PHOTOS, sample_rgb
-from fmw.analysis import Analysable, DeviceRun, ImageAnalysis, ModelCard, analyse_images_on_device, model_card
+from fmw.analysis import DeviceRun, ImageAnalysis, ModelCard, analyse_images_on_device, model_card
 from fmw.analysis.findings import ShippedStatistics, shipped_statistics, statistics_path
 from fmw.errors import FMWError
-from fmw.io import DecodedImage, LoadedCheckpoint, decode_image, load_checkpoint
-from fmw.models import ZooModel, build_timm_model, load_torchvision_model
+from fmw.io import DecodedImage, decode_image, load_checkpoint
+from fmw.models import ModelHandle, build_timm_model, load_torchvision_model
 
 EXPECTED_ERRORS = (FMWError, ValueError, RuntimeError, KeyError, OSError)
 ALLOW_DOWNLOAD_VARIABLE = "FMW_ALLOW_DOWNLOAD"
@@ -40,8 +40,8 @@ def file_version(path: Path) -> float:
 
 
 @st.cache_resource(max_entries=24, show_spinner=False)
-def loaded_checkpoint(path: str, version: float, device: str) -> LoadedCheckpoint:
-    return load_checkpoint(path, device)
+def loaded_checkpoint(path: str, version: float, device: str) -> ModelHandle:
+    return load_checkpoint(path, device).handle()
 
 
 def downloads_allowed() -> bool:
@@ -50,7 +50,7 @@ def downloads_allowed() -> bool:
 
 
 @st.cache_resource(max_entries=8, show_spinner="Opening the torchvision model…")
-def torchvision_model(name: str, weights: str, device: str) -> ZooModel:
+def torchvision_model(name: str, weights: str, device: str) -> ModelHandle:
     """``weights``: "default" (ImageNet) or "random"."""
     return load_torchvision_model(
         name, "random" if weights == "random" else "default", device, allow_download=downloads_allowed()
@@ -58,7 +58,7 @@ def torchvision_model(name: str, weights: str, device: str) -> ZooModel:
 
 
 @st.cache_resource(max_entries=8, show_spinner="Building the timm model…")
-def timm_model(name: str, device: str) -> ZooModel:
+def timm_model(name: str, device: str) -> ModelHandle:
     return build_timm_model(name, device)
 
 
@@ -94,7 +94,7 @@ def image_analysis(
     image_digest: str,
     resolution: int | None,
     device: str,
-    _load: Callable[[str], Analysable],
+    _load: Callable[[str], ModelHandle],
     _rgb: np.ndarray,
     label: str,
 ) -> DeviceRun[list[ImageAnalysis]]:
@@ -105,7 +105,7 @@ def image_analysis(
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def cached_card(model_key: str, device: str, _model: Analysable, label: str) -> ModelCard:
+def cached_card(model_key: str, device: str, _model: ModelHandle, label: str) -> ModelCard:
     return model_card(_model, label)
 
 

@@ -8,7 +8,8 @@ The entry points most users need are here; each sub-package documents the rest:
   the output as the model returned it); ``Inputs(*args, **kwargs)`` for a model called otherwise;
 - ``override_gates(model)``: a context in which gates are replaced (by 1: weighting off);
 - ``load_checkpoint(path)``: an fmw ``.safetensors`` checkpoint, never unpickled;
-- ``load_model(spec)``: a checkpoint, ``torchvision:NAME``, ``timm:NAME`` or ``file.py:FACTORY``;
+- ``load_model(spec)``: a checkpoint, ``torchvision:NAME``, ``timm:NAME`` or ``file.py:FACTORY``,
+  each as one ``ModelHandle`` (the module, its classes, preprocessing and task);
 - ``WEIGHTING_LAYERS`` / ``create_weighting``: the layers fmw trains, by short name;
 - ``FMWError``: the base of every error fmw raises on purpose.
 """
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from fmw.io import load_checkpoint
     from fmw.io.model_spec import load_model
     from fmw.layers import WEIGHTING_LAYERS, create_weighting
+    from fmw.models import ModelHandle
     from fmw.notebook import inspect
     from fmw.sites import Inputs, ProbeResult, SiteRecord, find_sites, override_gates, probe
 
@@ -33,6 +35,7 @@ _LAZY = {
     "inspect": "fmw.notebook",
     "load_model": "fmw.io.model_spec",
     "load_checkpoint": "fmw.io",
+    "ModelHandle": "fmw.models",
     "WEIGHTING_LAYERS": "fmw.layers",
     "create_weighting": "fmw.layers",
     "Inputs": "fmw.sites",
@@ -63,6 +66,7 @@ __all__ = [
     "DecodeError",
     "FMWError",
     "Inputs",
+    "ModelHandle",
     "ProbeResult",
     "SiteRecord",
     "ZooError",

@@ -1,7 +1,8 @@
 """Where fmw looks for files it does not get told about: the shipped checkpoints (package data, so
 they travel with the wheel), the checkpoint folder the dashboard lists, the dataset training and
 statistics read by default, and the cache folder downloads go to. Each folder that can be
-configured is an environment variable with a default that works from any installed copy."""
+configured is an environment variable with a default that works from any installed copy. Also the
+largest image side fmw decodes, which bounds the depth of a checkpoint it will build."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ __all__ = [
     "CACHE_VARIABLE",
     "CHECKPOINT_DIRECTORY_VARIABLE",
     "DATA_VARIABLE",
+    "MAX_SIDE",
     "SHIPPED_CHECKPOINTS",
     "SOURCE_TREE",
     "cache_directory",
@@ -23,6 +25,8 @@ __all__ = [
 CHECKPOINT_DIRECTORY_VARIABLE = "FMW_CHECKPOINT_DIR"
 DATA_VARIABLE = "FMW_DATA"
 CACHE_VARIABLE = "FMW_CACHE_DIR"
+
+MAX_SIDE = 30_000  # the largest image side fmw decodes (``fmw.io.decode``), in pixels
 
 # The checkpoints fmw ships, inside the package (``fmw/checkpoints/``): the same folder in a checkout,
 # an editable install and a wheel installed anywhere.

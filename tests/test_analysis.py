@@ -12,18 +12,18 @@ import torch
 
 from fmw import settings
 from fmw.analysis import service as analysis
-from fmw.io import CheckpointMetadata, LoadedCheckpoint
+from fmw.io import CheckpointMetadata
 from fmw.layers import WEIGHTING_LAYERS
-from fmw.models import build_model, count_parameters
+from fmw.models import ModelHandle, build_model, count_parameters
 from fmw.models.preprocessing import center_crop
 from tests.conftest import CIFAR_CLASSES
 
 
-def loaded(weighting: str, seed: int = 0, metrics: dict | None = None) -> LoadedCheckpoint:
+def loaded(weighting: str, seed: int = 0, metrics: dict | None = None) -> ModelHandle:
     torch.manual_seed(seed)
     model = build_model(weighting=weighting).eval()
     metadata = CheckpointMetadata(architecture=model.config, class_names=CIFAR_CLASSES, metrics=metrics or {})
-    return LoadedCheckpoint(model=model, metadata=metadata, source=f"{weighting}.safetensors")
+    return ModelHandle.from_checkpoint(model, metadata, f"{weighting}.safetensors")
 
 
 def photo(height: int = 60, width: int = 90, seed: int = 0) -> np.ndarray:
@@ -56,7 +56,7 @@ def test_center_crop_takes_the_centred_window():
 
 
 def test_prepare_input_normalises_with_the_checkpoint_statistics():
-    metadata = loaded("none").metadata
+    metadata = loaded("none").checkpoint
     tensor = analysis.prepare_input(np.full((50, 50, 3), 128, np.uint8), metadata, (32, 32))
     assert tensor.shape == (1, 3, 32, 32)
     expected = (128 / 255 - torch.tensor(metadata.mean)) / torch.tensor(metadata.std)
@@ -68,7 +68,7 @@ def test_analysis_predictions_are_the_models_own_and_sites_are_summarised():
     image = photo()
     result = analysis.analyse_image(checkpoint, image, name="channel")
     with torch.no_grad():
-        logits = checkpoint.model(analysis.prepare_input(center_crop(image), checkpoint.metadata, (32, 32)))
+        logits = checkpoint.model(analysis.prepare_input(center_crop(image), checkpoint.checkpoint, (32, 32)))
     probabilities = logits[0].softmax(0)
     best = probabilities.argsort(descending=True)[:5]
     assert [p.index for p in result.predictions] == best.tolist()

@@ -63,7 +63,7 @@ def app(checkpoints):
 
 
 def expected_predictions(checkpoints, kind: str, rgb: np.ndarray, resolution: int | None = None) -> list[str]:
-    result = analyse_image(load_checkpoint(checkpoints / f"{kind}.safetensors"), rgb, resolution)
+    result = analyse_image(load_checkpoint(checkpoints / f"{kind}.safetensors").handle(), rgb, resolution)
     return [f"| {p.class_name} | {p.probability:.1%} |" for p in result.predictions]
 
 
@@ -83,7 +83,9 @@ def test_compare_opens_on_a_sample_with_every_checkpoint(app, checkpoints):
     specs = figures(app)
     assert set(specs) == {f"compare-{kind}" for kind in KINDS}, "one chart per checkpoint column"
     for kind in KINDS:
-        site = analyse_image(load_checkpoint(checkpoints / f"{kind}.safetensors"), skimage.data.chelsea()).sites[0]
+        site = analyse_image(
+            load_checkpoint(checkpoints / f"{kind}.safetensors").handle(), skimage.data.chelsea()
+        ).sites[0]
         change = site_change(site)
         traces = compare_traces(specs[f"compare-{kind}"])
         gates = ["image", "spatial gate"] * (site.spatial_gate is not None) + ["channel gate"] * (
@@ -102,7 +104,7 @@ def test_compare_opens_on_a_sample_with_every_checkpoint(app, checkpoints):
     ranges = {specs[f"compare-{kind}"]["layout"]["coloraxis"]["cmax"] for kind in KINDS}
     assert len(ranges) == 1, "columns must share one colour range"
     assert len({specs[f"compare-{kind}"]["layout"]["coloraxis2"]["cmax"] for kind in KINDS}) == 1
-    cbam = analyse_image(load_checkpoint(checkpoints / "cbam.safetensors"), skimage.data.chelsea()).sites[0]
+    cbam = analyse_image(load_checkpoint(checkpoints / "cbam.safetensors").handle(), skimage.data.chelsea()).sites[0]
     traces = compare_traces(specs["compare-cbam"])
     order = np.argsort(-cbam.channel_gate, kind="stable")
     np.testing.assert_allclose(array(traces["channel gate"]["y"]), cbam.channel_gate[order], rtol=1e-6)
@@ -172,7 +174,7 @@ def test_layer_explorer_orders_channels_and_shows_both_cbam_stages(app, checkpoi
     assert set(specs) == {"explorer-grids", "explorer-channel", "explorer-spatial", "explorer-overlay"}
     grids = specs["explorer-grids"]["data"]
     assert [trace["name"] for trace in grids] == ["before", "after", "difference"]
-    site = analyse_image(load_checkpoint(checkpoints / "cbam.safetensors"), skimage.data.chelsea()).sites[0]
+    site = analyse_image(load_checkpoint(checkpoints / "cbam.safetensors").handle(), skimage.data.chelsea()).sites[0]
     np.testing.assert_allclose(array(grids[2]["z"]), viz.montage(site.after - site.before).values, atol=1e-6)
     assert [trace["type"] for trace in specs["explorer-overlay"]["data"]] == ["image", "heatmap"]
     assert array(specs["explorer-channel"]["data"][0]["customdata"])[0] == int(np.argmax(site.channel_gate))
@@ -208,7 +210,7 @@ def test_batch_statistics_over_uploads_and_samples(app, checkpoints):
     assert array(histogram[0]["x"]).shape == (3 * 64,)
     import skimage.data
 
-    loaded = load_checkpoint(checkpoints / "channel.safetensors")
+    loaded = load_checkpoint(checkpoints / "channel.safetensors").handle()
     statistics = batch_statistics([analyse_image(loaded, rgb) for rgb in [*uploads, skimage.data.chelsea()]])[0]
     mean_gate, ratio = specs["batch-channels"]["data"]
     np.testing.assert_allclose(array(mean_gate["y"]), statistics.channel_gate_mean, rtol=1e-5)

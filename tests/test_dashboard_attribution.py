@@ -51,7 +51,7 @@ def open_page(at, page: str, model: str = "channel"):
 
 
 def chelsea_inputs(checkpoints, kind: str):
-    loaded = load_checkpoint(checkpoints / f"{kind}.safetensors")
+    loaded = load_checkpoint(checkpoints / f"{kind}.safetensors").handle()
     prepared = prepare_image(loaded, skimage.data.chelsea())
     return loaded, prepared.inputs
 
@@ -73,7 +73,7 @@ def test_integrated_gradients_overlay_matches_the_library_and_reports_delta(app,
 
     other = (predicted.index + 1) % 10
     widget(app.selectbox, "Target class").set_value(other).run()
-    assert f"for {loaded.metadata.class_names[other]}" in figures(app)["attribution-input"]["layout"]["title"]["text"]
+    assert f"for {loaded.class_names[other]}" in figures(app)["attribution-input"]["layout"]["title"]["text"]
 
     npz, page = [downloads.fetch(button) for button in app.get("download_button")]
     assert npz.mime == "application/octet-stream" and npz.file_name.endswith(".npz")
@@ -119,7 +119,7 @@ def test_weighting_off_table_changes_site_by_site(app, checkpoints):
     sites = ["stages.0.weighting", "stages.1.weighting", "stages.2.weighting"]
     assert list(rows["switched off"]) == ["weighting on", *sites, "all sites"]
     loaded, inputs = chelsea_inputs(checkpoints, "channel")
-    expected = compare_weighting_off(loaded.model, inputs, loaded.metadata.class_names).table(0)
+    expected = compare_weighting_off(loaded.model, inputs, loaded.class_names).table(0)
     target = expected[0]["target"]
     assert list(rows[f"p({target})"]) == [f"{row['p(target)']:.2%}" for row in expected]
     assert rows.iloc[0]["change"] == "+0.00%"
@@ -148,10 +148,10 @@ def test_gate_statistics_of_the_batch_and_of_an_uploaded_file(app, checkpoints):
     app.multiselect(key="samples").set_value(["chelsea", "coffee", "rocket"]).run()
     open_page(app, "views/statistics.py")
     assert any("grouped by the class the model **predicts**" in info.value for info in app.info)
-    loaded = load_checkpoint(checkpoints / "channel.safetensors")
+    loaded = load_checkpoint(checkpoints / "channel.safetensors").handle()
     photos = [getattr(skimage.data, name)() for name in ("chelsea", "coffee", "rocket")]
     inputs = torch.cat([prepare_image(loaded, rgb).inputs for rgb in photos])
-    expected = gate_statistics(loaded.model, inputs, loaded.metadata.class_names)
+    expected = gate_statistics(loaded.model, inputs, loaded.class_names)
     specs = figures(app)
     assert list(np.flatnonzero(expected.class_counts)) == [7], "all three photos are predicted 'horse'"
     assert "statistics-specificity" not in specs, "undefined with one class: said, not drawn empty"
@@ -163,7 +163,7 @@ def test_gate_statistics_of_the_batch_and_of_an_uploaded_file(app, checkpoints):
     assert len(heatmap["y"]) == len(present) and sum(expected.class_counts) == 3
 
     labels = torch.arange(3)
-    dataset = gate_statistics(loaded.model, inputs, loaded.metadata.class_names, labels, source="tiny split")
+    dataset = gate_statistics(loaded.model, inputs, loaded.class_names, labels, source="tiny split")
     upload = json.dumps(dataset.to_json()).encode()
     app.file_uploader(key="statistics-file").set_value([("stats.json", upload, "application/json")]).run()
     assert not app.exception and not app.error

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from fmw.analysis import analyse_image
 from fmw.errors import CheckpointError
 from fmw.io import load_checkpoint
-from fmw.io.checkpoint import MAX_STAGES
+from fmw.models.metadata import MAX_STAGES
 from tests.bounds import peak_memory_growth, time_limit
 from tests.conftest import make_checkpoint
 
@@ -158,7 +158,7 @@ def load_within_bounds(data: bytes) -> str:
         except CheckpointError as error:
             outcome = str(error)
         else:
-            analysis = analyse_image(loaded, np.full((40, 40, 3), 128, np.uint8))
+            analysis = analyse_image(loaded.handle(), np.full((40, 40, 3), 128, np.uint8))
             assert len(analysis.predictions) == 5
             outcome = "loaded"
     assert outcome == "loaded" or outcome.startswith("fuzzed.safetensors: "), outcome

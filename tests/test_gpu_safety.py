@@ -15,15 +15,16 @@ import torch
 
 import fmw.analysis.service
 from fmw.analysis import analyse_image, analyse_images, analyse_images_on_device, run_with_memory_fallback
-from fmw.io import LoadedCheckpoint, load_checkpoint
+from fmw.io import load_checkpoint
+from fmw.models import ModelHandle
 from fmw.sites import probe
 
 IMAGES = 8
 
 
 @pytest.fixture
-def loaded(checkpoint_factory) -> LoadedCheckpoint:
-    return load_checkpoint(checkpoint_factory("cbam", seed=5, stem_width=8, widths=(8, 16)))
+def loaded(checkpoint_factory) -> ModelHandle:
+    return load_checkpoint(checkpoint_factory("cbam", seed=5, stem_width=8, widths=(8, 16))).handle()
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ class RunsOutOfMemory:
     """A stand-in for the dashboard's model loader: gives the CPU model for every device asked for,
     and makes its forward pass raise CUDA out-of-memory while ``fails(device, batch)`` says so."""
 
-    def __init__(self, loaded: LoadedCheckpoint, fails, monkeypatch) -> None:
+    def __init__(self, loaded: ModelHandle, fails, monkeypatch) -> None:
         self.loaded, self.fails, self.releases = loaded, fails, 0
         self.calls: list[tuple[str, int]] = []
         self.device = "cpu"
@@ -67,7 +68,7 @@ class RunsOutOfMemory:
     def release(self) -> None:
         self.releases += 1
 
-    def __call__(self, device: str) -> LoadedCheckpoint:
+    def __call__(self, device: str) -> ModelHandle:
         self.device = device
         return self.loaded
 
@@ -143,7 +144,7 @@ def test_an_analysis_keeps_no_probe_tensors_alive(loaded, photos, monkeypatch) -
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_gpu_memory_returns_to_its_baseline_after_probe_and_analysis(checkpoint_factory, photos) -> None:
-    loaded = load_checkpoint(checkpoint_factory("cbam", seed=5), device="cuda")
+    loaded = load_checkpoint(checkpoint_factory("cbam", seed=5), device="cuda").handle()
     analyse_images(loaded, photos, resolution=64)  # warm up cuDNN and the allocator
     torch.cuda.synchronize()
     baseline = torch.cuda.memory_allocated()

@@ -28,7 +28,7 @@ def test_the_shipped_checkpoints_are_package_data_and_open_by_name(tmp_path, mon
     loaded = load_checkpoint("cbam")
     assert loaded.metadata.architecture.weighting == "cbam"
     assert checkpoint_by_name("eca.safetensors") == settings.SHIPPED_CHECKPOINTS / "eca.safetensors"
-    assert load_model("spatial").metadata.architecture.weighting == "spatial"  # a model SPEC by name
+    assert load_model("spatial").checkpoint.architecture.weighting == "spatial"  # a model SPEC by name
     assert checkpoint_by_name("folder/cbam") is None and checkpoint_by_name("..") is None
     shipped = r"shipped one \(cbam, channel, coord, eca, none, scale, simam, spatial\)"
     with pytest.raises(CheckpointError, match=rf"no such file.*{shipped}"):

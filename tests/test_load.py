@@ -68,7 +68,9 @@ def expected_tables(checkpoints: Path, image: Path, resolution: int | None) -> l
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        analyses = [analyse_image(load_checkpoint(path), rgb, resolution) for path in list_checkpoints(checkpoints)]
+        analyses = [
+            analyse_image(load_checkpoint(path).handle(), rgb, resolution) for path in list_checkpoints(checkpoints)
+        ]
     finally:
         torch.set_num_threads(threads)
     return [[[p.class_name, f"{p.probability:.1%}"] for p in analysis.predictions] for analysis in analyses]

@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from fmw.cli import main as fmw_main
 from fmw.errors import CheckpointError, FMWError
 from fmw.io.model_spec import ModelOptions, load_model
-from fmw.models import ZooModel
+from fmw.models import ModelHandle
 from fmw.sites import probe
 
 MY_MODEL = """
@@ -69,7 +69,7 @@ def user_file(tmp_path: Path) -> Path:
 
 def test_a_factory_in_a_file_opens_with_defaults_said_in_the_help(user_file: Path) -> None:
     model = load_model(f"{user_file}:build", ModelOptions(input_size=32))
-    assert isinstance(model, ZooModel) and model.family == "user"
+    assert isinstance(model, ModelHandle) and model.family == "user"
     assert model.class_names == ["class 0", "class 1", "class 2"] and model.input_size == (32, 32)
     assert model.preprocessing.mean == (0.485, 0.456, 0.406)
     result = probe(model.model, torch.randn(2, 3, 32, 32))
@@ -87,7 +87,7 @@ def test_weights_classes_and_checkpoint_dicts_are_applied(user_file: Path, tmp_p
     for weights in ("trained.pth", "trained.safetensors"):
         options = ModelOptions(weights=tmp_path / weights, input_size=32, classes=tmp_path / "classes.txt")
         model = load_model(f"{user_file}:build", options)
-        assert isinstance(model, ZooModel)
+        assert isinstance(model, ModelHandle)
         assert model.class_names == ["cat", "dog", "bird"] and not model.random_weights
         for key, value in model.model.state_dict().items():
             assert torch.equal(value, state[key]), key
@@ -96,7 +96,7 @@ def test_weights_classes_and_checkpoint_dicts_are_applied(user_file: Path, tmp_p
 def test_a_module_path_factory_opens(user_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(user_file.parent))
     model = load_model("my_model:build", ModelOptions(input_size=32))
-    assert isinstance(model, ZooModel) and model.name == "build"
+    assert isinstance(model, ModelHandle) and model.name == "build"
     sys.modules.pop("my_model", None)
 
 

@@ -66,8 +66,8 @@ def assert_one_path(preprocessing: Preprocessing, rgb: np.ndarray) -> torch.Tens
 
 @pytest.mark.parametrize("resolution", [None, 64])
 def test_an_fmw_checkpoint_is_prepared_as_before(images, resolution):
-    loaded = load_checkpoint(SHIPPED_CHECKPOINTS / "cbam.safetensors")
-    metadata = loaded.metadata
+    loaded = load_checkpoint(SHIPPED_CHECKPOINTS / "cbam.safetensors").handle()
+    metadata = loaded.checkpoint
     size = metadata.input_size if resolution is None else (resolution, resolution)
     for rgb in images:
         prepared = prepare_image(loaded, rgb, resolution)

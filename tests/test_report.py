@@ -151,7 +151,7 @@ def test_unloadable_checkpoints(tmp_path, checkpoint_factory, capsys):
 
 
 def test_exports_round_trip(checkpoint_factory):
-    loaded = load_checkpoint(checkpoint_factory("cbam", **TINY))
+    loaded = load_checkpoint(checkpoint_factory("cbam", **TINY)).handle()
     rgb = np.random.default_rng(0).integers(0, 256, size=(24, 24, 3), dtype=np.uint8)
     analysis = analyse_image(loaded, rgb, resolution=16)
     text = gates_csv(analysis.sites)

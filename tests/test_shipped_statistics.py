@@ -82,7 +82,7 @@ def test_every_checkpoint_ships_small_statistics_of_itself_on_the_test_split(kin
     statistics = shipped(kind)
     assert (statistics.grouping, statistics.images) == ("label", 10_000)
     assert statistics.source.endswith(":test")
-    sites = analyse_image(load_checkpoint(checkpoint), skimage.data.chelsea()).sites
+    sites = analyse_image(load_checkpoint(checkpoint).handle(), skimage.data.chelsea()).sites
     assert [(s.name, s.kind, s.channels) for s in statistics.sites] == [(x.name, x.kind, x.channels) for x in sites]
     assert [s.resolution for s in statistics.sites] == [site.before.shape[1:] for site in sites]
     np.testing.assert_allclose([s.relative_depth for s in statistics.sites], np.linspace(0, 1, len(sites)))

@@ -76,7 +76,7 @@ def traces_by_name(figure) -> dict[str, object]:
 
 @pytest.mark.parametrize("kind", ["none", "scale", "spatial", "channel", "cbam", "eca", "coord", "simam"])
 def test_compare_figure_draws_one_map_per_trace_with_the_librarys_values(checkpoint_factory, kind):
-    loaded = load_checkpoint(checkpoint_factory(kind, seed=5))
+    loaded = load_checkpoint(checkpoint_factory(kind, seed=5)).handle()
     analysis = analyse_image(loaded, skimage.data.chelsea())
     site = analysis.sites[0]
     change = site_change(site, count=4)

@@ -84,9 +84,9 @@ def assert_same_statistics(streamed: GateStatistics, expected: GateStatistics) -
 @pytest.mark.parametrize(("classes", "workers"), [(TEN[:2], 0), (TEN, 2)])
 def test_streamed_statistics_of_mixed_images_equal_the_in_memory_path(tmp_path, classes, workers):
     root = write_image_folder(tmp_path / "data", classes, per_class=5, corrupt=[CORRUPT])
-    loaded = load_checkpoint(fmw_checkpoint(tmp_path / "m.safetensors", list(classes)))
+    loaded = load_checkpoint(fmw_checkpoint(tmp_path / "m.safetensors", list(classes))).handle()
     images = open_images(str(root))
-    labels = match_labels(images.class_names, loaded.metadata.class_names)
+    labels = match_labels(images.class_names, loaded.class_names)
     assert labels.how == "name" and labels.names == sorted(classes)
     statistics, report = folder_gate_statistics(loaded, images, labels, ReadOptions(batch_size=4, workers=workers))
     assert statistics.grouping == "label" and statistics.images == 5 * len(classes) == report.images
@@ -110,8 +110,8 @@ def test_streaming_a_cifar_like_folder_and_zip_equals_split_statistics_and_accur
     with zipfile.ZipFile(archive, "w") as zipped:
         for path in sorted(root.rglob("*.png")):
             zipped.write(path, path.relative_to(root).as_posix())
-    loaded = load_checkpoint(fmw_checkpoint(tmp_path / "m.safetensors", classes, weighting="eca"))
-    metadata = loaded.metadata
+    loaded = load_checkpoint(fmw_checkpoint(tmp_path / "m.safetensors", classes, weighting="eca")).handle()
+    metadata = loaded.checkpoint
     split = load_split(root, "test")
     expected = split_gate_statistics(loaded.model, split, metadata.mean, metadata.std, batch_size=256)
     expected_accuracy = accuracy_report(loaded.model, split, metadata.mean, metadata.std, torch.device("cpu"))
@@ -323,7 +323,7 @@ def test_on_a_gpu_the_accumulators_stay_on_the_device_and_agree_with_the_cpu(tmp
     images = open_images(str(root))
     results = {}
     for device in ("cpu", "cuda"):
-        loaded = load_checkpoint(path, torch.device(device))
-        labels = match_labels(images.class_names, loaded.metadata.class_names)
+        loaded = load_checkpoint(path, torch.device(device)).handle()
+        labels = match_labels(images.class_names, loaded.class_names)
         results[device], _ = folder_gate_statistics(loaded, images, labels, ReadOptions(batch_size=4, workers=1))
     assert_same_statistics(results["cuda"], results["cpu"])

@@ -11,7 +11,7 @@ import pytest
 from fmw.cli import main as fmw_main
 from fmw.errors import FMWError
 from fmw.io.model_spec import ModelOptions, load_model, read_model_config
-from fmw.models import ZooModel
+from fmw.models import ModelHandle
 
 MODELS = Path(__file__).with_name("tasks_models.py")
 
@@ -29,7 +29,7 @@ MODELS = Path(__file__).with_name("tasks_models.py")
 )
 def test_a_factory_may_return_any_model_and_its_task_is_inferred(factory, options, task, classes) -> None:
     model = load_model(f"{MODELS}:{factory}", ModelOptions(input_size=64, **options))
-    assert isinstance(model, ZooModel)
+    assert isinstance(model, ModelHandle)
     assert model.task == task
     assert len(model.class_names) == classes
     assert (model.postprocess is not None) == ("postprocess" in options)
@@ -74,7 +74,7 @@ def test_fmw_models_toml_takes_task_and_postprocess(tmp_path: Path) -> None:
     (entry,) = read_model_config(config)
     assert entry.options.postprocess == f"{tmp_path / 'yolo.py'}:postprocess"
     model = load_model(entry.spec, entry.options)
-    assert isinstance(model, ZooModel) and model.task == "detection"
+    assert isinstance(model, ModelHandle) and model.task == "detection"
     config.write_text('[[model]]\nspec = "yolo.py:build"\ntask = "boxes"\n')
     with pytest.raises(FMWError, match="unknown task 'boxes'; give one of: classification, segmentation, detection"):
         read_model_config(config)

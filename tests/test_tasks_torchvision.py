@@ -18,7 +18,7 @@ import fmw
 from fmw.cli import main as fmw_main
 from fmw.errors import ZooError
 from fmw.io.model_spec import ModelOptions, load_model
-from fmw.models import ZooModel, zoo
+from fmw.models import ModelHandle, zoo
 from fmw.models.tasks import Detection, Segmentation
 
 DETECTOR = "fasterrcnn_mobilenet_v3_large_320_fpn"
@@ -33,11 +33,11 @@ def no_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "torch"
 
 
-def _open(name: str, input_size: int | None = None) -> ZooModel:
+def _open(name: str, input_size: int | None = None) -> ModelHandle:
     model = load_model(
         f"torchvision:{name}", ModelOptions(random_weights=True, allow_download=False, input_size=input_size)
     )
-    assert isinstance(model, ZooModel)
+    assert isinstance(model, ModelHandle)
     return model
 
 

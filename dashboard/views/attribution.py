@@ -31,7 +31,7 @@ from dashboard.views.common import (
     file_stem,
     show_figure,
 )
-from fmw.analysis import Analysable, ImageAnalysis, class_names_of, prepare_image
+from fmw.analysis import ImageAnalysis, ModelHandle, class_names_of, prepare_image
 from fmw.analysis.attribution import (
     InputAttribution,
     LayerAttribution,
@@ -43,7 +43,6 @@ from fmw.analysis.service import model_inputs, postprocess_of
 from fmw.analysis.service import task_of as model_task
 from fmw.export import figure_html, npz_bytes
 from fmw.figures import attribution_overlay_figure
-from fmw.models import ZooModel
 from fmw.models.tasks import Detection, OtherOutput, Segmentation
 from fmw.sites import ModelInputs
 
@@ -127,7 +126,7 @@ def choose_task_target(analysis: ImageAnalysis, class_names: list[str], key: str
 
 
 def compute(
-    model: Analysable, inputs: ModelInputs, method: Method, site: str | None, target: Target, steps: int
+    model: ModelHandle, inputs: ModelInputs, method: Method, site: str | None, target: Target, steps: int
 ) -> InputAttribution | LayerAttribution:
     score: Score = task_attribution_score(
         model.model,
@@ -173,10 +172,10 @@ def figures_of(
 
 @st.fragment
 def attribution_panel(
-    context: DashboardContext, choice: ModelChoice, model: Analysable, analysis: ImageAnalysis, image: ImageChoice
+    context: DashboardContext, choice: ModelChoice, model: ModelHandle, analysis: ImageAnalysis, image: ImageChoice
 ) -> None:
     controls = st.columns([3, 3, 3, 3, 2], vertical_alignment="bottom")
-    whole = isinstance(model, ZooModel) and model.preprocessing.whole_image
+    whole = model.preprocessing.whole_image
     method_label = controls[0].selectbox(
         "Method", list(METHODS), index=1 if whole else 0, key="attribution-method", help=METHOD_HELP
     )
@@ -255,7 +254,7 @@ def render(context: DashboardContext) -> None:
         f"**{choice.label}** ({task_of(analysis)}) predicts {prediction_line(analysis, count=1)} at "
         f"{analysis.resolution[0]}×{analysis.resolution[1]} px."
     )
-    if isinstance(model, ZooModel) and model.preprocessing.whole_image:
+    if model.preprocessing.whole_image:
         st.caption(
             "A detector runs once per step of Integrated Gradients and conductance, and many times for Occlusion: "
             "they are slow on a CPU; Saliency and Grad-CAM take one pass."

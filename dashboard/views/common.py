@@ -22,7 +22,7 @@ from dashboard.inputs import (
 )
 from dashboard.registry import ModelChoice, opened_model
 from dashboard.services import guarded, image_analysis, session_cached
-from fmw.analysis import Analysable, ImageAnalysis, Prediction, SiteSummary, batch_inputs, class_names_of
+from fmw.analysis import ImageAnalysis, ModelHandle, Prediction, SiteSummary, batch_inputs, class_names_of
 from fmw.analysis.stats import GateStatistics, gate_statistics
 from fmw.export import FIGURE_CONFIG, analysis_arrays, figure_html, gates_csv, npz_bytes
 from fmw.layers.descriptions import AFTER, BEFORE, describe_kind
@@ -61,7 +61,7 @@ class Selection:
 
     image: ImageChoice
     choice: ModelChoice
-    model: Analysable
+    model: ModelHandle
     analysis: ImageAnalysis
 
 
@@ -95,7 +95,7 @@ def choose_analysis(context: DashboardContext, key: str, preferred: Sequence[str
     return None if analysis is None else Selection(image, choice, model, analysis)
 
 
-def sidebar_statistics(context: DashboardContext, choice: ModelChoice, model: Analysable) -> GateStatistics:
+def sidebar_statistics(context: DashboardContext, choice: ModelChoice, model: ModelHandle) -> GateStatistics:
     """Gate statistics of ``model`` over every image in the sidebar, grouped by predicted class
     (uploads have no labels); remembered per session."""
     key = (

@@ -22,7 +22,7 @@ from dashboard.views.common import (
     show_figure,
     sidebar_statistics,
 )
-from fmw.analysis import Analysable, ImageAnalysis, class_names_of, prepare_image
+from fmw.analysis import ImageAnalysis, ModelHandle, class_names_of, prepare_image
 from fmw.analysis.attribution import (
     INPUT_METHODS,
     AttributionRow,
@@ -75,7 +75,7 @@ def task_table(comparison: TaskWeightingOff, class_names: list[str]) -> list[dic
 
 
 def task_weighting_off(
-    choice: ModelChoice, model: Analysable, inputs: ModelInputs, sites: list[str], task: str, class_names: list[str]
+    choice: ModelChoice, model: ModelHandle, inputs: ModelInputs, sites: list[str], task: str, class_names: list[str]
 ) -> None:
     """What switching the chosen sites off changes in a non-classifier's output, as its task measures it."""
     comparison = guarded(
@@ -104,7 +104,7 @@ def comparison_table(comparison: WeightingOffComparison) -> list[dict]:
 
 def attribution_rows(
     choice: ModelChoice,
-    model: Analysable,
+    model: ModelHandle,
     inputs: torch.Tensor,
     image: ImageChoice,
     sites: list[str],
@@ -147,7 +147,7 @@ def attribution_rows(
 
 @st.fragment
 def weighting_off_panel(
-    context: DashboardContext, choice: ModelChoice, model: Analysable, analysis: ImageAnalysis, image: ImageChoice
+    context: DashboardContext, choice: ModelChoice, model: ModelHandle, analysis: ImageAnalysis, image: ImageChoice
 ) -> None:
     gated = [site.name for site in analysis.sites if site.gates]
     if not gated:

@@ -7,8 +7,6 @@ from fmw.analysis.layouts import StageSummary
 from fmw.analysis.service import (
     ENERGY_FLOOR,
     ORDERINGS,
-    ZOO_MINIMUM_SIZE,
-    Analysable,
     DeviceRun,
     ImageAnalysis,
     ModelCard,
@@ -33,16 +31,16 @@ from fmw.analysis.service import (
     site_index_at_depth,
     summarise_site,
 )
+from fmw.models.handle import ModelHandle
 from fmw.models.preprocessing import center_crop
 
 __all__ = [
     "ENERGY_FLOOR",
     "ORDERINGS",
-    "ZOO_MINIMUM_SIZE",
-    "Analysable",
     "DeviceRun",
     "ImageAnalysis",
     "ModelCard",
+    "ModelHandle",
     "Prediction",
     "PreparedImage",
     "SiteStatistics",

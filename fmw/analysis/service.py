@@ -1,6 +1,6 @@
-"""The service layer behind the dashboard: find checkpoints, preprocess an RGB image for an fmw
-checkpoint or a zoo model, probe it, and summarise what every weighting site did (predictions, maps,
-gates, energies).
+"""The service layer behind the dashboard: find checkpoints, preprocess an RGB image for any model
+(a ``fmw.models.ModelHandle``: an fmw checkpoint or any other), probe it, and summarise what every
+weighting site did (predictions, maps, gates, energies).
 
 Everything returned is numpy and dataclasses, so it can be cached, pickled and plotted without
 torch. Every model's image is prepared by its one preprocessing (``fmw.models.preprocessing``:
@@ -21,9 +21,9 @@ import torch
 
 from fmw.analysis.layouts import StagedGates, StageSummary, stage_summaries
 from fmw.device import model_device
-from fmw.io import CheckpointMetadata, LoadedCheckpoint
+from fmw.io import CheckpointMetadata
 from fmw.layers import WEIGHTING_LAYERS
-from fmw.models import Preprocessing, ZooModel, count_multiply_adds, count_parameters
+from fmw.models import ModelHandle, Preprocessing, count_multiply_adds, count_parameters
 from fmw.models.tasks import TASKS, TopK, postprocessed
 from fmw.models.tasks import Prediction as TaskPrediction
 from fmw.models.zoo import seen_images
@@ -31,11 +31,7 @@ from fmw.sites import ProbeResult, SiteRecord, find_sites, probe
 
 ORDERINGS = ("index", "gate", "energy change")
 ENERGY_FLOOR = 1e-12
-ZOO_MINIMUM_SIZE = 32  # torchvision and timm networks downsample by 32
-
-Analysable = LoadedCheckpoint | ZooModel
 Result = TypeVar("Result")
-"""What can be analysed: an fmw checkpoint or a model from ``fmw.models.zoo``."""
 
 
 @dataclass(frozen=True)
@@ -161,19 +157,11 @@ def summarise_site(record: SiteRecord, index: int = 0) -> SiteSummary:
     )
 
 
-def class_names_of(source: Analysable) -> list[str]:
-    return source.class_names if isinstance(source, ZooModel) else source.metadata.class_names
+def class_names_of(source: ModelHandle) -> list[str]:
+    return source.class_names
 
 
-def _minimum_size(source: Analysable, resolution: int | None) -> tuple[int, str]:
-    """The smallest input side ``source``'s model takes (a zoo model's own size is its maker's
-    choice; only another ``resolution`` is checked), and the name to give in the message."""
-    if isinstance(source, ZooModel):
-        return (1 if resolution is None else ZOO_MINIMUM_SIZE), source.label
-    return source.metadata.architecture.minimum_input_size, source.source
-
-
-def prepare_image(source: Analysable, rgb: np.ndarray, resolution: int | None = None) -> PreparedImage:
+def prepare_image(source: ModelHandle, rgb: np.ndarray, resolution: int | None = None) -> PreparedImage:
     """``rgb`` (H, W, 3 uint8) as ``source`` expects it, by its one preprocessing
     (``fmw.models.preprocessing``), at ``resolution`` pixels square or, when None, at the model's own
     input size (the crop keeps its share of the image). A detector takes the whole image (its own
@@ -182,10 +170,11 @@ def prepare_image(source: Analysable, rgb: np.ndarray, resolution: int | None = 
     preprocessing = source.preprocessing
     if resolution is not None:
         preprocessing = preprocessing.at_resolution(resolution)
-    minimum, name = _minimum_size(source, resolution)
-    if not preprocessing.whole_image and min(preprocessing.input_size) < minimum:
+    minimum = source.minimum_input_size
+    if resolution is not None and not preprocessing.whole_image and min(preprocessing.input_size) < minimum:
         raise ValueError(
-            f"{name}: resolution {preprocessing.input_size} is too small; this model needs at least {minimum} px"
+            f"{source.label}: resolution {preprocessing.input_size} is too small; "
+            f"this model needs at least {minimum} px"
         )
     inputs = preprocessing(rgb)
     crop = preprocessing.picture(rgb)
@@ -196,36 +185,36 @@ def prepare_image(source: Analysable, rgb: np.ndarray, resolution: int | None = 
     return PreparedImage(crop=crop, inputs=inputs, resolution=(inputs.shape[2], inputs.shape[3]))
 
 
-def batch_inputs(source: Analysable, images: list[np.ndarray], resolution: int | None = None) -> torch.Tensor:
+def batch_inputs(source: ModelHandle, images: list[np.ndarray], resolution: int | None = None) -> torch.Tensor:
     """Several RGB images prepared for ``source`` as one normalised batch (N, 3, H, W)."""
     if not images:
         raise ValueError("no images to prepare; give at least one")
     return torch.cat([prepare_image(source, rgb, resolution).inputs for rgb in images])
 
 
-def model_inputs(source: Analysable, prepared: list[PreparedImage]) -> torch.Tensor | list[torch.Tensor]:
+def model_inputs(source: ModelHandle, prepared: list[PreparedImage]) -> torch.Tensor | list[torch.Tensor]:
     """Prepared images as ``source``'s model takes them: a list of whole images for a detector
     (each at its own size), one normalised batch (N, 3, H, W) otherwise."""
-    if isinstance(source, ZooModel) and source.preprocessing.whole_image:
+    if source.preprocessing.whole_image:
         return [image.inputs[0] for image in prepared]
     return torch.cat([image.inputs for image in prepared])
 
 
-def task_of(source: Analysable) -> str:
+def task_of(source: ModelHandle) -> str:
     """What ``source``'s output means (``fmw.models.tasks.TASKS``): an fmw checkpoint classifies."""
-    return source.task if isinstance(source, ZooModel) else "classification"
+    return source.task
 
 
-def postprocess_of(source: Analysable) -> Callable[[Any], Any] | None:
+def postprocess_of(source: ModelHandle) -> Callable[[Any], Any] | None:
     """The function turning ``source``'s raw output into its task's structure (None: the output is it)."""
-    return source.postprocess if isinstance(source, ZooModel) else None
+    return source.postprocess
 
 
 def _analysis_of(
     result: ProbeResult,
     index: int,
     prepared: PreparedImage,
-    source: Analysable,
+    source: ModelHandle,
     top_k: int,
     name: str,
     threshold: float,
@@ -250,21 +239,21 @@ def _analysis_of(
 
 
 def analyse_image(
-    loaded: Analysable,
+    loaded: ModelHandle,
     rgb: np.ndarray,
     resolution: int | None = None,
     top_k: int = 5,
     name: str | None = None,
     threshold: float = 0.5,
 ) -> ImageAnalysis:
-    """Probe ``loaded``'s model (an fmw checkpoint or a zoo model) on ``rgb`` (H, W, 3 uint8) at
+    """Probe ``loaded``'s model (any ``ModelHandle``) on ``rgb`` (H, W, 3 uint8) at
     ``resolution`` pixels square, or at the model's own input size when None; returns predictions
     (a detector's boxes scoring ``threshold`` or more) and every site's summary."""
     return analyse_images(loaded, [rgb], resolution, top_k, name, threshold=threshold)[0]
 
 
 def analyse_images(
-    loaded: Analysable,
+    loaded: ModelHandle,
     rgbs: list[np.ndarray],
     resolution: int | None = None,
     top_k: int = 5,
@@ -276,7 +265,7 @@ def analyse_images(
     a detector one image at a time, so that each image's crop is the padded image its maps cover)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    whole = isinstance(loaded, ZooModel) and loaded.preprocessing.whole_image
+    whole = loaded.preprocessing.whole_image
     batch_size = 1 if whole else batch_size
     analyses = []
     for start in range(0, len(rgbs), batch_size):
@@ -334,7 +323,7 @@ def run_with_memory_fallback(work: Callable[[str, int], Result], device: str, ba
 
 
 def analyse_images_on_device(
-    load: Callable[[str], Analysable],
+    load: Callable[[str], ModelHandle],
     rgbs: list[np.ndarray],
     device: str,
     resolution: int | None = None,
@@ -426,28 +415,21 @@ def _percent(value: object) -> float | None:
     return float(value) * 100.0 if 0.0 <= value <= 1.0 else float(value)
 
 
-def model_card(loaded: Analysable, name: str) -> ModelCard:
+def model_card(loaded: ModelHandle, name: str) -> ModelCard:
     """Parameters, multiply-adds at the model's input size, and the recorded accuracies (fmw
-    checkpoints only; a zoo model's weighting is the kinds of its sites)."""
-    if isinstance(loaded, ZooModel):
-        example = torch.zeros(1, len(loaded.preprocessing.mean), *loaded.input_size, device=model_device(loaded.model))
+    checkpoints only); the weighting its checkpoint declares, else the kinds of its sites."""
+    weighting = loaded.weighting
+    if weighting is None:
+        example = torch.zeros(1, loaded.in_channels, *loaded.input_size, device=model_device(loaded.model))
         kinds = sorted({site.kind for site in find_sites(loaded.model, example)})
-        weighting, input_size, metrics, channels = (
-            f"{loaded.family}: {', '.join(kinds) or 'none'}",
-            loaded.input_size,
-            {},
-            len(loaded.preprocessing.mean),
-        )
-    else:
-        metadata = loaded.metadata
-        weighting, input_size, metrics = metadata.weighting, metadata.input_size, metadata.metrics
-        channels = metadata.architecture.in_channels
+        weighting = f"{loaded.family}: {', '.join(kinds) or 'none'}"
+    metrics = loaded.metrics
     return ModelCard(
         name=name,
         weighting=weighting,
         parameters=count_parameters(loaded.model),
-        multiply_adds=count_multiply_adds(loaded.model, input_size, channels),
-        input_size=input_size,
+        multiply_adds=count_multiply_adds(loaded.model, loaded.input_size, loaded.in_channels),
+        input_size=loaded.input_size,
         top1=_percent(metrics.get("test_top1")),
         top1_weighting_off=_percent(metrics.get("test_top1_weighting_off")),
     )

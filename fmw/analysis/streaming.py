@@ -25,14 +25,14 @@ from fmw.analysis.distributed import all_gather_objects, all_reduce_sum, rank_an
 from fmw.analysis.evaluation import Accuracy, AccuracyReport, confusion_counts
 from fmw.analysis.labels import LabelMatch
 from fmw.analysis.prediction import view_logits
-from fmw.analysis.service import Analysable, class_names_of
+from fmw.analysis.service import class_names_of
 from fmw.analysis.stats import GateAccumulator, GateStatistics
 from fmw.device import model_device
 from fmw.errors import DataError
 from fmw.io import ImageSplit, load_split
 from fmw.io.datasets import check_jpeg_quality, default_dataset, jpeg_source
 from fmw.io.folders import FolderImages, ImageBatch, ImageFolder, Sample, SplitImages, collate_images, open_image_folder
-from fmw.models import Preprocessing
+from fmw.models import ModelHandle, Preprocessing
 from fmw.sites import override_gates, probe
 
 __all__ = [
@@ -197,7 +197,7 @@ def _no_images(images: Images, report: ReadingReport) -> DataError:
 
 
 def folder_gate_statistics(
-    loaded: Analysable, images: Images, labels: LabelMatch, options: ReadOptions = ReadOptions()
+    loaded: ModelHandle, images: Images, labels: LabelMatch, options: ReadOptions = ReadOptions()
 ) -> tuple[GateStatistics, ReadingReport]:
     """Gate statistics of ``loaded`` over ``images``, grouped by class folder: named by the model's
     classes and marked "label" when ``labels`` matched them, else "folder". Under torchrun each
@@ -215,7 +215,7 @@ def folder_gate_statistics(
 
 
 def folder_accuracy(
-    loaded: Analysable,
+    loaded: ModelHandle,
     images: Images,
     labels: LabelMatch,
     options: ReadOptions = ReadOptions(),

@@ -10,7 +10,7 @@ from fmw.analysis import model_card
 from fmw.analysis.costs import describe_checkpoint, overhead_table
 from fmw.cli.models import open_models
 from fmw.errors import FMWError
-from fmw.io import LoadedCheckpoint, load_checkpoint
+from fmw.io import load_checkpoint
 from fmw.io.model_spec import add_model_arguments, model_options_from_args
 
 
@@ -19,8 +19,8 @@ def _describe_models(args: argparse.Namespace) -> int:
         ([args.checkpoint] if args.checkpoint else []) + args.models, model_options_from_args(args)
     )
     for name, model in models.items():
-        if isinstance(model, LoadedCheckpoint):
-            print(describe_checkpoint(model.source, model.metadata))
+        if model.checkpoint is not None:
+            print(describe_checkpoint(model.source, model.checkpoint))
             continue
         card = model_card(model, name)
         height, width = card.input_size

@@ -8,18 +8,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from fmw.analysis import Analysable
 from fmw.analysis.inspection import format_site_table, site_rows
 from fmw.cli.models import describe, open_models
 from fmw.device import select_device
 from fmw.errors import FMWError
-from fmw.io import LoadedCheckpoint
 from fmw.io.model_spec import SPEC_FORMS, add_model_arguments, model_options_from_args
 from fmw.notebook import inspect
-
-
-def input_size_of(model: Analysable) -> tuple[int, int]:
-    return model.metadata.input_size if isinstance(model, LoadedCheckpoint) else model.input_size
 
 
 def main(argv: list[str]) -> int:
@@ -42,9 +36,8 @@ def main(argv: list[str]) -> int:
         parser.error("give at least one model SPEC")
     models, errors = open_models(specs, model_options_from_args(args, select_device(args.device)))
     for name, model in models.items():
-        height, width = input_size_of(model)
-        channels = len(model.metadata.mean if isinstance(model, LoadedCheckpoint) else model.preprocessing.mean)
-        rows = site_rows(model.model, (height, width), channels)
+        height, width = model.input_size
+        rows = site_rows(model.model, (height, width), model.in_channels)
         print(f"{name}: {describe(model)}; {len(rows)} weighting site(s) at {height}x{width} px input")
         print(format_site_table(rows) + "\n")
         for image in args.image:

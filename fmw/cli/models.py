@@ -4,16 +4,15 @@ so that one bad SPEC does not stop the others."""
 
 from __future__ import annotations
 
-from fmw.analysis import Analysable
 from fmw.errors import FMWError
-from fmw.io import LoadedCheckpoint
 from fmw.io.model_spec import ModelOptions, load_model, spec_name
+from fmw.models import ModelHandle
 
 
-def open_models(specs: list[str], options: ModelOptions) -> tuple[dict[str, Analysable], list[str]]:
+def open_models(specs: list[str], options: ModelOptions) -> tuple[dict[str, ModelHandle], list[str]]:
     """The models that opened, by display name (the whole SPEC where two names clash), and one
     message per SPEC that did not."""
-    models: dict[str, Analysable] = {}
+    models: dict[str, ModelHandle] = {}
     errors: list[str] = []
     for spec in specs:
         try:
@@ -26,9 +25,9 @@ def open_models(specs: list[str], options: ModelOptions) -> tuple[dict[str, Anal
     return models, errors
 
 
-def describe(model: Analysable) -> str:
+def describe(model: ModelHandle) -> str:
     """What a model is, in a few words: its weighting for a checkpoint, its source and task otherwise."""
-    if isinstance(model, LoadedCheckpoint):
-        return f"{model.metadata.weighting} weighting"
+    if model.weighting is not None:
+        return f"{model.weighting} weighting"
     postprocess = " (after its postprocess function)" if model.postprocess is not None else ""
     return f"{model.source}; task: {model.task}{postprocess}"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from fmw.analysis import Analysable, class_names_of
+from fmw.analysis import ModelHandle, class_names_of
 from fmw.analysis.distributed import process_device, process_group
 from fmw.analysis.labels import LabelMatch, match_labels
 from fmw.analysis.streaming import Images, ReadOptions, open_images
@@ -69,7 +69,7 @@ def read_options(args: argparse.Namespace, jpeg_quality: int | None = None) -> R
     )
 
 
-def open_model(args: argparse.Namespace, device: torch.device) -> tuple[str, Analysable]:
+def open_model(args: argparse.Namespace, device: torch.device) -> tuple[str, ModelHandle]:
     """The one model the command works on, as (what the user called it, the model), on ``device``."""
     specs = [str(args.checkpoint)] if args.checkpoint is not None else []
     specs += args.models
@@ -77,7 +77,7 @@ def open_model(args: argparse.Namespace, device: torch.device) -> tuple[str, Ana
         given = f"{len(specs)} were given ({', '.join(specs)})" if specs else "none was given"
         raise FMWError(f"give one model, an fmw checkpoint or --model SPEC; {given}")
     if args.checkpoint is not None:
-        return specs[0], load_checkpoint(args.checkpoint, device)
+        return specs[0], load_checkpoint(args.checkpoint, device).handle()
     return specs[0], load_model(specs[0], model_options_from_args(args, device))
 
 
@@ -88,7 +88,7 @@ class Run:
 
     rank: int
     name: str
-    loaded: Analysable
+    loaded: ModelHandle
     images: Images
     labels: LabelMatch
     options: ReadOptions

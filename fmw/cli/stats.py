@@ -14,7 +14,6 @@ from fmw.cli.options import add_data_options, add_model_options, add_reading_opt
 from fmw.errors import FMWError
 from fmw.export import write_page
 from fmw.export.statistics import statistics_sections
-from fmw.io import LoadedCheckpoint
 
 
 def main(argv: list[str]) -> int:
@@ -32,7 +31,7 @@ def main(argv: list[str]) -> int:
         with model_and_images(args) as run:
             statistics, reading = folder_gate_statistics(run.loaded, run.images, run.labels, run.options)
             if run.rank == 0:
-                checkpoint = Path(run.name) if isinstance(run.loaded, LoadedCheckpoint) else None
+                checkpoint = Path(run.name) if run.loaded.checkpoint is not None else None
                 args.out.write_text(statistics_json(statistics, checkpoint=checkpoint, digits=args.digits))
                 if args.html is not None:
                     label = checkpoint.stem if checkpoint is not None else run.name

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fmw.analysis import Analysable, ImageAnalysis, analyse_image, prepare_image
+from fmw.analysis import ImageAnalysis, ModelHandle, analyse_image, prepare_image
 from fmw.analysis.attribution import attribute_input
 from fmw.errors import DecodeError
 from fmw.export.files import Section
 from fmw.figures import attribution_overlay_figure, predictions_figure, site_column_figure
-from fmw.io import DecodedImage, LoadedCheckpoint, decode_image
+from fmw.io import DecodedImage, decode_image
 from fmw.sites import NOTHING_FOUND
 
 NO_ATTRIBUTION = "none"
@@ -19,7 +19,7 @@ NO_ATTRIBUTION = "none"
 
 def checkpoint_sections(
     name: str,
-    loaded: Analysable,
+    loaded: ModelHandle,
     image: DecodedImage,
     *,
     attribution: str = "integrated_gradients",
@@ -56,7 +56,7 @@ def checkpoint_sections(
     return sections + _site_sections(name, analysis)
 
 
-def _task_sections(name: str, loaded: Analysable, analysis: ImageAnalysis, attribution: str) -> list[Section]:
+def _task_sections(name: str, loaded: ModelHandle, analysis: ImageAnalysis, attribution: str) -> list[Section]:
     """A detector, segmenter or other model: what it predicted, in words, as its task reads the
     output (boxes scored 50% or more, each class's share of the pixels, the output's structure),
     then its sites; the input attribution is drawn for classifiers only."""
@@ -90,16 +90,16 @@ def _site_sections(name: str, analysis: ImageAnalysis) -> list[Section]:
     return sections
 
 
-def _weighting(loaded: Analysable, analysis: ImageAnalysis) -> str:
-    if isinstance(loaded, LoadedCheckpoint):
-        return f"{loaded.metadata.weighting} weighting"
+def _weighting(loaded: ModelHandle, analysis: ImageAnalysis) -> str:
+    if loaded.weighting is not None:
+        return f"{loaded.weighting} weighting"
     kinds = sorted({site.kind for site in analysis.sites})
     return f"{loaded.source}; weighting found: {', '.join(kinds) or 'none'}"
 
 
 def report_sections(
     images: Sequence[tuple[str, bytes]],
-    checkpoints: Mapping[str, Analysable],
+    checkpoints: Mapping[str, ModelHandle],
     **options: Any,
 ) -> tuple[list[Section], list[str]]:
     """Sections for every (name, file bytes) image and every named checkpoint, and the error

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from fmw.errors import DecodeError
+from fmw.settings import MAX_SIDE
 
 __all__ = [
     "DEFAULT_WORKING_SIDE",
@@ -32,7 +33,6 @@ __all__ = [
 
 SUPPORTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
 MAX_PIXELS = 64_000_000  # a 48-megapixel phone photo passes, a decompression bomb does not
-MAX_SIDE = 30_000
 MAX_FILE_BYTES = 100 * 1024 * 1024
 DEFAULT_WORKING_SIDE = 512  # enough for every analysis resolution the dashboard offers (<= 256 px)
 

@@ -29,10 +29,11 @@ from typing import Any
 import torch
 
 from fmw.errors import FMWError
-from fmw.io.checkpoint import LoadedCheckpoint, checkpoint_by_name, load_checkpoint
+from fmw.io.checkpoint import checkpoint_by_name, load_checkpoint
+from fmw.models.handle import ModelHandle
 from fmw.models.tasks import TASKS
 from fmw.models.user import IMAGENET_MEAN, IMAGENET_STD, UserModelOptions, is_factory_spec, load_user_model
-from fmw.models.zoo import ZooModel, build_timm_model, load_state_dict_upload, load_torchvision_model, resize_detector
+from fmw.models.zoo import build_timm_model, load_state_dict_upload, load_torchvision_model, resize_detector
 
 __all__ = [
     "CONFIG_FILE",
@@ -94,7 +95,7 @@ def read_classes(path: Path) -> tuple[str, ...]:
     return names
 
 
-def _adjusted(model: ZooModel, options: ModelOptions) -> ZooModel:
+def _adjusted(model: ModelHandle, options: ModelOptions) -> ModelHandle:
     """A zoo model with the preprocessing and class names the options override."""
     preprocessing = model.preprocessing
     if options.input_size is not None:
@@ -116,15 +117,16 @@ def _adjusted(model: ZooModel, options: ModelOptions) -> ZooModel:
     return dataclasses.replace(model, preprocessing=preprocessing, class_names=names, task=task)
 
 
-def load_model(spec: str, options: ModelOptions = ModelOptions()) -> LoadedCheckpoint | ZooModel:
-    """The model ``spec`` names (see the module's docstring), in eval mode on ``options.device``.
-    Every failure is an ``FMWError`` (``CheckpointError``, ``ZooError``, ...) saying what to do."""
+def load_model(spec: str, options: ModelOptions = ModelOptions()) -> ModelHandle:
+    """The model ``spec`` names (see the module's docstring), in eval mode on ``options.device``, as
+    one ``ModelHandle`` whatever its family. Every failure is an ``FMWError`` (``CheckpointError``,
+    ``ZooError``, ...) saying what to do."""
     spec = spec.strip()
     named = checkpoint_by_name(spec) if ":" not in spec else None  # a shipped checkpoint by name, e.g. "cbam"
     if named is not None or (spec.endswith(".safetensors") and not is_factory_spec(spec)):
         if options.weights is not None:
             raise FMWError(f"{spec} is an fmw checkpoint: it holds its weights, so --weights does not apply")
-        return load_checkpoint(named or Path(spec), options.device)
+        return load_checkpoint(named or Path(spec), options.device).handle()
     family, colon, name = spec.partition(":")
     if colon and family in ("torchvision", "timm"):
         if not name:

@@ -1,6 +1,6 @@
-"""Networks: the fmw family (``FMWNet``, built from a ``NetConfig``), torchvision and timm models
-(``fmw.models.zoo``), one preprocessing for every model (``fmw.models.preprocessing``), and reading
-weights safely (``fmw.models.weights``)."""
+"""Networks: the fmw family (``FMWNet``, built from a ``NetConfig``, and its checkpoints' metadata),
+torchvision and timm models (``fmw.models.zoo``), one handle (``ModelHandle``) and one preprocessing
+(``fmw.models.preprocessing``) for every model, and reading weights safely (``fmw.models.weights``)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ from fmw.models.fmwnet import (
     count_multiply_adds,
     count_parameters,
 )
+from fmw.models.handle import ModelHandle
+from fmw.models.metadata import CheckpointMetadata
 from fmw.models.preprocessing import Preprocessing
 from fmw.models.weights import compare_state_dicts, load_pickled_state_dict, read_safetensors
 from fmw.models.zoo import (
     TIMM_MODELS,
     TORCHVISION_MODELS,
-    ZooModel,
     build_timm_model,
     load_state_dict_upload,
     load_torchvision_model,
@@ -30,12 +31,13 @@ __all__ = [
     "FAMILY",
     "TIMM_MODELS",
     "TORCHVISION_MODELS",
+    "CheckpointMetadata",
     "FMWNet",
+    "ModelHandle",
     "NetConfig",
     "PatchWhitening",
     "Preprocessing",
     "WeightedBlock",
-    "ZooModel",
     "build_model",
     "build_timm_model",
     "compare_state_dicts",

@@ -21,10 +21,11 @@ import torch
 from torch import nn
 
 from fmw.errors import CheckpointError, FMWError
+from fmw.models.handle import ModelHandle
 from fmw.models.preprocessing import Preprocessing
 from fmw.models.tasks import check_task, postprocessed, segmentation_logits
 from fmw.models.weights import compare_state_dicts, load_pickled_state_dict, read_safetensors
-from fmw.models.zoo import ZooModel, _detector_preprocessing, _seeded_model, detector_transform
+from fmw.models.zoo import _detector_preprocessing, _seeded_model, detector_transform
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -154,7 +155,7 @@ def wrap_module(
     device: str | torch.device = "cpu",
     *,
     random_weights: bool = False,
-) -> ZooModel:
+) -> ModelHandle:
     """Any model ``module`` (a classifier, segmenter, detector or anything else) ready to analyse, in
     eval mode on ``device``: preprocessing from ``options``; by one forward pass, its task (inferred
     from the output, after ``options.postprocess``, or ``options.task`` checked against it) and class
@@ -182,7 +183,7 @@ def wrap_module(
         class_names = [f"class {index}" for index in range(scores.shape[1])]
     else:
         class_names = []
-    return ZooModel(
+    return ModelHandle(
         model=module,
         name=name,
         family="user",
@@ -201,7 +202,7 @@ def wrap_module(
 
 def load_user_model(
     spec: str, options: UserModelOptions = UserModelOptions(), device: str | torch.device = "cpu"
-) -> ZooModel:
+) -> ModelHandle:
     """The model ``spec`` names, in eval mode on ``device``, with its weights, preprocessing and
     classes; every failure (missing file or factory, a factory that raises or returns something
     else, weights that do not fit) is an ``FMWError`` saying what was wrong."""

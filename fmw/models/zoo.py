@@ -1,6 +1,6 @@
 """Models from elsewhere: torchvision classifiers, detectors and segmenters (by name, with their
 published weights' class names and preprocessing), timm networks with SE, ECA, CBAM (optional), and
-users' torchvision state dicts, each with its preprocessing and task."""
+users' torchvision state dicts, each opened as a ``ModelHandle`` with its preprocessing and task."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from fmw.device import model_device
 from fmw.errors import CheckpointError, ZooError
+from fmw.models.handle import ModelHandle
 from fmw.models.preprocessing import Preprocessing
 from fmw.models.weights import compare_state_dicts, load_pickled_state_dict
 
@@ -58,32 +59,6 @@ TIMM_MODELS: dict[str, TimmRecipe] = {
         "mobilenetv3_small_100", {}, "timm's MobileNetV3-Small: EfficientNet-style squeeze-excitation"
     ),
 }
-
-
-@dataclass
-class ZooModel:
-    """A foreign model ready to probe: eval mode, on its device, with its classes and preprocessing.
-    ``random_weights`` is True when the weights are an untrained initialisation; label every view.
-    ``task`` (``fmw.models.tasks.TASKS``) says what its output means; ``postprocess``, when set,
-    turns its raw output into the task's structure (a YOLO-style model's head maps into boxes)."""
-
-    model: nn.Module
-    name: str
-    family: Literal["torchvision", "timm", "user"]
-    class_names: list[str]
-    preprocessing: Preprocessing
-    random_weights: bool
-    source: str
-    task: str = "classification"
-    postprocess: Callable[[Any], Any] | None = None
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return self.preprocessing.input_size
-
-    @property
-    def label(self) -> str:
-        return f"{self.name} (random weights)" if self.random_weights else self.name
 
 
 @cache
@@ -280,7 +255,7 @@ def load_torchvision_model(
     allow_download: bool = False,
     seed: int = 0,
     progress: bool = False,
-) -> ZooModel:
+) -> ModelHandle:
     """Open a torchvision classification, detection or segmentation model in eval mode on ``device``,
     its task set by its family.
 
@@ -303,7 +278,7 @@ def load_torchvision_model(
     else:
         model = _seeded_model(lambda: _build_torchvision(name), seed)
         source = f"torchvision {name}, random initialisation (seed {seed})"
-    return ZooModel(
+    return ModelHandle(
         model=model.to(device).eval(),
         name=name,
         family="torchvision",
@@ -317,7 +292,7 @@ def load_torchvision_model(
 
 def load_state_dict_upload(
     data: bytes, architecture: str, filename: str = "uploaded state dict", device: str | torch.device = "cpu"
-) -> ZooModel:
+) -> ModelHandle:
     """A user's ``torch.save(model.state_dict())`` file for the catalogued torchvision ``architecture``.
 
     The bytes are read with ``torch.load(weights_only=True)``, so nothing in them is executed; a file
@@ -334,7 +309,7 @@ def load_state_dict_upload(
             + ". Choose the architecture the file was saved from."
         )
     model.load_state_dict({key: tensor.to(expected[key].dtype) for key, tensor in found.items()})
-    return ZooModel(
+    return ModelHandle(
         model=model.to(device).eval(),
         name=f"{architecture} ({filename})",
         family="torchvision",
@@ -354,7 +329,7 @@ def timm_available() -> bool:
 
 def build_timm_model(
     name: str, device: str | torch.device = "cpu", *, seed: int = 0, pretrained: bool = False
-) -> ZooModel:
+) -> ModelHandle:
     """A timm model: a catalogued one (``TIMM_MODELS``) or any name ``timm.list_models()`` knows,
     with seeded random weights, or with ``pretrained`` its published weights (fetched by timm from
     the Hugging Face hub, with its progress bar; offline, a ``ZooError`` says what to do)."""
@@ -389,7 +364,7 @@ def build_timm_model(
     classes = getattr(model, "num_classes", 1000)
     names = [description.split(",")[0] for description in ImageNetInfo().label_descriptions()]
     weights = "pretrained weights" if pretrained else f"random initialisation (seed {seed})"
-    return ZooModel(
+    return ModelHandle(
         model=model.to(device).eval(),
         name=name,
         family="timm",

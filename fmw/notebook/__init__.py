@@ -18,11 +18,9 @@ from PIL import Image
 from torch import nn
 
 from fmw.analysis import (
-    Analysable,
     Prediction,
     SiteSummary,
     channel_order,
-    class_names_of,
     prepare_image,
     summarise_site,
 )
@@ -32,13 +30,14 @@ from fmw.figures import explorer_grids_figure, site_column_figure, stage_figure,
 from fmw.figures.tasks import detection_figure, segmentation_figure, task_weighting_off_figure
 from fmw.io import LoadedCheckpoint, decode_image
 from fmw.io.model_spec import ModelOptions, load_model
+from fmw.models.handle import ModelHandle
 from fmw.models.tasks import TASKS, Detection, Segmentation, postprocessed
 from fmw.models.tasks import Prediction as TaskPrediction
 from fmw.models.user import IMAGENET_MEAN, IMAGENET_STD, UserModelOptions, wrap_module
-from fmw.models.zoo import ZooModel, seen_images
+from fmw.models.zoo import seen_images
 from fmw.sites import NOTHING_FOUND, ProbeResult, SiteRecord, probe
 
-__all__ = ["Inspection", "inspect"]
+__all__ = ["Inspection", "handle_of", "inspect"]
 
 ImageLike = torch.Tensor | np.ndarray | Image.Image | str | Path
 
@@ -70,11 +69,11 @@ def _as_images(images: ImageLike | Sequence[ImageLike]) -> list[Any]:
     return [images]
 
 
-def _inputs(model: Analysable, images: list[Any]) -> tuple[torch.Tensor | list[torch.Tensor], list[np.ndarray] | None]:
+def _inputs(model: ModelHandle, images: list[Any]) -> tuple[torch.Tensor | list[torch.Tensor], list[np.ndarray] | None]:
     """The model's input and the crops it saw; float tensors are taken as already prepared. A
     detector (whole-image preprocessing) takes a list of images of any sizes, each as it is, and its
     crops are the images as its own transform resized and padded them."""
-    whole = isinstance(model, ZooModel) and model.preprocessing.whole_image
+    whole = model.preprocessing.whole_image
     if all(isinstance(image, torch.Tensor) and image.is_floating_point() for image in images):
         return (list(images) if whole else torch.stack(images)), None
     prepared = [prepare_image(model, _rgb(image)) for image in images]
@@ -85,8 +84,8 @@ def _inputs(model: Analysable, images: list[Any]) -> tuple[torch.Tensor | list[t
     return pixels, [s.pixels for s in seen] if seen is not None else [p.crop for p in prepared]
 
 
-def _analysable(
-    model: nn.Module | Analysable | str,
+def handle_of(
+    model: nn.Module | ModelHandle | LoadedCheckpoint | str,
     input_size: int | None,
     mean: Sequence[float] | None,
     std: Sequence[float] | None,
@@ -94,7 +93,10 @@ def _analysable(
     random_weights: bool,
     task: str | None = None,
     postprocess: str | None = None,
-) -> Analysable:
+) -> ModelHandle:
+    """Whatever a notebook user passed as a model, as a ``ModelHandle``: a SPEC opened by
+    ``load_model``, a checkpoint read by ``load_checkpoint`` converted, a plain module wrapped with
+    the options given (a handle is taken as it is)."""
     if isinstance(model, str):
         options = ModelOptions(
             random_weights=random_weights,
@@ -105,11 +107,13 @@ def _analysable(
             postprocess=postprocess,
         )
         return load_model(model, options)
-    if isinstance(model, (LoadedCheckpoint, ZooModel)):
+    if isinstance(model, ModelHandle):
         return model
+    if isinstance(model, LoadedCheckpoint):
+        return model.handle()
     if not isinstance(model, nn.Module):
         raise FMWError(
-            f"model must be an nn.Module, an fmw checkpoint, a zoo model or a SPEC, got {type(model).__name__}"
+            f"model must be an nn.Module, a ModelHandle, an fmw checkpoint or a SPEC, got {type(model).__name__}"
         )
     user = UserModelOptions(
         input_size=input_size or 224,
@@ -127,7 +131,7 @@ class Inspection:
     """A model probed on a batch of images. ``result`` holds the raw records (tensors); the methods
     return numpy summaries and plotly figures; in Jupyter it shows itself."""
 
-    model: Analysable
+    model: ModelHandle
     name: str
     inputs: torch.Tensor | list[torch.Tensor]
     result: ProbeResult
@@ -135,7 +139,7 @@ class Inspection:
 
     @property
     def class_names(self) -> list[str]:
-        return class_names_of(self.model)
+        return self.model.class_names
 
     @property
     def sites(self) -> list[SiteRecord]:
@@ -144,13 +148,12 @@ class Inspection:
     @property
     def task(self) -> str:
         """What the output means (``fmw.models.tasks.TASKS``): an fmw checkpoint classifies."""
-        return self.model.task if isinstance(self.model, ZooModel) else "classification"
+        return self.model.task
 
     @property
     def output(self) -> Any:
         """The model's output as the task reads it: after the model's postprocess function, if any."""
-        postprocess = self.model.postprocess if isinstance(self.model, ZooModel) else None
-        return postprocessed(postprocess, self.result.output)
+        return postprocessed(self.model.postprocess, self.result.output)
 
     def task_predictions(self, image: int = 0, k: int = 5, threshold: float = 0.5) -> TaskPrediction:
         """Image ``image``'s predictions as its task makes them: top-k classes, a mask and each
@@ -232,8 +235,9 @@ class Inspection:
         boxes lost, gained, moved and the score change; the relative change of each output tensor)."""
         inputs = self.inputs[image : image + 1]
         if self.task != "classification":
-            postprocess = self.model.postprocess if isinstance(self.model, ZooModel) else None
-            changes = compare_task_weighting_off(self.model.model, inputs, self.task, postprocess=postprocess)
+            changes = compare_task_weighting_off(
+                self.model.model, inputs, self.task, postprocess=self.model.postprocess
+            )
             return task_weighting_off_figure(changes, title=f"{self.name}: switching weighting off")
         comparison = compare_weighting_off(self.model.model, inputs, self.class_names)
         target = self.class_names[int(comparison.targets[0])]
@@ -274,7 +278,7 @@ class Inspection:
 
 
 def inspect(
-    model: nn.Module | Analysable | str,
+    model: nn.Module | ModelHandle | LoadedCheckpoint | str,
     images: ImageLike | Sequence[ImageLike],
     *,
     input_size: int | None = None,
@@ -285,15 +289,14 @@ def inspect(
     task: str | None = None,
     postprocess: str | None = None,
 ) -> Inspection:
-    """Probe ``model`` (an ``nn.Module``, an fmw checkpoint or zoo model, or a model SPEC such as
-    ``"torchvision:mobilenet_v3_small"``) on ``images``: a float tensor (N, C, H, W) taken as
+    """Probe ``model`` (an ``nn.Module``, a ``ModelHandle``, an fmw checkpoint from ``load_checkpoint``,
+    or a model SPEC such as ``"torchvision:mobilenet_v3_small"``) on ``images``: a float tensor (N, C, H, W) taken as
     already prepared, or images (uint8 tensors (3, H, W), PIL images, (H, W, 3) arrays, file paths)
     prepared the model's way. For a plain module: ``input_size`` (224), ``mean``/``std``
     (ImageNet's) and ``class_names`` ("class 0", ...) say how; for a torchvision or timm SPEC,
     ``random_weights`` builds it without downloading its published weights. ``task`` says what the
     output means (default: inferred from it; a contradicting one is an ``FMWError``) and
     ``postprocess`` names ``FILE.py:FUNCTION`` turning a raw output into detection's boxes."""
-    analysable = _analysable(model, input_size, mean, std, class_names, random_weights, task, postprocess)
-    inputs, crops = _inputs(analysable, _as_images(images))
-    name = analysable.label if isinstance(analysable, ZooModel) else Path(analysable.source).stem
-    return Inspection(analysable, name, inputs, probe(analysable.model, inputs), crops)
+    handle = handle_of(model, input_size, mean, std, class_names, random_weights, task, postprocess)
+    inputs, crops = _inputs(handle, _as_images(images))
+    return Inspection(handle, handle.label, inputs, probe(handle.model, inputs), crops)
