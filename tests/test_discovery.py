@@ -248,6 +248,7 @@ def assert_nothing_installed(model: nn.Module) -> None:
     assert torch._C._len_torch_function_stack() == 0, "a TorchFunctionMode was left on the stack"
     for name, module in model.named_modules():
         assert not module._forward_hooks and not module._forward_pre_hooks, f"hook left on {name!r}"
+        assert "forward" not in vars(module), f"forward wrapper left on {name!r}"
 
 
 @pytest.mark.parametrize("case", list(CASES))

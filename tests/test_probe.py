@@ -63,6 +63,7 @@ def assert_no_hooks(model: nn.Module) -> None:
     for name, module in model.named_modules():
         assert not module._forward_hooks, f"forward hook left on {name!r}"
         assert not module._forward_pre_hooks, f"forward pre-hook left on {name!r}"
+        assert "forward" not in vars(module), f"forward wrapper left on {name!r}"
 
 
 def probe_with_recorder(model: nn.Module, x: torch.Tensor, names: list[str]) -> tuple[ProbeResult, Recorder]:

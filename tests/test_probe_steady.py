@@ -1,8 +1,9 @@
 """Tests of the probe's steady state (a model probed before, so only the modules that made its
 products are watched, and their children that make none run unwatched): the same records as a
 discovering pass, a static gate computed in such a child still a static scale, the mode taken
-off the stack and put back (also when the child raises), and a discovering observation inside a
-steady one still seeing every operation."""
+off the stack and put back (also when the child raises), a module that makes products called
+from within such a child still watched, a discovering observation inside a steady one still
+seeing every operation, and a forward the user set on a module kept."""
 
 from __future__ import annotations
 
@@ -75,6 +76,7 @@ def assert_nothing_installed(model: nn.Module) -> None:
     assert torch._C._len_torch_function_stack() == 0, "a TorchFunctionMode was left on the stack"
     for name, module in model.named_modules():
         assert not module._forward_hooks and not module._forward_pre_hooks, f"hook left on {name!r}"
+        assert "forward" not in vars(module), f"forward wrapper left on {name!r}"
 
 
 def test_steady_probes_record_what_the_discovering_probe_recorded() -> None:
@@ -135,3 +137,79 @@ def test_a_model_discovered_inside_a_steady_observation_is_seen_whole() -> None:
     assert set(kinds) == {"outer.block", "inner.block"}
     assert kinds["outer.block"] == kinds["inner.block"]
     assert_nothing_installed(both)
+
+
+class Squeeze(nn.Module):
+    """Squeeze-and-excitation: ``x * sigmoid(mlp(mean(x)))``."""
+
+    def __init__(self, channels: int = 8) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Conv2d(channels, 4, 1), nn.ReLU(), nn.Conv2d(4, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.mlp(x.mean(dim=(2, 3), keepdim=True)))
+
+
+class Detour(nn.Module):
+    """A child with no module of products below it, which calls one registered elsewhere."""
+
+    def __init__(self, squeeze: Squeeze) -> None:
+        super().__init__()
+        self.smooth = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+        object.__setattr__(self, "squeeze", squeeze)  # not a child: the model holds it
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.squeeze(self.smooth(x))
+
+
+class Spatial(nn.Module):
+    def __init__(self, squeeze: Squeeze) -> None:
+        super().__init__()
+        self.detour = Detour(squeeze)
+        self.conv = nn.Conv2d(8, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.detour(x)
+        return y * torch.sigmoid(self.conv(y))
+
+
+class Tangled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.squeeze = Squeeze()
+        self.spatial = Spatial(self.squeeze)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.spatial(self.stem(x))
+
+
+def test_a_module_of_products_called_from_a_quiet_child_is_still_watched() -> None:
+    model = Tangled().eval()
+    x = images(4)
+    discovered = probe(model, x)
+    assert [record.name for record in discovered.sites] == ["squeeze", "spatial"]
+    steady = probe(model, x)
+    assert [(record.name, record.kind) for record in steady.sites] == [
+        (record.name, record.kind) for record in discovered.sites
+    ]
+    for a, b in zip(discovered.sites, steady.sites, strict=True):
+        assert torch.equal(a.after, b.after)
+    assert_nothing_installed(model)
+
+
+def test_a_forward_the_user_set_on_a_module_is_kept() -> None:
+    model = Net().eval()
+    x = images(5)
+    probe(model, x)
+    calls = []
+    original = model.block.excite.mlp.forward
+
+    def counted(*args: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return original(*args)
+
+    model.block.excite.mlp.forward = counted
+    assert len(probe(model, x).sites) == 1
+    assert calls == [1]
+    assert model.block.excite.mlp.forward is counted

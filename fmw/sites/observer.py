@@ -425,6 +425,7 @@ class _State(threading.local):
         self.depth = 0
         self.everything = 0  # observations that watch every operation (a discovering pass among them)
         self.hushes: list[bool] = []  # per quiet module running: whether it took the mode off the stack
+        self.roles: dict[int, list[int]] = {}  # id(module) -> how many observations watch it, and quiet it
 
     def activate(self) -> None:
         if self.depth == 0:
@@ -439,7 +440,7 @@ class _State(threading.local):
             self.mode = None
 
     def hush(self) -> None:
-        """Take the mode off the stack while a module that makes no product runs (``_watch_within``);
+        """Take the mode off the stack while a module that makes no product runs (``_Within``);
         only when it is on top (nothing entered above it) and no observation watches everything."""
         mode = self.mode
         hushed = (
@@ -688,53 +689,121 @@ def _placeholder_hooks(observation: Observation) -> list[RemovableHandle]:
 
 
 def _quiet_children(modules: Sequence[nn.Module]) -> list[nn.Module]:
-    """The children of ``modules`` in which no product was made: each itself made of modules (a
-    gate's MLP, CBAM's channel stage), none of them among ``modules``. Their operations need not
-    be watched; a child that is one module (a convolution: one operation) costs more to hook than
-    to watch."""
+    """The modules below ``modules`` in which no product was made: every child of one of them that
+    is not one of them and has none of them below it (a gate's MLP, its convolutions, its
+    activation), and, below a child that has, the same again. Their operations need not be watched."""
     watched = {id(module) for module in modules}
     quiet: dict[int, nn.Module] = {}
-    for module in modules:
-        for child in module._modules.values():
-            if child is None or id(child) in watched or not child._modules:
-                continue
-            if not any(id(below) in watched for below in _walk(child) if below is not None):
-                quiet[id(child)] = child
+    pending = [child for module in modules for child in module._modules.values() if child is not None]
+    while pending:
+        child = pending.pop()
+        if id(child) in watched or id(child) in quiet:
+            continue
+        if any(id(below) in watched for below in _walk(child)[1:] if below is not None):
+            pending.extend(below for below in child._modules.values() if below is not None)
+        else:
+            quiet[id(child)] = child
     return list(quiet.values())
 
 
-def _watch_within(modules: Sequence[nn.Module], owner: int) -> tuple[list[RemovableHandle], list[int]]:
-    """Hooks that enter the mode while one of ``modules`` runs (in the owner thread only) and take
-    it off again while one of their quiet children runs, and a counter of the activations still
-    open, for cleaning up after a forward that raised."""
-    open_count = [0]
+WATCH, QUIET = 0, 1  # the two roles a module's forward plays for the observations of a thread
 
-    def enter(module: nn.Module, inputs: tuple[Any, ...]) -> None:
-        if threading.get_ident() == owner:
+
+class _Forwards:
+    """Forward wrappers put on modules while some observation needs them (cheaper than a pair of
+    hooks, whose presence sends every call of the module down ``nn.Module``'s slow path): one per
+    module for all threads, removed when its last user is done. For the calling thread, a watched
+    module's forward runs with the mode entered (the products are made in it), a quiet one's with
+    the mode taken off the stack (``_State.hush``); for other threads, as it is."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.installed: dict[int, tuple[nn.Module, object, Callable[..., Any], int]] = {}
+
+    def add(self, module: nn.Module) -> None:
+        key = id(module)
+        with self.lock:
+            entry = self.installed.get(key)
+            if entry is not None and entry[0] is module:
+                self.installed[key] = (*entry[:3], entry[3] + 1)
+                return
+            previous = module.__dict__.get("forward", _ABSENT)
+            wrapper = _forward_wrapper(module.forward, key)
+            module.__dict__["forward"] = wrapper
+            self.installed[key] = (module, previous, wrapper, 1)
+
+    def remove(self, module: nn.Module) -> None:
+        key = id(module)
+        with self.lock:
+            entry = self.installed.get(key)
+            if entry is None or entry[0] is not module:
+                return
+            if entry[3] > 1:
+                self.installed[key] = (*entry[:3], entry[3] - 1)
+                return
+            del self.installed[key]
+            _, previous, wrapper, _ = entry
+            if module.__dict__.get("forward") is wrapper:  # not replaced meanwhile by someone else
+                if previous is _ABSENT:
+                    del module.__dict__["forward"]
+                else:
+                    module.__dict__["forward"] = previous
+
+
+_ABSENT = object()
+_FORWARDS = _Forwards()
+
+
+def _forward_wrapper(forward: Callable[..., Any], key: int) -> Callable[..., Any]:
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        roles = _STATE.roles.get(key)
+        if roles is None:
+            return forward(*args, **kwargs)
+        if roles[WATCH]:
+            mode = _STATE.mode if _STATE.hushed else None
+            if mode is not None:  # called from within a quiet module: put the mode back meanwhile
+                mode.__enter__()
+                try:
+                    return forward(*args, **kwargs)
+                finally:
+                    mode.__exit__(None, None, None)
             _STATE.activate()
-            open_count[0] += 1
-
-    def leave(module: nn.Module, inputs: tuple[Any, ...], output: object) -> None:
-        if threading.get_ident() == owner and open_count[0] > 0:
-            open_count[0] -= 1
-            _STATE.deactivate()
-
-    def hush(module: nn.Module, inputs: tuple[Any, ...]) -> None:
-        if threading.get_ident() == owner and open_count[0] > 0:
-            _STATE.hush()
-
-    def unhush(module: nn.Module, inputs: tuple[Any, ...], output: object) -> None:
-        if threading.get_ident() == owner and open_count[0] > 0:
+            try:
+                return forward(*args, **kwargs)
+            finally:
+                _STATE.deactivate()
+        if not _STATE.depth:
+            return forward(*args, **kwargs)
+        _STATE.hush()
+        try:
+            return forward(*args, **kwargs)
+        finally:
             _STATE.unhush()
 
-    handles = []
-    for module in modules:
-        handles.append(module.register_forward_pre_hook(enter))
-        handles.append(module.register_forward_hook(leave))
-    for child in _quiet_children(modules):
-        handles.append(child.register_forward_pre_hook(hush))
-        handles.append(child.register_forward_hook(unhush))
-    return handles, open_count
+    return wrapped
+
+
+class _Within:
+    """For one observation in one thread: ``modules`` watched and their quiet children unwatched
+    (``_Forwards``); ``remove`` undoes it."""
+
+    def __init__(self, modules: Sequence[nn.Module]) -> None:
+        self.parts = [(module, WATCH) for module in dict.fromkeys(modules)]
+        self.parts += [(module, QUIET) for module in _quiet_children([module for module, _ in self.parts])]
+        for module, role in self.parts:
+            _FORWARDS.add(module)
+            roles = _STATE.roles.setdefault(id(module), [0, 0])
+            roles[role] += 1
+
+    def remove(self) -> None:
+        for module, role in self.parts:
+            roles = _STATE.roles.get(id(module))
+            if roles is not None:
+                roles[role] -= 1
+                if not any(roles):
+                    del _STATE.roles[id(module)]
+            _FORWARDS.remove(module)
+        self.parts = []
 
 
 @contextmanager
@@ -779,27 +848,21 @@ def observing(
                     finished(observation.products)
 
             handles.append(observation.model.register_forward_hook(finish))
-    open_count = [0]
-    if within is not None:
-        watch_handles, open_count = _watch_within(within, owner)
-        handles += watch_handles
+    watching = _Within(within) if within is not None else None
     _STATE.static.update(observation.index.tensors)
     _STATE.observations.append(observation)
     if within is None:
         _STATE.activate()
-        open_count[0] += 1
         _STATE.everything += 1
     try:
         yield observation
     finally:
         for handle in handles:
             handle.remove()
-        if open_count[0]:  # a forward that raised inside a watched module left it open
-            while _STATE.hushes:
-                _STATE.unhush()
-        for _ in range(open_count[0]):
+        if watching is not None:
+            watching.remove()
+        else:
             _STATE.deactivate()
-        if within is None:
             _STATE.everything -= 1
         _STATE.observations[:] = [o for o in _STATE.observations if o is not observation]
         if not _STATE.observations:
