@@ -214,3 +214,42 @@ def test_a_forward_the_user_set_on_a_module_is_kept() -> None:
     assert len(probe(model, x).sites) == 1
     assert calls == [1]
     assert model.block.excite.mlp.forward is counted
+
+
+class Overwrites(nn.Module):
+    """A channel gate whose map, gate and product the module overwrites in place right after the
+    product, in its own frame: the records must hold the values at the product."""
+
+    def __init__(self, which: str) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Conv2d(8, 8, 1)
+        self.which = which
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        gate = torch.sigmoid(self.fc(x.mean(dim=(2, 3), keepdim=True)))
+        y = x * gate
+        if self.which == "map":
+            x.add_(1.0)
+        elif self.which == "gate":
+            gate.zero_()
+        else:
+            y.relu_()
+        return y + x.mean() + gate.mean()
+
+
+@pytest.mark.parametrize("which", ["map", "gate", "product"])
+def test_tensors_overwritten_after_the_product_are_recorded_as_they_were(which: str) -> None:
+    model = Overwrites(which).eval()
+    x = images(6)
+    with torch.no_grad():
+        conv = model.conv(x)
+        gate = torch.sigmoid(model.fc(conv.mean(dim=(2, 3), keepdim=True)))
+        product = conv * gate
+    for _ in range(3):  # discovering, then steady
+        (record,) = probe(model, x).sites
+        assert torch.equal(record.before, conv)
+        assert torch.equal(record.stages[0].gate, gate)
+        assert torch.equal(record.after, product)
+    assert_nothing_installed(model)

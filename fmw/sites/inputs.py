@@ -73,6 +73,10 @@ class Inputs:
         self.kwargs = kwargs
 
     def to(self, device: torch.device | str) -> Inputs:
+        device = torch.device(device)
+        if all(tensor.device == device for tensor in tensors_of((self.args, self.kwargs))):
+            return self
+
         def move(tensor: torch.Tensor) -> torch.Tensor:
             return tensor.to(device)
 
