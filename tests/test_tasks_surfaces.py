@@ -58,6 +58,10 @@ def test_fmw_report_shows_a_detector_and_a_segmenter(tmp_path: Path, capsys: pyt
     assert headings[0].startswith("lraspp_mobilenet_v3_large (segmentation): ") and "% of the pixels" in headings[0]
     assert headings[1] == "fasterrcnn_mobilenet_v3_large_320_fpn (detection): no box scored 50% or more"
     assert page.count("no input attribution: the report attributes a classifier") == 2
+    # each task's prediction is drawn too: the mask over the image the segmenter saw, with a legend
+    # entry per predicted class, and the detector's boxes (none scored 50%) on the photo itself
+    assert page.count("predicted classes over the image it saw") == 1
+    assert page.count("boxes scoring 50% or more") == 1
     assert "backbone.body.15.block.2" in page and "classifier" in page
 
 

@@ -6,12 +6,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from fmw.analysis import ImageAnalysis, ModelHandle, analyse_image, prepare_image
 from fmw.analysis.attribution import attribute_input
 from fmw.errors import DecodeError
 from fmw.export.files import Section
 from fmw.figures import attribution_overlay_figure, predictions_figure, site_column_figure
+from fmw.figures.tasks import detection_figure, segmentation_figure
 from fmw.io import DecodedImage, decode_image
+from fmw.models.tasks import Detection, Segmentation
 from fmw.sites import NOTHING_FOUND
 
 NO_ATTRIBUTION = "none"
@@ -32,7 +36,7 @@ def checkpoint_sections(
     with the Compare view's figure: its maps before and after and its gate(s)."""
     analysis = analyse_image(loaded, image.rgb, resolution=resolution, name=name)
     if not analysis.predictions:
-        return _task_sections(name, loaded, analysis, attribution)
+        return _task_sections(name, loaded, analysis, attribution, image.rgb)
     top = analysis.predictions[0]
     figures = [
         predictions_figure(
@@ -56,20 +60,29 @@ def checkpoint_sections(
     return sections + _site_sections(name, analysis)
 
 
-def _task_sections(name: str, loaded: ModelHandle, analysis: ImageAnalysis, attribution: str) -> list[Section]:
-    """A detector, segmenter or other model: what it predicted, in words, as its task reads the
-    output (boxes scored 50% or more, each class's share of the pixels, the output's structure),
-    then its sites; the input attribution is drawn for classifiers only."""
-    assert analysis.task_prediction is not None
-    lines = analysis.task_prediction.lines()
+def _task_sections(
+    name: str, loaded: ModelHandle, analysis: ImageAnalysis, attribution: str, rgb: np.ndarray
+) -> list[Section]:
+    """A detector, segmenter or other model: what it predicted, drawn and in words, as its task
+    reads the output (the boxes over the analysis's threshold on the user's image ``rgb``, the mask over the
+    image the model saw with each class's share of the pixels, the output's structure), then its
+    sites; the input attribution is drawn for classifiers only."""
+    outcome = analysis.task_prediction
+    assert outcome is not None
+    figures = []
+    if isinstance(outcome, Detection):
+        figures.append(detection_figure(rgb, outcome, title=f"boxes scoring {outcome.threshold:.0%} or more"))
+    elif isinstance(outcome, Segmentation):
+        figures.append(segmentation_figure(analysis.crop, outcome, title="predicted classes over the image it saw"))
+    lines = outcome.lines()
     height, width = analysis.resolution
     notes = [f"{_weighting(loaded, analysis)}, analysed at {height}x{width} px", *lines[:20]]
     if attribution != NO_ATTRIBUTION:
         notes.append(
-            f"no input attribution: the report attributes a classifier's class; for a {analysis.task_prediction.task} "
+            f"no input attribution: the report attributes a classifier's class; for a {outcome.task} "
             "model, use fmw.analysis.attribution with a score from fmw.models.tasks.task_score"
         )
-    heading = Section(f"{name} ({analysis.task_prediction.task}): {lines[0]}", notes=notes, level=3)
+    heading = Section(f"{name} ({outcome.task}): {lines[0]}", figures, notes=notes, level=3)
     return [heading, *_site_sections(name, analysis)]
 
 
