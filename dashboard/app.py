@@ -21,7 +21,7 @@ PAGES = "main.py"
 def warm_up() -> None:
     """Fill the caches the first page reads and build one figure; a failure here is left for the page
     to report."""
-    from dashboard.registry import preload_files
+    from dashboard.services import preload_files
     from dashboard.settings import set_torch_threads
     from fmw.analysis.changes import site_change
     from fmw.device import select_device

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from dashboard.registry import ModelChoice, file_choices, model_inputs, opened_model
-from dashboard.services import decoded_upload, guarded, sample_photo, upload_digest
+from dashboard.catalog import ModelChoice, file_choices
+from dashboard.model_picker import model_inputs, opened_model
+from dashboard.services import decoded_upload, guarded, sample_photo
 from dashboard.settings import DEFAULT_SAMPLE, SAMPLE_PHOTOS, sample_digest
 from fmw.analysis import ModelHandle
 from fmw.device import available_devices, select_device
@@ -21,6 +22,7 @@ from fmw.device import available_devices, select_device
 CONTEXT_KEY = "fmw_dashboard_context"
 CURRENT_IMAGE_KEY = "fmw_current_image"  # the name of the image every view shows
 SEEN_UPLOADS_KEY = "fmw_seen_uploads"  # digests of the uploads already seen, to tell a fresh one
+UPLOAD_DIGESTS_KEY = "fmw_upload_digests"  # each uploaded file's digest, so it is hashed once
 RESOLUTIONS = ("native", 64, 128, 256)
 UPLOAD_FORMATS = "PNG, JPEG, WebP, BMP, TIFF, GIF (first frame)"
 
@@ -68,10 +70,12 @@ def _image_inputs() -> list[ImageChoice]:
     )
     samples = st.multiselect("Sample photos", SAMPLE_PHOTOS, default=[DEFAULT_SAMPLE], key="samples")
     images = []
+    digests: dict[str, str] = st.session_state.setdefault(UPLOAD_DIGESTS_KEY, {})
     for upload in uploads or []:
-        data = upload.getvalue()
-        decoded = guarded(upload.name, partial(decoded_upload, upload_digest(data), upload.name, data))
+        known = digests.get(upload.file_id)
+        decoded = guarded(upload.name, partial(decoded_upload, upload.getvalue(), upload.name, known))
         if decoded is not None:
+            digests[upload.file_id] = decoded.digest
             images.append(ImageChoice(name=upload.name, digest=decoded.digest, rgb=decoded.rgb))
     _follow_fresh_uploads(images)
     images.extend(sample_choice(name) for name in samples)

@@ -1,74 +1,46 @@
-"""Cached calls from the dashboard into fmw: loaded checkpoints and zoo models (``st.cache_resource``),
-decoded uploads, sample photos, analyses, model cards and shipped statistics (``st.cache_data``), a
-per-session cache for slow results (attributions, statistics), and guarded error reporting.
+"""Calls from the dashboard into fmw that the views share: decoded uploads and analyses, held by reference
+in the byte-bounded ``dashboard.caching.RESULTS`` (never pickled), sample photos, model cards and shipped
+statistics (``st.cache_data``: small), a per-session cache for slow results (attributions, statistics),
+and guarded error reporting.
 
-Analyses are keyed by a model key (checkpoint path and modification time, zoo name and weights, or a
-session-private key for uploaded models), image digest, resolution and device; the model and the
-pixels ride along unhashed (leading underscore) since the keys name them.
+Analyses are keyed by the model's cache key (its unique key and file version; uploaded models carry a
+session-private key), image digest, resolution and device; the model and the pixels ride along.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 import streamlit as st
 
-from dashboard.settings import SAMPLE_PHOTOS, sample_rgb
+from dashboard.caching import RESULTS
+from dashboard.catalog import file_choices, file_version, open_choice
+from dashboard.settings import DEFAULT_SAMPLE, SAMPLE_PHOTOS, sample_digest, sample_rgb
 from fmw.analysis import DeviceRun, ImageAnalysis, ModelCard, analyse_images_on_device, model_card
 from fmw.analysis.findings import ShippedStatistics, shipped_statistics, statistics_path
 from fmw.errors import FMWError
-from fmw.io import DecodedImage, decode_image, load_checkpoint
-from fmw.models import ModelHandle, build_timm_model, load_torchvision_model
+from fmw.io import DecodedImage, decode_image
+from fmw.models import ModelHandle
 
 EXPECTED_ERRORS = (FMWError, ValueError, RuntimeError, KeyError, OSError)
-ALLOW_DOWNLOAD_VARIABLE = "FMW_ALLOW_DOWNLOAD"
 SESSION_CACHE_KEY = "fmw_session_cache"
 SESSION_CACHE_ENTRIES = 16
-CACHE_TTL_SECONDS = 3600  # decoded uploads and analyses: an hour, at most their max_entries (see docs/reliability.md)
 Result = TypeVar("Result")
 
 
-def file_version(path: Path) -> float:
-    """The modification time, so a checkpoint replaced on disk is loaded again."""
-    return path.stat().st_mtime
-
-
-@st.cache_resource(max_entries=24, show_spinner=False)
-def loaded_checkpoint(path: str, version: float, device: str) -> ModelHandle:
-    return load_checkpoint(path, device).handle()
-
-
-def downloads_allowed() -> bool:
-    """Whether ImageNet weights missing from the torch cache may be downloaded (``FMW_ALLOW_DOWNLOAD=1``)."""
-    return os.environ.get(ALLOW_DOWNLOAD_VARIABLE, "").strip() == "1"
-
-
-@st.cache_resource(max_entries=8, show_spinner="Opening the torchvision model…")
-def torchvision_model(name: str, weights: str, device: str) -> ModelHandle:
-    """``weights``: "default" (ImageNet) or "random"."""
-    return load_torchvision_model(
-        name, "random" if weights == "random" else "default", device, allow_download=downloads_allowed()
-    )
-
-
-@st.cache_resource(max_entries=8, show_spinner="Building the timm model…")
-def timm_model(name: str, device: str) -> ModelHandle:
-    return build_timm_model(name, device)
-
-
-@st.cache_data(max_entries=64, ttl=CACHE_TTL_SECONDS, show_spinner=False)
-def decoded_upload(digest: str, name: str, _data: bytes) -> DecodedImage:
-    return decode_image(_data, name)
-
-
-def upload_digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def decoded_upload(data: bytes, name: str, digest: str | None = None) -> DecodedImage:
+    """An upload decoded by ``fmw.io.decode_image`` (which hashes it, once) and kept by its digest;
+    ``digest``, known from an earlier run, finds it again without hashing or decoding."""
+    found = RESULTS.get(("decoded", digest)) if digest is not None else None
+    if found is not None:
+        return found
+    decoded = decode_image(data, name)
+    return RESULTS.put(("decoded", decoded.digest), decoded)
 
 
 @st.cache_data(max_entries=len(SAMPLE_PHOTOS), show_spinner=False)
@@ -88,20 +60,24 @@ def shipped(path: str, version: float) -> ShippedStatistics:
     return _shipped(path, version, file_version(statistics) if statistics.is_file() else 0.0)
 
 
-@st.cache_data(max_entries=128, ttl=CACHE_TTL_SECONDS, show_spinner=False)
 def image_analysis(
     model_key: str,
     image_digest: str,
     resolution: int | None,
     device: str,
-    _load: Callable[[str], ModelHandle],
-    _rgb: np.ndarray,
+    load: Callable[[str], ModelHandle],
+    rgb: np.ndarray,
     label: str,
 ) -> DeviceRun[list[ImageAnalysis]]:
     """The analysis on ``device``, falling back to a smaller batch or the CPU on a CUDA
-    out-of-memory error; ``_load(device)`` opens the model there (the notice says what happened).
-    A detector's every box is kept (threshold 0): the views filter them by their own threshold."""
-    return analyse_images_on_device(_load, [_rgb], device, resolution, name=label, batch_size=1, threshold=0.0)
+    out-of-memory error; ``load(device)`` opens the model there (the notice says what happened).
+    A detector's every box is kept (threshold 0): the views filter them by their own threshold.
+    Kept in ``RESULTS`` by reference: callers read it and never change it."""
+
+    def analyse() -> DeviceRun[list[ImageAnalysis]]:
+        return analyse_images_on_device(load, [rgb], device, resolution, name=label, batch_size=1, threshold=0.0)
+
+    return RESULTS.get_or_compute(("analysis", model_key, image_digest, resolution, device, label), analyse)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -134,3 +110,19 @@ def guarded(label: str, work: Callable[[], Result]) -> Result | None:
     except Exception as error:
         st.error(f"{label}: unexpected {type(error).__name__}: {error}. Please report this with the file.")
     return None
+
+
+def preload_files(device: str) -> list[ImageAnalysis]:
+    """Load every checkpoint file and analyse the default sample photo with each, into the caches the
+    pages read (called by dashboard/app.py before the server accepts a connection, so the first page
+    finds them there); a file that fails is left for the page to report."""
+    _, choices = file_choices()
+    rgb, digest, analyses = sample_photo(DEFAULT_SAMPLE), sample_digest(DEFAULT_SAMPLE), []
+    for choice in choices:
+        load = partial(open_choice, choice, uploads={})
+        try:
+            run = image_analysis(choice.cache_key, digest, None, device, load, rgb, choice.label)
+        except EXPECTED_ERRORS:
+            continue
+        analyses += run.value
+    return analyses

@@ -75,7 +75,7 @@ def test_compare_opens_on_a_sample_with_every_checkpoint(app, checkpoints):
     import skimage.data
 
     assert selectbox(app, "Image").value == "sample: chelsea"
-    assert app.multiselect(key="checkpoints").value == list(KINDS)
+    assert app.multiselect(key="checkpoints").values == list(KINDS)
     tables = [m.value for m in app.markdown if m.value.startswith("| class | p |")]
     assert len(tables) == len(KINDS)
     for kind, table in zip(KINDS, tables):
@@ -283,7 +283,7 @@ def test_gpu_out_of_memory_falls_back_to_the_cpu_with_a_notice(checkpoints, monk
     error (simulated: this machine may have no GPU) reruns on the CPU and the page says so."""
     from streamlit.testing.v1 import AppTest
 
-    import fmw.analysis.service
+    import fmw.analysis.memory
 
     real = fmw.analysis.run_with_memory_fallback
     attempts = []
@@ -297,7 +297,7 @@ def test_gpu_out_of_memory_falls_back_to_the_cpu_with_a_notice(checkpoints, monk
 
         return real(flaky, "cuda", batch_size)
 
-    monkeypatch.setattr(fmw.analysis.service, "run_with_memory_fallback", on_a_full_gpu)
+    monkeypatch.setattr(fmw.analysis.memory, "run_with_memory_fallback", on_a_full_gpu)
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert not at.exception
     warnings = [w.value for w in at.warning if "ran out of memory" in w.value]
@@ -308,7 +308,7 @@ def test_gpu_out_of_memory_falls_back_to_the_cpu_with_a_notice(checkpoints, monk
 
 
 def test_pages_about_gates_preselect_a_model_that_has_them(app, checkpoints):
-    from dashboard.registry import header_weighting
+    from dashboard.catalog import header_weighting
 
     assert [header_weighting(str(checkpoints / f"{kind}.safetensors"), 0.0) for kind in KINDS] == list(KINDS)
     # each view opens on the model most worth seeing there: CBAM's two gates to explore and to histogram, the

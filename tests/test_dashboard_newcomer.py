@@ -14,7 +14,7 @@ import json
 import numpy as np
 import pytest
 
-from dashboard.registry import header_weighting, header_weighting_off_drop
+from dashboard.catalog import header_weighting, header_weighting_off_drop
 from dashboard.settings import DEFAULT_SAMPLE, SAMPLE_CLASSES
 from fmw.analysis.findings import shipped_statistics, specificity_series
 from fmw.analysis.stats import GateStatistics

@@ -13,7 +13,8 @@ import skimage.data
 import fmw.models.zoo as zoo
 from fmw.analysis import analyse_image
 from fmw.cli.dashboard import model_entries
-from fmw.io.model_spec import MODELS_VARIABLE, entries_to_json, load_model
+from fmw.cli.model_config import MODELS_VARIABLE, entries_to_json
+from fmw.io.model_spec import load_model
 from fmw.models import load_torchvision_model
 from tests.conftest import make_checkpoint
 from tests.dashboard_helpers import APP, array, figures, restore_threads, widget  # noqa: F401
@@ -38,7 +39,7 @@ def _build_with_boxes(original):
 def app(tmp_path, monkeypatch, restore_threads):  # noqa: F811
     from streamlit.testing.v1 import AppTest
 
-    from dashboard import registry, services
+    from dashboard import caching, catalog
 
     directory = tmp_path / "checkpoints"
     make_checkpoint(directory / "channel.safetensors", "channel", seed=5)
@@ -48,22 +49,20 @@ def app(tmp_path, monkeypatch, restore_threads):  # noqa: F811
     entries, _ = model_entries(SEGMENTER_ARGUMENTS)
     monkeypatch.setenv(MODELS_VARIABLE, entries_to_json(entries))
     monkeypatch.chdir(tmp_path)  # no fmw-models.toml here
-    registry.command_line_entries.cache_clear()
-    services.torchvision_model.clear()
-    registry.command_line_model.clear()
+    catalog.command_line_entries.cache_clear()
+    caching.MODELS.clear()
     at = AppTest.from_file(APP, default_timeout=180).run()
     at.selectbox(key="zoo-architecture").set_value(DETECTOR)
     at.radio(key="zoo-weights").set_value("random weights")
     at.button(key="zoo-add").click().run()
     assert not at.exception and not at.error
     yield at
-    registry.command_line_entries.cache_clear()
-    services.torchvision_model.clear()
-    registry.command_line_model.clear()
+    catalog.command_line_entries.cache_clear()
+    caching.MODELS.clear()
 
 
 def segmenter_label(at) -> str:
-    return next(label for label in at.multiselect(key="checkpoints").value if "lraspp" in label)
+    return next(label for label in at.multiselect(key="checkpoints").values if "lraspp" in label)
 
 
 def expected(which: str):
@@ -76,7 +75,7 @@ def expected(which: str):
 def test_compare_draws_boxes_on_the_image_and_the_mask_with_shares(app, monkeypatch):
     monkeypatch.setattr(zoo, "_build_torchvision", _build_with_boxes(zoo._build_torchvision))
     segmenter = segmenter_label(app)
-    assert app.multiselect(key="checkpoints").value == ["channel", segmenter, DETECTOR_LABEL]
+    assert app.multiselect(key="checkpoints").values == ["channel", segmenter, DETECTOR_LABEL]
     specs = figures(app)
     boxes = specs[f"compare-{DETECTOR_LABEL}-boxes"]
     assert [trace["type"] for trace in boxes["data"]] == ["image"], "no box reaches the default threshold of 50%"

@@ -74,7 +74,7 @@ def compare_columns(at) -> list[str]:
 
 def test_random_weights_mobilenet_is_compared_by_relative_depth(app):
     add_torchvision(app, "random weights")
-    assert app.multiselect(key="checkpoints").value == ["channel", MOBILENET]
+    assert app.multiselect(key="checkpoints").values == ["channel", MOBILENET]
     assert not app.error
     assert compare_columns(app) == ["channel", MOBILENET]
     specs = figures(app)
@@ -115,10 +115,10 @@ def test_imagenet_weights_offline_say_so_and_offer_random_weights(app):
     assert len(errors) == 1
     assert errors[0].startswith("ImageNet weights for mobilenet_v3_small are not in the torch cache")
     assert "random weights" in errors[0]
-    assert app.multiselect(key="checkpoints").value == ["channel"], "nothing was added"
+    assert app.multiselect(key="checkpoints").values == ["channel"], "nothing was added"
     app.button(key="zoo-add-random").click().run()
     assert not app.exception and not app.error
-    assert app.multiselect(key="checkpoints").value == ["channel", MOBILENET]
+    assert app.multiselect(key="checkpoints").values == ["channel", MOBILENET]
 
 
 @pytest.mark.skipif(not timm_available(), reason="timm is optional")
@@ -127,7 +127,7 @@ def test_timm_model_with_eca_sites(app):
     app.button(key="timm-add").click().run()
     assert not app.exception and not app.error
     label = "resnet10t-eca (random weights)"
-    assert label in app.multiselect(key="checkpoints").value
+    assert label in app.multiselect(key="checkpoints").values
     caption = next(c.value for c in app.caption if c.value.startswith("`layer1.0.se`"))
     assert " · eca · " in caption
 
@@ -145,7 +145,7 @@ def test_state_dict_uploads_good_mismatched_and_malicious(app, tmp_path):
 
     upload_models(app, [("good.pth", saved(good))])
     label = "mobilenet_v3_small (good.pth)"
-    assert app.multiselect(key="checkpoints").value == ["channel", label]
+    assert app.multiselect(key="checkpoints").values == ["channel", label]
     assert compare_columns(app) == ["channel", label]
 
     malicious = [("evil.pt", pickle.dumps(Payload())), ("evil.pth", saved({"weight": Payload()}))]
@@ -160,7 +160,7 @@ def test_state_dict_uploads_good_mismatched_and_malicious(app, tmp_path):
     assert errors[1].startswith("evil.pt: refused: not a plain state dict that can be read safely")
     assert errors[2].startswith("evil.pth: refused: not a plain state dict that can be read safely")
     assert not marker.exists(), "the pickle's payload must never run"
-    assert app.multiselect(key="checkpoints").value == ["channel", label], "a failed upload removes nothing"
+    assert app.multiselect(key="checkpoints").values == ["channel", label], "a failed upload removes nothing"
     assert compare_columns(app) == ["channel", label]
     predictions = [m.value for m in app.markdown if m.value.startswith("| class | p |")]
     expected = analyse_image(load_state_dict_upload(saved(good), "mobilenet_v3_small"), skimage.data.chelsea(), 64)
@@ -170,7 +170,7 @@ def test_state_dict_uploads_good_mismatched_and_malicious(app, tmp_path):
 
     upload_models(app, [("good.pth", saved(good))], architecture="efficientnet_b0")
     assert app.error[0].value.startswith("good.pth: this state dict does not fit torchvision's efficientnet_b0")
-    assert app.multiselect(key="checkpoints").value == ["channel"]
+    assert app.multiselect(key="checkpoints").values == ["channel"]
 
 
 def test_uploaded_fmw_checkpoint_works_and_stays_in_its_session(app, checkpoints, tmp_path):
@@ -179,7 +179,7 @@ def test_uploaded_fmw_checkpoint_works_and_stays_in_its_session(app, checkpoints
     mine = make_checkpoint(tmp_path / "mine.safetensors", "cbam", seed=9).read_bytes()
     upload_models(app, [("mine.safetensors", mine), ("junk.safetensors", b"\x00" * 64)])
     assert [error.value.split(":")[0] for error in app.error] == ["junk.safetensors"]
-    assert app.multiselect(key="checkpoints").value == ["channel", "mine (uploaded)"]
+    assert app.multiselect(key="checkpoints").values == ["channel", "mine (uploaded)"]
     assert compare_columns(app) == ["channel", "mine (uploaded)"]
     spatial = figures(app)["compare-mine (uploaded)"]["data"][3]
     assert array(spatial["z"]).shape == (31, 31)  # CBAM's spatial gate at 64 px

@@ -176,7 +176,7 @@ def test_fmw_report_with_a_users_model_and_weights(user_file: Path, tmp_path: Pa
 
 
 def test_dashboard_model_list_from_the_command_line_and_a_config_file(user_file: Path, tmp_path: Path) -> None:
-    from fmw.io.model_spec import (
+    from fmw.cli.model_config import (
         CONFIG_FILE,
         MODELS_VARIABLE,
         ModelEntry,

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from fmw.cli import main as fmw_main
+from fmw.cli.model_config import read_model_config
 from fmw.errors import FMWError
-from fmw.io.model_spec import ModelOptions, load_model, read_model_config
+from fmw.io.model_spec import ModelOptions, load_model
 from fmw.models import ModelHandle
 
 MODELS = Path(__file__).with_name("tasks_models.py")

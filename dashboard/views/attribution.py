@@ -18,9 +18,9 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from dashboard.catalog import ModelChoice
 from dashboard.inputs import DashboardContext, ImageChoice, current_context
 from dashboard.predictions import prediction_line, task_of
-from dashboard.registry import ModelChoice
 from dashboard.services import guarded, session_cached
 from dashboard.views.common import (
     PNG_NOTE,
@@ -33,14 +33,17 @@ from dashboard.views.common import (
 )
 from fmw.analysis import ImageAnalysis, ModelHandle, class_names_of, prepare_image
 from fmw.analysis.attribution import (
+    ATTRIBUTION_METHODS,
+    AttributionMethod,
     InputAttribution,
     LayerAttribution,
     attribute_input,
     attribute_site,
     task_attribution_score,
 )
-from fmw.analysis.service import model_inputs, postprocess_of
-from fmw.analysis.service import task_of as model_task
+from fmw.analysis.images import postprocess_of
+from fmw.analysis.images import task_of as model_task
+from fmw.analysis.preparation import model_inputs
 from fmw.export import figure_html, npz_bytes
 from fmw.figures import attribution_overlay_figure
 from fmw.models.tasks import Detection, OtherOutput, Segmentation
@@ -50,23 +53,15 @@ if TYPE_CHECKING:
     from fmw.analysis.attribution import Score
 
 
-@dataclass(frozen=True)
-class Method:
-    """A method as the page offers it: its fmw name, whether it works at a site, whether it has steps."""
-
-    name: str
-    at_site: bool
-    stepped: bool
+AT_A_SITE = " at a site"
 
 
-METHODS = {
-    "Integrated Gradients": Method("integrated_gradients", False, True),
-    "Saliency": Method("saliency", False, False),
-    "Occlusion": Method("occlusion", False, False),
-    "Grad-CAM at a site": Method("grad_cam", True, False),
-    "Activation at a site": Method("activation", True, False),
-    "Conductance at a site": Method("conductance", True, True),
-}
+def method_label(method: AttributionMethod) -> str:
+    """How the Method box names a registered method: its title, "at a site" for a site method."""
+    return method.title + (AT_A_SITE if method.at_site else "")
+
+
+METHODS = {method_label(method): method for method in ATTRIBUTION_METHODS.values()}  # fmw's registry, by label
 INTRO = (
     "Which pixels (or, at a site, which positions) made the model choose a class. Input methods colour every pixel "
     "of the crop the model saw by how much it pushed the target class up (red) or down (blue); site methods show "
@@ -83,7 +78,8 @@ TASK_TARGETS = {
 SHOWN_BOXES = 20
 METHOD_HELP = (
     "Input methods attribute the target's logit to every pixel. Site methods show it on the input side "
-    "(before weighting) and output side (after weighting) of one weighting site; activation ignores the target."
+    "(before weighting) and output side (after weighting) of one weighting site.\n\n"
+    + "\n".join(f"- **{label}**: {method.description}." for label, method in METHODS.items())
 )
 
 
@@ -126,7 +122,7 @@ def choose_task_target(analysis: ImageAnalysis, class_names: list[str], key: str
 
 
 def compute(
-    model: ModelHandle, inputs: ModelInputs, method: Method, site: str | None, target: Target, steps: int
+    model: ModelHandle, inputs: ModelInputs, method: AttributionMethod, site: str | None, target: Target, steps: int
 ) -> InputAttribution | LayerAttribution:
     score: Score = task_attribution_score(
         model.model,
@@ -176,10 +172,12 @@ def attribution_panel(
 ) -> None:
     controls = st.columns([3, 3, 3, 3, 2], vertical_alignment="bottom")
     whole = model.preprocessing.whole_image
-    method_label = controls[0].selectbox(
-        "Method", list(METHODS), index=1 if whole else 0, key="attribution-method", help=METHOD_HELP
+    default = "saliency" if whole else "integrated_gradients"  # a detector's one-pass method by default
+    names = [method.name for method in METHODS.values()]
+    label = controls[0].selectbox(
+        "Method", list(METHODS), index=names.index(default), key="attribution-method", help=METHOD_HELP
     )
-    method = METHODS[method_label]
+    method = METHODS[label]
     class_names = class_names_of(model)
     with controls[1]:
         target = choose_task_target(analysis, class_names, key=f"attribution-target-{choice.key}")
@@ -200,14 +198,14 @@ def attribution_panel(
         disabled=not method.stepped,
         help="Integration steps (Integrated Gradients, conductance): more is slower and more exact.",
     )
-    key = (choice.key, image.digest, context.resolution, context.device, method.name, site, target, steps)
+    key = (choice.cache_key, image.digest, context.resolution, context.device, method.name, site, target, steps)
     inputs = model_inputs(model, [prepare_image(model, image.rgb, context.resolution)])
     result = guarded(
         choice.label, lambda: session_cached(key, lambda: compute(model, inputs, method, site, target, steps))
     )
     if result is None:
         return
-    title = f"{method_label.removesuffix(' at a site')} for {target.words}" + (f" at {site}" if site else "")
+    title = f"{method.title} for {target.words}" + (f" at {site}" if site else "")
     figures = figures_of(result, analysis.crop, image.rgb if whole else analysis.crop, choice.label, title)
     for column, (side, figure) in zip(st.columns(len(figures)), figures.items()):
         with column:

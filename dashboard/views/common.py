@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import plotly.graph_objects as go
 import streamlit as st
 
+from dashboard.catalog import ModelChoice
 from dashboard.inputs import (
     DashboardContext,
     ImageChoice,
@@ -20,7 +21,7 @@ from dashboard.inputs import (
     open_model,
     require_models,
 )
-from dashboard.registry import ModelChoice, opened_model
+from dashboard.model_picker import opened_model
 from dashboard.services import guarded, image_analysis, session_cached
 from fmw.analysis import ImageAnalysis, ModelHandle, Prediction, SiteSummary, batch_inputs, class_names_of
 from fmw.analysis.stats import GateStatistics, gate_statistics
@@ -39,7 +40,7 @@ def analysis_of(context: DashboardContext, choice: ModelChoice, image: ImageChoi
     run = guarded(
         choice.label,
         lambda: image_analysis(
-            choice.key,
+            choice.cache_key,
             image.digest,
             context.resolution,
             context.device,
@@ -100,7 +101,7 @@ def sidebar_statistics(context: DashboardContext, choice: ModelChoice, model: Mo
     (uploads have no labels); remembered per session."""
     key = (
         "statistics",
-        choice.key,
+        choice.cache_key,
         tuple(image.digest for image in context.images),
         context.resolution,
         context.device,

@@ -13,9 +13,9 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from dashboard.catalog import ModelChoice
 from dashboard.inputs import DashboardContext, ImageChoice, choose_image, current_context, require_models
 from dashboard.predictions import DEFAULT_THRESHOLD, THRESHOLD_HELP, show_prediction, task_of
-from dashboard.registry import ModelChoice
 from dashboard.views.common import (
     EXPLORE_REQUEST_KEY,
     PNG_NOTE,

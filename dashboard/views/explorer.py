@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dashboard.catalog import ModelChoice
 from dashboard.inputs import DashboardContext, ImageChoice, current_context
 from dashboard.predictions import prediction_line, task_of
-from dashboard.registry import ModelChoice
 from dashboard.views.common import (
     EXPLORE_REQUEST_KEY,
     PNG_NOTE,

@@ -28,7 +28,7 @@ def render(context: DashboardContext) -> None:
     for choice in context.models:
         model = open_model(context, choice)
         if model is not None:
-            made = guarded(choice.label, partial(cached_card, choice.key, context.device, model, choice.label))
+            made = guarded(choice.label, partial(cached_card, choice.cache_key, context.device, model, choice.label))
             if made is not None:
                 cards.append(made)
     if not cards:

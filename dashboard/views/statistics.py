@@ -11,13 +11,13 @@ import json
 import numpy as np
 import streamlit as st
 
+from dashboard.catalog import ModelChoice
 from dashboard.inputs import DashboardContext, choose_model, current_context, open_model, require_models
-from dashboard.registry import ModelChoice
 from dashboard.services import guarded, shipped
 from dashboard.views.common import PLOT_CONFIG, explain_kind, sidebar_statistics
 from fmw.analysis.findings import ShippedStatistics, depth_finding, regenerate_command, specificity_series
+from fmw.analysis.images import task_of
 from fmw.analysis.layouts import StageSummary
-from fmw.analysis.service import task_of
 from fmw.analysis.stats import GateStatistics
 from fmw.figures import class_gate_heatmap_figure, specificity_figure, stage_figure
 

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import streamlit as st
 
+from dashboard.catalog import ModelChoice
 from dashboard.inputs import DashboardContext, ImageChoice, current_context
 from dashboard.predictions import task_of
-from dashboard.registry import ModelChoice
 from dashboard.services import guarded, session_cached
 from dashboard.views.common import (
     choose_analysis,
@@ -23,8 +23,7 @@ from dashboard.views.common import (
     sidebar_statistics,
 )
 from fmw.analysis import ImageAnalysis, ModelHandle, class_names_of, prepare_image
-from fmw.analysis.attribution import (
-    INPUT_METHODS,
+from fmw.analysis.ablation import (
     AttributionRow,
     TaskWeightingOff,
     WeightingOffComparison,
@@ -32,7 +31,9 @@ from fmw.analysis.attribution import (
     compare_task_weighting_off,
     compare_weighting_off,
 )
-from fmw.analysis.service import model_inputs, postprocess_of
+from fmw.analysis.attribution import INPUT_METHODS
+from fmw.analysis.images import postprocess_of
+from fmw.analysis.preparation import model_inputs
 from fmw.figures import attribution_rows_figure, weighting_off_figure
 from fmw.sites import ModelInputs
 
@@ -205,7 +206,7 @@ def weighting_off_panel(
     if st.toggle("Attributions site by site", key="off-attribute"):
         key = (
             "weighting off",
-            choice.key,
+            choice.cache_key,
             image.digest,
             context.resolution,
             context.device,

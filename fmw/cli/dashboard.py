@@ -14,8 +14,9 @@ import sys
 import tomllib
 from pathlib import Path
 
+from fmw.cli.model_config import MODELS_VARIABLE, ModelEntry, entries_to_json
+from fmw.cli.options import add_model_arguments, model_options_from_args
 from fmw.errors import FMWError
-from fmw.io.model_spec import MODELS_VARIABLE, ModelEntry, add_model_arguments, entries_to_json, model_options_from_args
 
 LOCAL_ADDRESS = "127.0.0.1"
 ADDRESS_OPTION = "--server.address"

@@ -9,9 +9,9 @@ import sys
 from fmw.analysis import model_card
 from fmw.analysis.costs import describe_checkpoint, overhead_table
 from fmw.cli.models import open_models
+from fmw.cli.options import add_model_arguments, model_options_from_args
 from fmw.errors import FMWError
 from fmw.io import load_checkpoint
-from fmw.io.model_spec import add_model_arguments, model_options_from_args
 
 
 def _describe_models(args: argparse.Namespace) -> int:

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from fmw.analysis.inspection import format_site_table, site_rows
 from fmw.cli.models import describe, open_models
+from fmw.cli.options import add_model_arguments, model_options_from_args
 from fmw.device import select_device
 from fmw.errors import FMWError
-from fmw.io.model_spec import SPEC_FORMS, add_model_arguments, model_options_from_args
+from fmw.io.model_spec import SPEC_FORMS
 from fmw.notebook import inspect
 
 

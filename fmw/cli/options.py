@@ -1,5 +1,6 @@
-"""Options several commands share, declared once: the model, the dataset and its split, how images
-are read, and the device."""
+"""Options several commands share, declared once: the model (``--model SPEC`` and the options that shape
+how it is opened, turned into ``fmw.io.model_spec.ModelOptions``), the dataset and its split, how
+images are read, and the device."""
 
 from __future__ import annotations
 
@@ -19,7 +20,92 @@ from fmw.analysis.streaming import Images, ReadOptions, open_images
 from fmw.device import select_device
 from fmw.errors import FMWError
 from fmw.io import load_checkpoint
-from fmw.io.model_spec import add_model_arguments, load_model, model_options_from_args
+from fmw.io.model_spec import SPEC_FORMS, ModelOptions, load_model
+from fmw.models.tasks import TASKS
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.replace(",", " ").split())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers such as 0.485,0.456,0.406, got {text!r}") from None
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """``--model SPEC`` (repeatable) and the options that shape how each model is opened."""
+    group = parser.add_argument_group("models", f"SPEC is one of: {SPEC_FORMS}")
+    group.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        required=required,
+        help="a model to work on (repeat for several)",
+    )
+    group.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help="a .safetensors, .pt or .pth state dict for FILE.py:FACTORY (or torchvision:NAME) "
+        "models, read without running code (default: the model's own initialisation)",
+    )
+    group.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="torchvision/timm: seeded random weights instead of downloading published ones (torchvision's "
+        "detectors and segmenters: their backbones' too)",
+    )
+    group.add_argument(
+        "--input-size",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="input side in pixels (default: the weights' own; 224 for FILE.py:FACTORY models); for a "
+        "detector, the short side its own transform resizes every image to",
+    )
+    group.add_argument(
+        "--mean",
+        type=_floats,
+        default=None,
+        help="normalisation mean per channel (default: the "
+        "weights' own; ImageNet's 0.485,0.456,0.406 for FILE.py:FACTORY models)",
+    )
+    group.add_argument("--std", type=_floats, default=None, help="normalisation std per channel (default: as --mean)")
+    group.add_argument(
+        "--classes",
+        type=Path,
+        default=None,
+        help="a file with one class name a line (default: the weights' own; 'class 0', 'class 1', ...)",
+    )
+    group.add_argument(
+        "--task",
+        choices=list(TASKS),
+        default=None,
+        help="what the model's output means (default: inferred from it: logits (N, classes) -> classification, "
+        "(N, classes, H, W) or {'out': ...} -> segmentation, a list of {boxes, labels, scores} -> detection)",
+    )
+    group.add_argument(
+        "--postprocess",
+        default=None,
+        metavar="FILE.py:FUNCTION",
+        help="for FILE.py:FACTORY models: a function turning the raw output (a YOLO head's maps) into a list of "
+        "{boxes, labels, scores} per image (default: none; such a model is shown as 'other')",
+    )
+
+
+def model_options_from_args(args: argparse.Namespace, device: str | torch.device = "cpu") -> ModelOptions:
+    return ModelOptions(
+        weights=args.weights,
+        random_weights=args.random_weights,
+        input_size=args.input_size,
+        mean=args.mean,
+        std=args.std,
+        classes=args.classes,
+        device=device,
+        task=args.task,
+        postprocess=args.postprocess,
+    )
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +127,7 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """The model: an fmw checkpoint as the first argument (as before), or ``--model SPEC`` with
-    ``fmw.io.model_spec``'s options (torchvision, timm, the user's own code)."""
+    the options of ``add_model_arguments`` (torchvision, timm, the user's own code)."""
     parser.add_argument("checkpoint", type=Path, nargs="?", default=None, help="an fmw checkpoint (or use --model)")
     add_model_arguments(parser)
 

@@ -6,15 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from fmw.analysis.attribution import INPUT_METHODS
+from fmw.analysis.attribution import ATTRIBUTION_METHODS
 from fmw.cli.models import describe, open_models
+from fmw.cli.options import add_model_arguments, model_options_from_args
 from fmw.device import select_device
 from fmw.export import Section, write_page
 from fmw.export.report import NO_ATTRIBUTION, report_sections
-from fmw.io.model_spec import add_model_arguments, model_options_from_args
 
 
-def main(argv: list[str]) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command's arguments; the attribution choices and their help come from
+    ``fmw.analysis.attribution.ATTRIBUTION_METHODS``."""
     parser = argparse.ArgumentParser(
         prog="fmw report",
         description=__doc__.split("\n")[0],
@@ -26,10 +28,24 @@ def main(argv: list[str]) -> int:
     )
     add_model_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="the HTML file to write")
-    parser.add_argument("--attribution", default="integrated_gradients", choices=[*INPUT_METHODS, NO_ATTRIBUTION])
-    parser.add_argument("--steps", type=int, default=32, help="integration steps for integrated gradients")
+    input_methods = [method for method in ATTRIBUTION_METHODS.values() if not method.at_site]
+    parser.add_argument(
+        "--attribution",
+        default="integrated_gradients",
+        choices=[method.name for method in input_methods] + [NO_ATTRIBUTION],
+        help="the input attribution drawn for the predicted class: "
+        + "; ".join(f"{method.name}, {method.description}" for method in input_methods)
+        + f"; {NO_ATTRIBUTION}, no attribution (default: %(default)s)",
+    )
+    stepped = [method.name for method in input_methods if method.stepped]
+    parser.add_argument("--steps", type=int, default=32, help=f"integration steps for {', '.join(stepped)}")
     parser.add_argument("--resolution", type=int, default=None, help="analysis size in px (default: each model's)")
     parser.add_argument("--device", default=None)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     specs = [str(path) for path in args.checkpoint] + args.models
     if not specs:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import save as save_safetensors_bytes
 
 from fmw._version import __version__
@@ -78,6 +79,17 @@ def checkpoint_by_name(name: str) -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+def checkpoint_header(path: str | Path) -> dict[str, str]:
+    """The string metadata in a ``.safetensors`` file's header (architecture, weighting, metrics, ...),
+    read without loading any tensor; {} when the header is unreadable (loading the file says why)."""
+    try:
+        with safe_open(str(path), "pt") as handle:
+            metadata = handle.metadata() or {}
+    except Exception:  # safetensors raises its own error types for damaged headers
+        return {}
+    return {key: value for key, value in metadata.items() if isinstance(value, str)}
 
 
 def load_checkpoint(
