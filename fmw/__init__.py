@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from fmw.layers import WEIGHTING_LAYERS, create_weighting
     from fmw.models import ModelHandle
     from fmw.notebook import inspect
-    from fmw.sites import Inputs, ProbeResult, SiteRecord, find_sites, override_gates, probe
+    from fmw.sites import Inputs, ProbeResult, SiteRecord, declare_site, find_sites, override_gates, probe
 
 # Loaded on first use, so that ``import fmw.figures`` (plotly only) does not import torch.
 _LAZY = {
@@ -41,6 +41,7 @@ _LAZY = {
     "Inputs": "fmw.sites",
     "ProbeResult": "fmw.sites",
     "SiteRecord": "fmw.sites",
+    "declare_site": "fmw.sites",
     "find_sites": "fmw.sites",
     "override_gates": "fmw.sites",
     "probe": "fmw.sites",
@@ -72,6 +73,7 @@ __all__ = [
     "ZooError",
     "__version__",
     "create_weighting",
+    "declare_site",
     "find_sites",
     "inspect",
     "load_checkpoint",

@@ -4,6 +4,7 @@ probe that records what each did in a forward pass (``probe``) or replaces its g
 
 from __future__ import annotations
 
+from fmw.sites.declared import declare_site, forget_site
 from fmw.sites.depth import SiteDepth, match_sites, site_depths
 from fmw.sites.inputs import Inputs, ModelInputs
 from fmw.sites.probe import (
@@ -29,7 +30,9 @@ __all__ = [
     "SiteRecord",
     "SiteSpec",
     "StageSpec",
+    "declare_site",
     "find_sites",
+    "forget_site",
     "match_sites",
     "observation_points",
     "override_gates",

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from fmw.sites.declared import declaration
+from fmw.sites.index import ModelIndex
 from fmw.sites.known import known_kind
-from fmw.sites.observer import ModelIndex, ObservedProduct
+from fmw.sites.recording import ObservedProduct
 from fmw.sites.spec import SiteSpec, StageSpec
 
 __all__ = ["SiteDraft", "group_products"]
@@ -54,6 +56,9 @@ def _stage_name(layout: str, taken: list[str]) -> str:
 
 
 def _kind(module: nn.Module, stages: Sequence[StageSpec]) -> str:
+    declared = declaration(module)
+    if declared is not None:
+        return declared.kind
     named = known_kind(module)
     if named is not None:
         return named

@@ -23,19 +23,12 @@ from torch.utils.hooks import RemovableHandle
 from fmw.device import model_device
 from fmw.errors import FMWError
 from fmw.sites.grouping import SiteDraft, group_products
+from fmw.sites.index import ModelIndex, StageKey, model_index, refuse_unobservable
 from fmw.sites.inputs import Inputs, ModelInputs, as_inputs, describe, map_tensors, tensors_of
-from fmw.sites.observer import (
-    Keeper,
-    ModelIndex,
-    Observation,
-    ObservedProduct,
-    StageKey,
-    model_index,
-    observing,
-    refuse_unobservable,
-    suspended,
-)
+from fmw.sites.mode import observing, suspended
+from fmw.sites.observer import Observation
 from fmw.sites.products import Layout
+from fmw.sites.recording import Keeper, ObservedProduct
 from fmw.sites.spec import SiteSpec
 
 __all__ = [
