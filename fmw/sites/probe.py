@@ -2,11 +2,13 @@
 records, at each, the map that was weighted (before), the gate(s) and the product (after), plus
 the logits; ``override_gates`` replaces gates within a block; ``find_sites`` lists a model's sites.
 
-Nothing is hooked on the model's modules (fmw's ``none`` placeholder layer aside): a
-``TorchFunctionMode`` sees the multiplications (``fmw.sites.observer``). It is installed and removed
-inside one ``try/finally`` and acts only in the calling thread, so several threads may probe one
-shared model at once without seeing each other's tensors. The sites found are remembered per model
-(weakly) until its module tree changes, so that ``override_gates`` can name them before a pass.
+A ``TorchFunctionMode`` sees the multiplications (``fmw.sites.mode``); one ``Observation``
+(``fmw.sites.observer``) per call decides what each is. What a call puts on the model (forward
+wrappers on the modules that made products and their children, forward hooks on declared sites) is
+removed inside one ``try/finally`` and acts only in the calling thread, so several threads may
+probe one shared model at once without seeing each other's tensors. The sites found are remembered
+per model (weakly) until its module tree changes, so that ``override_gates`` can name them before
+a pass.
 """
 
 from __future__ import annotations
