@@ -9,15 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from fmw.analysis.attribution import (
+from fmw.analysis.ablation import (
     ALL_SITES,
     WEIGHTING_ON,
     ablation_steps,
-    attribute_input,
-    attribute_site,
     attributions_with_weighting_off,
     compare_weighting_off,
 )
+from fmw.analysis.attribution import attribute_input, attribute_site
 from fmw.models import build_model
 from fmw.sites import override_gates, probe
 

@@ -13,7 +13,8 @@ import skimage.data
 import torch
 
 from fmw.analysis import analyse_image, prepare_image
-from fmw.analysis.attribution import attribute_input, attribute_site, compare_weighting_off
+from fmw.analysis.ablation import compare_weighting_off
+from fmw.analysis.attribution import attribute_input, attribute_site
 from fmw.analysis.stats import gate_statistics
 from fmw.io import load_checkpoint
 from tests.conftest import make_checkpoint

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import fmw
-from fmw.analysis.attribution import compare_task_weighting_off
+from fmw.analysis.ablation import compare_task_weighting_off
 from fmw.models.tasks import Detection, OtherOutput, Segmentation
 from tests import tasks_models
 from tests.conftest import make_checkpoint

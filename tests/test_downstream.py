@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from fmw.analysis import analyse_image, analyse_images, batch_inputs, batch_statistics
-from fmw.analysis.attribution import attribute_site, compare_weighting_off
+from fmw.analysis.ablation import compare_weighting_off
+from fmw.analysis.attribution import attribute_site
 from fmw.analysis.stats import gate_statistics
 from fmw.export import analysis_arrays, gates_csv
 from fmw.export.report import report_sections

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-import fmw.analysis.service
+import fmw.analysis.images
+import fmw.analysis.memory
 from fmw.analysis import analyse_image, analyse_images, analyse_images_on_device, run_with_memory_fallback
 from fmw.io import load_checkpoint
 from fmw.models import ModelHandle
@@ -63,7 +64,7 @@ class RunsOutOfMemory:
             return forward(images)
 
         monkeypatch.setattr(loaded.model, "forward", forward_or_fail)
-        monkeypatch.setattr(fmw.analysis.service, "release_cuda_memory", self.release)
+        monkeypatch.setattr(fmw.analysis.memory, "release_cuda_memory", self.release)
 
     def release(self) -> None:
         self.releases += 1
@@ -134,7 +135,7 @@ def test_an_analysis_keeps_no_probe_tensors_alive(loaded, photos, monkeypatch) -
         references.extend(weakref.ref(r.after) for r in result.sites)
         return result
 
-    monkeypatch.setattr(fmw.analysis.service, "probe", recording_probe)
+    monkeypatch.setattr(fmw.analysis.images, "probe", recording_probe)
     analyses = analyse_images(loaded, photos, resolution=32, batch_size=4)
     gc.collect()
     assert len(references) == 2 * len(analyses[0].sites)

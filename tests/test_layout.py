@@ -102,7 +102,7 @@ def test_no_import_cycles() -> None:
 def test_the_layout_checks_see_real_edges() -> None:
     edges = graph()
     assert "fmw.layers.registry" in edges["fmw.models.fmwnet"] or "fmw.layers" in edges["fmw.models.fmwnet"]
-    assert any(target.startswith("fmw.sites") for target in edges["fmw.analysis.service"])
+    assert any(target.startswith("fmw.sites") for target in edges["fmw.analysis.images"])
     assert level_of("fmw.cli.stats") > level_of("fmw.analysis.stats") > level_of("fmw.sites.probe")
 
 

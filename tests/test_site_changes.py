@@ -9,7 +9,14 @@ import pytest
 import skimage.data
 
 from fmw.analysis import SiteSummary, StageSummary, analyse_image
-from fmw.analysis.changes import changed_channels, kept_energy, site_change
+from fmw.analysis.changes import (
+    SHOWN_CHANNELS,
+    change_order,
+    changed_channels,
+    channel_order,
+    kept_energy,
+    site_change,
+)
 from fmw.figures.compare import HIGHLIGHT_COLOUR, site_change_figure
 from fmw.io import load_checkpoint
 
@@ -126,3 +133,20 @@ def test_compare_figure_without_a_photo_draws_the_spatial_gate_alone():
     np.testing.assert_allclose(traces["spatial gate"].z, spatial, rtol=1e-6)
     assert [t.name for t in figure.data if t.type == "heatmap"][:2] == ["mean before", "mean after"]
     assert figure.layout.annotations[4].text.startswith("×"), "no channel gate: the amplitude ratio is shown"
+
+
+@pytest.mark.parametrize("kind", ["channel", "cbam", "coord", "simam"])
+def test_compare_and_the_layer_explorer_rank_a_sites_channels_alike(checkpoint_factory, kind):
+    """One definition of "changed most": Compare's channels (site_change) are the Layer explorer's first ones
+    in its "energy change" order (channel_order), for every channel of the site."""
+    site = analyse_image(load_checkpoint(checkpoint_factory(kind, seed=5)).handle(), skimage.data.chelsea()).sites[0]
+    compare = [channel.channel for channel in site_change(site, count=site.channels).channels]
+    assert compare == channel_order(site, "energy change").tolist() == change_order(site).tolist()
+    assert [channel.channel for channel in site_change(site).channels] == compare[:SHOWN_CHANNELS]
+
+
+def test_a_faint_channel_amplified_ranks_below_a_strong_channel_halved():
+    before = np.stack([np.full((3, 3), 1e-5), np.full((3, 3), 1.0)]).astype(np.float32)
+    site = summary(before, np.array([10.0, 0.5], dtype=np.float32))  # ratio x100 in energy vs x0.25
+    assert changed_channels(site, 2).tolist() == [1, 0]
+    assert channel_order(site, "energy change").tolist() == [1, 0]

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from fmw.analysis.attribution import compare_weighting_off
+from fmw.analysis.ablation import compare_weighting_off
 from fmw.analysis.stats import GateStatistics, class_specificity, gate_statistics, split_gate_statistics
 from fmw.cli.stats import main
 from fmw.io import load_split

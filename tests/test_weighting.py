@@ -115,11 +115,26 @@ def assert_matches(output: torch.Tensor, expected: Grid) -> None:
 # ---------------------------------------------------------------- shapes, gates, gradients
 
 
+def gate_modules(layer: WeightingLayer) -> dict[str, torch.nn.Module]:
+    """Each stage's name -> the submodule whose output is that stage's gate."""
+    modules: dict[str, dict[str, str]] = {
+        "none": {},
+        "scale": {"channel": "gate"},
+        "spatial": {"spatial": "gate"},
+        "channel": {"channel": "gate"},
+        "cbam": {"channel": "channel.gate", "spatial": "spatial.gate"},
+        "eca": {"channel": "gate"},
+        "coord": {"coord_w": "width_gate", "coord_h": "height_gate"},
+        "simam": {"full": "gate"},
+    }
+    return {stage: layer.get_submodule(name) for stage, name in modules[layer.kind].items()}
+
+
 def capture_gates(layer: WeightingLayer, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     gates: dict[str, torch.Tensor] = {}
     handles = [
         module.register_forward_hook(lambda m, i, o, stage=stage: gates.__setitem__(stage, o))
-        for stage, module in layer.gate_modules().items()
+        for stage, module in gate_modules(layer).items()
     ]
     try:
         output = layer(x)

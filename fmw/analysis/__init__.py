@@ -1,41 +1,51 @@
-"""What fmw computes from probes: the dashboard's service layer (re-exported here), and in its own
-modules attribution, gate statistics, accuracy, predictions, costs and model cards."""
+"""What fmw computes from probes, one concern per module.
+
+- ``images``: ``analyse_image`` / ``analyse_images``, an image through any model, every site summarised
+  (``summaries``: ``SiteSummary``); ``preparation``: an image as a model takes it (``prepare_image``);
+- ``changes``: the channels a weighting changed most (``site_change``, ``channel_order``);
+- ``batch``: statistics over the analyses of several images; ``stats`` and ``streaming``: gate
+  statistics over datasets;
+- ``memory``: the out-of-memory fallback; ``cards``: model cards; ``checkpoints``: the checkpoints of a directory;
+- ``attribution`` (the registry of captum methods) and ``ablation`` (switching weighting off), which
+  load captum and so are imported from their modules.
+
+The names below are the API users call; the dashboard, the command line, the notebook and the
+report read the same ones.
+
+Examples:
+    >>> import fmw
+    >>> from fmw.analysis import analyse_image, site_change
+    >>> analysis = analyse_image(fmw.load_model("cbam"), rgb)
+    >>> change = site_change(analysis.sites[0])
+"""
 
 from __future__ import annotations
 
-from fmw.analysis.layouts import StageSummary
-from fmw.analysis.service import (
-    ENERGY_FLOOR,
+from fmw.analysis.batch import SiteStatistics, batch_statistics
+from fmw.analysis.cards import ModelCard, model_card
+from fmw.analysis.changes import (
     ORDERINGS,
-    DeviceRun,
-    ImageAnalysis,
-    ModelCard,
-    Prediction,
-    PreparedImage,
-    SiteStatistics,
-    SiteSummary,
-    analyse_image,
-    analyse_images,
-    analyse_images_on_device,
+    SiteChange,
     available_orderings,
-    batch_inputs,
-    batch_statistics,
+    changed_channels,
     channel_order,
-    class_names_of,
-    list_checkpoints,
-    model_card,
-    prepare_image,
-    prepare_input,
-    release_cuda_memory,
-    run_with_memory_fallback,
-    site_index_at_depth,
-    summarise_site,
+    site_change,
 )
+from fmw.analysis.checkpoints import list_checkpoints
+from fmw.analysis.images import ImageAnalysis, Prediction, analyse_image, analyse_images
+from fmw.analysis.images import class_names_of as class_names_of
+from fmw.analysis.layouts import StageSummary
+from fmw.analysis.memory import DeviceRun, analyse_images_on_device, run_with_memory_fallback
+from fmw.analysis.memory import release_cuda_memory as release_cuda_memory
+from fmw.analysis.preparation import PreparedImage, batch_inputs, prepare_image
+from fmw.analysis.preparation import prepare_input as prepare_input
+from fmw.analysis.summaries import ENERGY_FLOOR as ENERGY_FLOOR
+from fmw.analysis.summaries import SiteSummary, summarise_site
 from fmw.models.handle import ModelHandle
-from fmw.models.preprocessing import center_crop
+from fmw.models.preprocessing import center_crop as center_crop
+from fmw.sites.depth import site_index_at_depth
 
 __all__ = [
-    "ENERGY_FLOOR",
     "ORDERINGS",
     "DeviceRun",
     "ImageAnalysis",
@@ -43,6 +53,7 @@ __all__ = [
     "ModelHandle",
     "Prediction",
     "PreparedImage",
+    "SiteChange",
     "SiteStatistics",
     "SiteSummary",
     "StageSummary",
@@ -52,15 +63,13 @@ __all__ = [
     "available_orderings",
     "batch_inputs",
     "batch_statistics",
-    "center_crop",
+    "changed_channels",
     "channel_order",
-    "class_names_of",
     "list_checkpoints",
     "model_card",
     "prepare_image",
-    "prepare_input",
-    "release_cuda_memory",
     "run_with_memory_fallback",
+    "site_change",
     "site_index_at_depth",
     "summarise_site",
 ]

@@ -1,78 +1,71 @@
-"""Attributions through captum: Integrated Gradients, Saliency and Occlusion on the input image,
-Grad-CAM, activation and conductance on both sides of one weighting site, and switching weighting off.
+"""Attributions through captum, as one registry of methods: Integrated Gradients, Saliency and
+Occlusion on the input image; Grad-CAM, activation and conductance on both sides of one weighting site.
 
-Every function takes a model and its input as the model takes it (a normalised batch (N, C, H, W),
-a list of same-sized image tensors, or ``fmw.Inputs`` whose first 4-D tensor is the one attributed)
-and returns dataclasses of numpy arrays. A ``score`` function turns the model's output into scores
-(N, K) (default: the output itself, a classifier's logits; ``fmw.models.tasks`` gives one per task).
-``override`` runs the same computation with gates replaced (``"all"``: every gate at 1,
-or an ``override_gates`` mapping such as a dataset-mean gate), so attributions and predictions can
-be compared site by site: ``ablation_steps`` lists "weighting on", each site off alone, and all off;
-``compare_task_weighting_off`` compares the outputs of those steps as the model's task does, and
-``task_attribution_score`` fixes a task's attribution score by one pass. Targets default to the
-class the model predicts with its gates as trained, the same for every step.
+Each method is a small subclass of ``AttributionMethod`` with one signature (captum's and
+torch-cam's pattern): its ``name``, ``title``, ``description``, whether it works ``at_site`` and the
+``options`` it reads; ``ATTRIBUTION_METHODS`` holds one instance of each by name, and the command
+line and the dashboard read their choices and help texts from it. A new method is one subclass and
+one ``register_attribution_method`` call.
+
+``attribute_input`` and ``attribute_site`` take a model and its input as the model takes it (a
+normalised batch (N, C, H, W), a list of same-sized image tensors, or ``fmw.Inputs`` whose first
+4-D tensor is the one attributed) and return dataclasses of numpy arrays. A ``score`` function turns
+the model's output into scores (N, K) (default: the output itself, a classifier's logits;
+``task_attribution_score`` fixes one per task by one pass). ``override`` runs the same computation
+with gates replaced (``"all"``: every gate at 1, or an ``override_gates`` mapping such as a
+dataset-mean gate); ``fmw.analysis.ablation`` switches weighting off site by site with it. Targets
+default to the class the model predicts with its gates as trained.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from captum.attr import (
-    IntegratedGradients,
-    LayerActivation,
-    LayerConductance,
-    LayerGradCam,
-    Occlusion,
-    Saliency,
-)
+from captum import attr
 from torch import nn
 
 from fmw.device import model_device
 from fmw.errors import FMWError
-from fmw.models.tasks import TASKS, postprocessed, task_score
-from fmw.sites import GateReplacement, ProbeResult, find_sites, observation_points, override_gates, probe, select_sites
+from fmw.models.tasks import postprocessed, task_score
+from fmw.sites import GateReplacement, find_sites, observation_points, override_gates, select_sites
 from fmw.sites.inputs import Inputs, ModelInputs, as_inputs, describe
 
 __all__ = [
-    "ALL_SITES",
+    "ATTRIBUTION_METHODS",
     "INPUT_METHODS",
     "LAYER_METHODS",
-    "WEIGHTING_ON",
-    "AblationStep",
-    "AttributionRow",
+    "Activation",
+    "AttributionMethod",
+    "AttributionOptions",
+    "Conductance",
     "GateOverride",
+    "GradCam",
     "InputAttribution",
+    "IntegratedGradients",
     "LayerAttribution",
-    "PredictionRow",
+    "Occlusion",
     "Progress",
+    "Saliency",
     "Score",
+    "SiteSide",
     "Target",
-    "TaskChangeRow",
-    "TaskWeightingOff",
-    "WeightingOffComparison",
-    "ablation_steps",
     "attribute_input",
     "attribute_site",
-    "attributions_with_weighting_off",
-    "compare_task_weighting_off",
-    "compare_weighting_off",
+    "attribution_method",
     "gates_overridden",
+    "logits_score",
     "predicted_targets",
+    "register_attribution_method",
     "task_attribution_score",
 ]
-
-INPUT_METHODS = ("integrated_gradients", "saliency", "occlusion")
-LAYER_METHODS = ("grad_cam", "activation", "conductance")
-WEIGHTING_ON = "weighting on"
-ALL_SITES = "all sites"
 
 GateOverride = Literal["all"] | Mapping[str, GateReplacement] | None
 """None: gates as trained; "all": every gate at 1; a mapping: ``override_gates`` replacements."""
@@ -166,94 +159,6 @@ class LayerAttribution:
         return self.after.sum(axis=1)
 
 
-@dataclass(frozen=True)
-class AblationStep:
-    """One way to run the model: ``label`` is "weighting on", a site's name or "all sites";
-    ``override`` replaces the gates of ``sites`` (None for the normal pass)."""
-
-    label: str
-    sites: tuple[str, ...]
-    override: GateOverride
-
-
-@dataclass
-class PredictionRow:
-    """Predictions for one ``AblationStep``: softmax ``probabilities`` (N, K), the top-k classes
-    ``top_indices`` (N, k) and the probability of each image's target class (N,)."""
-
-    label: str
-    sites: tuple[str, ...]
-    probabilities: np.ndarray
-    top_indices: np.ndarray
-    target_probability: np.ndarray
-
-    @property
-    def predicted(self) -> np.ndarray:
-        return self.top_indices[:, 0]
-
-
-@dataclass
-class WeightingOffComparison:
-    """Predictions with weighting on (``rows[0]``), with each chosen site switched off alone, and
-    with all of them off (last row). ``replacement`` says what replaced the gates: "1" or "dataset mean"."""
-
-    class_names: list[str]
-    targets: np.ndarray
-    replacement: str
-    rows: list[PredictionRow]
-
-    def table(self, image: int = 0) -> list[dict]:
-        """One dict per row for image ``image``: prediction, target probability and its change
-        from weighting on, top-k class names, and whether the top-1 class changed."""
-        normal = self.rows[0]
-        target = int(self.targets[image])
-        return [
-            {
-                "switched off": row.label,
-                "predicted": self.class_names[int(row.predicted[image])],
-                "target": self.class_names[target],
-                "p(target)": float(row.target_probability[image]),
-                "change": float(row.target_probability[image] - normal.target_probability[image]),
-                "top-k": [self.class_names[int(i)] for i in row.top_indices[image]],
-                "prediction changed": bool(row.predicted[image] != normal.predicted[image]),
-            }
-            for row in self.rows
-        ]
-
-
-@dataclass
-class TaskChangeRow:
-    """One ``AblationStep`` with its output compared to weighting on's by the task's ``compares``
-    (``fmw.models.tasks.TASKS``): ``changes`` maps each named number to its value."""
-
-    label: str
-    sites: tuple[str, ...]
-    changes: dict[str, float]
-
-
-@dataclass
-class TaskWeightingOff:
-    """What switching weighting off changes in the output, as ``task`` measures it: one row per
-    chosen site switched off alone, then all of them (last). ``replacement``: "1" or "dataset mean"."""
-
-    task: str
-    replacement: str
-    rows: list[TaskChangeRow]
-
-    def table(self) -> list[dict[str, Any]]:
-        """One dict per row: the step, then every number the task's comparison names."""
-        return [{"switched off": row.label, **row.changes} for row in self.rows]
-
-
-@dataclass
-class AttributionRow:
-    """An input attribution computed under one ``AblationStep``."""
-
-    label: str
-    sites: tuple[str, ...]
-    attribution: InputAttribution
-
-
 @contextmanager
 def gates_overridden(model: nn.Module, override: GateOverride) -> Iterator[None]:
     """``override_gates`` for a ``GateOverride``: nothing for None, every gate at 1 for "all"."""
@@ -323,6 +228,305 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().float().cpu().numpy()
 
 
+@dataclass(frozen=True)
+class AttributionOptions:
+    """What a method may read (each method's ``options`` names the fields it reads): ``baseline``,
+    the reference value in normalised input space (0 = the dataset's mean colour); ``n_steps``, the
+    points of an integration path; ``internal_batch_size``, how many path points or occluded copies
+    go through the model at once (None: all); ``window`` and ``stride``, Occlusion's square patch
+    and its step in pixels."""
+
+    baseline: float = 0.0
+    n_steps: int = 50
+    internal_batch_size: int | None = None
+    window: int = 8
+    stride: int = 4
+
+
+@dataclass(frozen=True)
+class SiteSide:
+    """One side of a weighting site as captum's layer methods take it: the ``layer`` whose output
+    (or, with ``to_input``, whose input) is the site's tensor on that side."""
+
+    layer: nn.Module
+    to_input: bool
+
+
+class AttributionMethod(ABC):
+    """One attribution method, with one signature for every method.
+
+    Subclasses set ``name`` (the registry's key, the command line's choice), ``title`` (how pages
+    name it), ``description`` (one sentence: what it shows, the help texts), ``at_site`` (False: it
+    attributes to the input pixels; True: to one side of a weighting site, given as ``side``) and
+    ``options`` (the ``AttributionOptions`` fields it reads), and implement ``attribute``.
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    description: ClassVar[str]
+    at_site: ClassVar[bool] = False
+    options: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def stepped(self) -> bool:
+        """Whether it integrates along a path, so that ``n_steps`` trades time for exactness."""
+        return "n_steps" in self.options
+
+    def forward_calls(self, shape: torch.Size, options: AttributionOptions) -> int:
+        """About how many model calls one ``attribute`` makes on inputs of ``shape`` (N, C, H, W),
+        for progress reports."""
+        return 1
+
+    @abstractmethod
+    def attribute(
+        self,
+        forward: Callable[[torch.Tensor], torch.Tensor],
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        options: AttributionOptions,
+        side: SiteSide | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Attribute ``targets`` (N,), columns of ``forward(inputs)`` (N, K), to ``inputs`` or, for a
+        site method, to the tensor of ``side``; returns the attributions and, where the method has
+        one, its convergence delta (N,)."""
+
+
+ATTRIBUTION_METHODS: dict[str, AttributionMethod] = {}
+"""Every attribution method by name, input methods first, in the order pages list them."""
+
+
+def register_attribution_method(method: type[AttributionMethod]) -> type[AttributionMethod]:
+    """Add one instance of ``method`` to ``ATTRIBUTION_METHODS`` (a class decorator).
+
+    Args:
+        method: a subclass of ``AttributionMethod`` whose ``name`` is not taken.
+
+    Returns:
+        ``method`` itself.
+
+    Examples:
+        >>> @register_attribution_method
+        ... class InputTimesGradient(AttributionMethod):
+        ...     name, title, description = "input_x_gradient", "Input × gradient", "the gradient times the input."
+        ...     def attribute(self, forward, inputs, targets, options, side=None):
+        ...         return captum.attr.InputXGradient(forward).attribute(inputs.requires_grad_(), target=targets), None
+    """
+    if method.name in ATTRIBUTION_METHODS:
+        raise ValueError(f"an attribution method named {method.name!r} is registered already")
+    ATTRIBUTION_METHODS[method.name] = method()
+    return method
+
+
+def attribution_method(name: str, *, at_site: bool | None = None) -> AttributionMethod:
+    """The registered method ``name``.
+
+    Args:
+        name: its ``name`` ("integrated_gradients", "grad_cam", ...).
+        at_site: when given, only a method that works at a site (True) or on the input (False).
+
+    Returns:
+        The method.
+
+    Raises:
+        ValueError: no such method (of that kind); the message lists those there are.
+
+    Examples:
+        >>> attribution_method("grad_cam").description
+    """
+    method = ATTRIBUTION_METHODS.get(name)
+    if method is None or (at_site is not None and method.at_site != at_site):
+        kind = "" if at_site is None else ("layer " if at_site else "input ")
+        names = [m.name for m in ATTRIBUTION_METHODS.values() if at_site is None or m.at_site == at_site]
+        raise ValueError(f"unknown {kind}attribution method {name!r}; expected one of: {', '.join(names)}")
+    return method
+
+
+def _occlusion_window(shape: torch.Size, options: AttributionOptions) -> int:
+    return min(options.window, shape[2], shape[3])
+
+
+def _occlusion_per_eval(shape: torch.Size, options: AttributionOptions) -> int:
+    return max(1, (options.internal_batch_size or shape[0]) // shape[0])
+
+
+def _side(side: SiteSide | None, method: AttributionMethod) -> SiteSide:
+    if side is None:
+        raise ValueError(f"{method.name} attributes at a weighting site; use attribute_site")
+    return side
+
+
+@register_attribution_method
+class IntegratedGradients(AttributionMethod):
+    """Integrated Gradients (Sundararajan et al. 2017), with its convergence delta."""
+
+    name = "integrated_gradients"
+    title = "Integrated Gradients"
+    description = (
+        "the gradient integrated from the baseline to the image (its attributions add up to the change of the "
+        "target's score)"
+    )
+    options = ("baseline", "n_steps", "internal_batch_size")
+
+    def forward_calls(self, shape: torch.Size, options: AttributionOptions) -> int:
+        return _path_calls(shape[0], options.n_steps, options.internal_batch_size) + 2
+
+    def attribute(
+        self,
+        forward: Callable[[torch.Tensor], torch.Tensor],
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        options: AttributionOptions,
+        side: SiteSide | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attributions, delta = attr.IntegratedGradients(forward).attribute(
+            inputs,
+            baselines=options.baseline,
+            target=targets,
+            n_steps=options.n_steps,
+            internal_batch_size=options.internal_batch_size,
+            return_convergence_delta=True,
+        )
+        return attributions, delta
+
+
+@register_attribution_method
+class Saliency(AttributionMethod):
+    """Saliency (Simonyan et al. 2014): the absolute gradient, captum's default."""
+
+    name = "saliency"
+    title = "Saliency"
+    description = "the absolute gradient of the target's score at every pixel (one pass)"
+
+    def attribute(
+        self,
+        forward: Callable[[torch.Tensor], torch.Tensor],
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        options: AttributionOptions,
+        side: SiteSide | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return attr.Saliency(forward).attribute(inputs.requires_grad_(), target=targets), None
+
+
+@register_attribution_method
+class Occlusion(AttributionMethod):
+    """Occlusion (Zeiler and Fergus 2014): square patches over all colour channels replaced by the baseline."""
+
+    name = "occlusion"
+    title = "Occlusion"
+    description = (
+        "how much the target's score drops when a square patch is replaced by the baseline (one pass per patch "
+        "position)"
+    )
+    options = ("baseline", "internal_batch_size", "window", "stride")
+
+    def forward_calls(self, shape: torch.Size, options: AttributionOptions) -> int:
+        window, stride = _occlusion_window(shape, options), options.stride
+        windows = ((shape[2] - window) // stride + 1) * ((shape[3] - window) // stride + 1)
+        return 1 + math.ceil(windows / _occlusion_per_eval(shape, options))
+
+    def attribute(
+        self,
+        forward: Callable[[torch.Tensor], torch.Tensor],
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        options: AttributionOptions,
+        side: SiteSide | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        channels, window, stride = inputs.shape[1], _occlusion_window(inputs.shape, options), options.stride
+        attributions = attr.Occlusion(forward).attribute(
+            inputs,
+            sliding_window_shapes=(channels, window, window),
+            strides=(channels, stride, stride),
+            baselines=options.baseline,
+            target=targets,
+            perturbations_per_eval=_occlusion_per_eval(inputs.shape, options),
+        )
+        return attributions, None
+
+
+@register_attribution_method
+class GradCam(AttributionMethod):
+    """Grad-CAM (Selvaraju et al. 2017) at one side of a site, ReLU applied, summed over channels."""
+
+    name = "grad_cam"
+    title = "Grad-CAM"
+    description = "the site's map weighted by its channel-mean gradient, summed over channels, negatives cut (one pass)"
+    at_site = True
+
+    def attribute(
+        self,
+        forward: Callable[[torch.Tensor], torch.Tensor],
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        options: AttributionOptions,
+        side: SiteSide | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        side = _side(side, self)
+        return attr.LayerGradCam(forward, side.layer).attribute(
+            inputs, target=targets, attribute_to_layer_input=side.to_input, relu_attributions=True
+        ), None
+
+
+@register_attribution_method
+class Activation(AttributionMethod):
+    """The site's tensors themselves (the target is ignored)."""
+
+    name = "activation"
+    title = "Activation"
+    description = "the site's feature maps themselves (the target is ignored)"
+    at_site = True
+
+    def attribute(
+        self,
+        forward: Callable[[torch.Tensor], torch.Tensor],
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        options: AttributionOptions,
+        side: SiteSide | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        side = _side(side, self)
+        return attr.LayerActivation(forward, side.layer).attribute(inputs, attribute_to_layer_input=side.to_input), None
+
+
+@register_attribution_method
+class Conductance(AttributionMethod):
+    """Layer conductance (Dhamdhere et al. 2018): Integrated Gradients through the site's units."""
+
+    name = "conductance"
+    title = "Conductance"
+    description = "Integrated Gradients' flow through every unit of the site's map"
+    at_site = True
+    options = ("baseline", "n_steps", "internal_batch_size")
+
+    def forward_calls(self, shape: torch.Size, options: AttributionOptions) -> int:
+        return _path_calls(shape[0], options.n_steps + 1, options.internal_batch_size)
+
+    def attribute(
+        self,
+        forward: Callable[[torch.Tensor], torch.Tensor],
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        options: AttributionOptions,
+        side: SiteSide | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        side = _side(side, self)
+        return attr.LayerConductance(forward, side.layer).attribute(
+            inputs,
+            baselines=options.baseline,
+            target=targets,
+            n_steps=options.n_steps,
+            internal_batch_size=options.internal_batch_size,
+            attribute_to_layer_input=side.to_input,
+        ), None
+
+
+INPUT_METHODS = tuple(name for name, method in ATTRIBUTION_METHODS.items() if not method.at_site)
+"""The names of the methods that attribute to the input pixels."""
+LAYER_METHODS = tuple(name for name, method in ATTRIBUTION_METHODS.items() if method.at_site)
+"""The names of the methods that attribute at a weighting site."""
+
+
 def attribute_input(
     model: nn.Module,
     inputs: ModelInputs,
@@ -338,55 +542,40 @@ def attribute_input(
     stride: int = 4,
     progress: Progress | None = None,
 ) -> InputAttribution:
-    """Attribute the ``target`` column of ``score`` (default: a classifier's logits, the predicted
-    class) to the input pixels.
+    """Attribute the ``target`` column of ``score`` to the input pixels.
 
-    ``method``: "integrated_gradients" (``n_steps`` Gauss-Legendre points from ``baseline``, 0 =
-    the dataset's mean colour in normalised space; returns the convergence delta), "saliency"
-    (absolute gradient, captum's default) or "occlusion" (``window`` x ``window`` patches over all
-    colour channels moved by ``stride``, replaced by ``baseline``). ``internal_batch_size`` bounds
-    how many path points or occluded copies go through the model at once. Call ``model.eval()`` first.
+    Call ``model.eval()`` first.
+
+    Args:
+        model: the model.
+        inputs: its input as it takes it (see the module's docstring).
+        method: the name of an input method of ``ATTRIBUTION_METHODS`` (``INPUT_METHODS``).
+        target: the column to explain: one for all images, one per image, or None for the predicted one.
+        score: the model's output -> scores (N, K) (default: a classifier's logits).
+        override: gates replaced while attributing (``GateOverride``).
+        baseline, n_steps, internal_batch_size, window, stride: ``AttributionOptions``; each method
+            reads those its ``options`` names.
+        progress: called with the fraction done.
+
+    Returns:
+        The attributions (N, C, H, W) in the model's input space, the targets and, for Integrated
+        Gradients, the convergence delta sum(attributions) - (F(x) - F(baseline)).
+
+    Raises:
+        ValueError: an unknown input method, a wrong number of targets, or no float tensor to attribute.
+
+    Examples:
+        >>> result = attribute_input(model.eval(), batch, "integrated_gradients", n_steps=32)
+        >>> result.maps.shape, result.delta  # (N, H, W), summed over colour channels
     """
+    chosen = attribution_method(method, at_site=False)
+    options = AttributionOptions(baseline, n_steps, internal_batch_size, window, stride)
     call = _call_of(inputs, model_device(model))
     inputs = call.tensor.clone()  # a new tensor object: captum may flip requires_grad on it
     targets = _targets(model, call, target, score)
-    images = inputs.shape[0]
+    forward = _CountingForward(model, call, score, chosen.forward_calls(inputs.shape, options), progress)
     with gates_overridden(model, override):
-        if method == "integrated_gradients":
-            expected = _path_calls(images, n_steps, internal_batch_size) + 2
-            forward = _CountingForward(model, call, score, expected, progress)
-            attributions, delta = IntegratedGradients(forward).attribute(
-                inputs,
-                baselines=baseline,
-                target=targets,
-                n_steps=n_steps,
-                internal_batch_size=internal_batch_size,
-                return_convergence_delta=True,
-            )
-        elif method == "saliency":
-            forward = _CountingForward(model, call, score, 1, progress)
-            attributions, delta = Saliency(forward).attribute(inputs.requires_grad_(), target=targets), None
-        elif method == "occlusion":
-            channels, height, width = inputs.shape[1:]
-            window = min(window, height, width)
-            windows = ((height - window) // stride + 1) * ((width - window) // stride + 1)
-            per_eval = max(1, (internal_batch_size or images) // images)
-            forward = _CountingForward(model, call, score, 1 + math.ceil(windows / per_eval), progress)
-            attributions, delta = (
-                Occlusion(forward).attribute(
-                    inputs,
-                    sliding_window_shapes=(channels, window, window),
-                    strides=(channels, stride, stride),
-                    baselines=baseline,
-                    target=targets,
-                    perturbations_per_eval=per_eval,
-                ),
-                None,
-            )
-        else:
-            raise ValueError(
-                f"unknown input attribution method {method!r}; expected one of: {', '.join(INPUT_METHODS)}"
-            )
+        attributions, delta = chosen.attribute(forward, inputs, targets, options)
     forward.finish()
     return InputAttribution(
         method=method,
@@ -397,45 +586,16 @@ def attribute_input(
 
 
 @contextmanager
-def _site_sides(model: nn.Module, site: str) -> Iterator[tuple[tuple[nn.Module, bool], tuple[nn.Module, bool]]]:
+def _site_sides(model: nn.Module, site: str) -> Iterator[tuple[SiteSide, SiteSide]]:
     """The layers (and captum's ``attribute_to_layer_input``) whose tensors are the site's two sides:
     identity modules the weighted map and the product pass through, or, for a placeholder site
     without a gate, the module's own input and output."""
     (spec,) = select_sites(model, [site])
     if not spec.stages:
-        yield (spec.module, True), (spec.module, False)
+        yield SiteSide(spec.module, True), SiteSide(spec.module, False)
         return
     with observation_points(model, site) as (before, after):
-        yield (before, False), (after, False)
-
-
-def _layer_attribution(
-    method: str,
-    forward: _CountingForward,
-    layer: nn.Module,
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    to_input: bool,
-    baseline: float,
-    n_steps: int,
-    internal_batch_size: int | None,
-) -> torch.Tensor:
-    if method == "grad_cam":
-        return LayerGradCam(forward, layer).attribute(
-            inputs, target=targets, attribute_to_layer_input=to_input, relu_attributions=True
-        )
-    if method == "activation":
-        return LayerActivation(forward, layer).attribute(inputs, attribute_to_layer_input=to_input)
-    if method == "conductance":
-        return LayerConductance(forward, layer).attribute(
-            inputs,
-            baselines=baseline,
-            target=targets,
-            n_steps=n_steps,
-            internal_batch_size=internal_batch_size,
-            attribute_to_layer_input=to_input,
-        )
-    raise ValueError(f"unknown layer attribution method {method!r}; expected one of: {', '.join(LAYER_METHODS)}")
+        yield SiteSide(before, False), SiteSide(after, False)
 
 
 def attribute_site(
@@ -452,205 +612,44 @@ def attribute_site(
     internal_batch_size: int | None = None,
     progress: Progress | None = None,
 ) -> LayerAttribution:
-    """Attribute the ``target`` column of ``score`` (default: a classifier's logits, the predicted
-    class) to both sides of weighting site
-    ``site``: the feature map it weighted (before) and its product (after), exactly those tensors
-    also where the product is made inside a larger module's forward.
+    """Attribute the ``target`` column of ``score`` to both sides of weighting site ``site``: the
+    feature map it weighted (before) and its product (after), exactly those tensors also where the
+    product is made inside a larger module's forward.
 
-    ``method``: "grad_cam" (Selvaraju et al. 2017, ReLU applied, summed over channels), "activation"
-    (the site's tensors themselves, target ignored) or "conductance" (``n_steps`` points from
-    ``baseline``). Captum's hooks act on every thread, so the work runs on a private copy of the
-    model: a dashboard's other threads never see them. Call ``model.eval()`` first.
+    Captum's hooks act on every thread, so the work runs on a private copy of the model: a
+    dashboard's other threads never see them. Call ``model.eval()`` first.
+
+    Args:
+        model, inputs, target, score, override, progress: as for ``attribute_input``.
+        site: the site's name (``fmw.find_sites(model)``).
+        method: the name of a site method of ``ATTRIBUTION_METHODS`` (``LAYER_METHODS``).
+        baseline, n_steps, internal_batch_size: ``AttributionOptions`` (conductance reads them).
+
+    Returns:
+        The attributions on both sides, shaped like the site's tensors (N, C, h, w); Grad-CAM's
+        are (N, 1, h, w).
+
+    Raises:
+        ValueError: an unknown site method; KeyError: no site of that name.
+
+    Examples:
+        >>> result = attribute_site(model.eval(), batch, "stages.1.weighting", "grad_cam")
+        >>> result.maps_before[0], result.maps_after[0]
     """
+    chosen = attribution_method(method, at_site=True)
+    options = AttributionOptions(baseline=baseline, n_steps=n_steps, internal_batch_size=internal_batch_size)
     private = copy.deepcopy(model)
     call = _call_of(inputs, model_device(private))
     inputs = call.tensor
     targets = _targets(private, call, target, score)
-    calls = _path_calls(inputs.shape[0], n_steps + 1, internal_batch_size) if method == "conductance" else 1
-    forward = _CountingForward(private, call, score, 2 * calls, progress)
+    forward = _CountingForward(private, call, score, 2 * chosen.forward_calls(inputs.shape, options), progress)
     find_sites(private, example=call.rebuild(inputs[:1]))  # the copy's sites, found on an input it accepts
     with gates_overridden(private, override), _site_sides(private, site) as sides:
-        before, after = [
-            _layer_attribution(
-                method, forward, layer, inputs, targets, to_input, baseline, n_steps, internal_batch_size
-            )
-            for layer, to_input in sides
-        ]
+        before, after = [chosen.attribute(forward, inputs, targets, options, side)[0] for side in sides]
     forward.finish()
     return LayerAttribution(
         method=method, site=site, targets=targets.cpu().numpy(), before=_numpy(before), after=_numpy(after)
     )
-
-
-def _fit_mean_gates(
-    mean_gates: Mapping[str, Mapping[str, torch.Tensor | np.ndarray]], reference: ProbeResult
-) -> dict[str, dict[str, torch.Tensor]]:
-    """Dataset-mean gates shaped for this input, every layout: a gate whose positions differ from the
-    site's gate at this input size resized (bilinear) to it; refuses gates of another model."""
-    fitted: dict[str, dict[str, torch.Tensor]] = {}
-    for record in reference.sites:
-        if record.name not in mean_gates:
-            continue
-        fitted[record.name] = {}
-        for stage, gate in mean_gates[record.name].items():
-            gate = torch.as_tensor(gate).float()
-            actual = record.gates.get(stage)
-            if actual is None or gate.dim() != 4 or gate.shape[1] != actual.shape[1]:
-                shape = None if actual is None else tuple(actual.shape)
-                raise ValueError(
-                    f"the mean {stage} gate {tuple(gate.shape)} for site {record.name!r} does not fit this model "
-                    f"(its {stage} gate is {shape}); compute the statistics with the same checkpoint"
-                )
-            if gate.shape[2:] != actual.shape[2:]:
-                gate = F.interpolate(gate, size=actual.shape[2:], mode="bilinear", align_corners=False)
-            fitted[record.name][stage] = gate
-    return fitted
-
-
-def ablation_steps(
-    model: nn.Module,
-    sites: Sequence[str] | None = None,
-    mean_gates: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
-) -> list[AblationStep]:
-    """Weighting on, then each of ``sites`` (default: every site that has a gate) switched off
-    alone, then all of them off. Switched off means gates at 1, or at ``mean_gates[site]`` when given."""
-    chosen = [spec.name for spec in select_sites(model, sites) if sites is not None or spec.stages]
-    if not chosen:
-        raise ValueError("the model has no weighting site with a gate to switch off")
-    if mean_gates is not None:
-        missing = [name for name in chosen if name not in mean_gates]
-        if missing:
-            raise KeyError(f"no dataset-mean gate for site(s) {', '.join(missing)}; compute statistics for every site")
-
-    def replacements(names: Sequence[str]) -> dict[str, GateReplacement]:
-        return {name: 1.0 if mean_gates is None else mean_gates[name] for name in names}
-
-    steps = [AblationStep(WEIGHTING_ON, (), None)]
-    steps += [AblationStep(name, (name,), replacements([name])) for name in chosen]
-    steps.append(AblationStep(ALL_SITES, tuple(chosen), replacements(chosen)))
-    return steps
-
-
-def _plan(
-    model: nn.Module,
-    call: _Call,
-    sites: Sequence[str] | None,
-    mean_gates: Mapping[str, Mapping[str, torch.Tensor | np.ndarray]] | None,
-) -> tuple[ProbeResult, list[AblationStep]]:
-    """The normal pass (for targets and gate shapes) and the steps, mean gates fitted to this input."""
-    reference = probe(model, call.rebuild(call.tensor), keep_on_device=True, maps=False)
-    fitted = None if mean_gates is None else _fit_mean_gates(mean_gates, reference)
-    return reference, ablation_steps(model, sites, fitted)
-
-
-def compare_weighting_off(
-    model: nn.Module,
-    inputs: ModelInputs,
-    class_names: Sequence[str],
-    *,
-    sites: Sequence[str] | None = None,
-    mean_gates: Mapping[str, Mapping[str, torch.Tensor | np.ndarray]] | None = None,
-    target: Target = None,
-    top_k: int = 5,
-    score: Score = logits_score,
-) -> WeightingOffComparison:
-    """Predictions with weighting on, with each site switched off alone and with all off (gates at 1,
-    or at the dataset-mean gates of ``fmw.analysis.stats.GateStatistics.replacements()``): top-k and the
-    probability of ``target`` (default: the class predicted with weighting on)."""
-    call = _call_of(inputs, model_device(model))
-    reference, steps = _plan(model, call, sites, mean_gates)
-    reference_logits = score(reference.output)
-    targets = reference_logits.argmax(dim=1) if target is None else _targets(model, call, target, score)
-    k = min(top_k, reference_logits.shape[1])
-    rows = []
-    for step in steps:
-        if step.override is None:
-            logits = reference_logits
-        else:
-            with gates_overridden(model, step.override), torch.no_grad():
-                logits = score(call.run(model))
-        probabilities = logits.float().softmax(dim=1)
-        rows.append(
-            PredictionRow(
-                label=step.label,
-                sites=step.sites,
-                probabilities=_numpy(probabilities),
-                top_indices=probabilities.topk(k, dim=1).indices.cpu().numpy(),
-                target_probability=_numpy(probabilities.gather(1, targets.view(-1, 1)).squeeze(1)),
-            )
-        )
-    return WeightingOffComparison(
-        class_names=list(class_names),
-        targets=targets.cpu().numpy(),
-        replacement="1" if mean_gates is None else "dataset mean",
-        rows=rows,
-    )
-
-
-def attributions_with_weighting_off(
-    model: nn.Module,
-    inputs: ModelInputs,
-    method: str = "integrated_gradients",
-    *,
-    sites: Sequence[str] | None = None,
-    mean_gates: Mapping[str, Mapping[str, torch.Tensor | np.ndarray]] | None = None,
-    target: Target = None,
-    score: Score = logits_score,
-    progress: Progress | None = None,
-    **options: Any,
-) -> list[AttributionRow]:
-    """``attribute_input`` under every ``ablation_steps`` step, for one fixed target per image
-    (default: the class predicted with weighting on). ``options`` go to ``attribute_input``;
-    ``progress`` sees the fraction of all steps done."""
-    call = _call_of(inputs, model_device(model))
-    reference, steps = _plan(model, call, sites, mean_gates)
-    targets = score(reference.output).argmax(dim=1) if target is None else _targets(model, call, target, score)
-    rows = []
-    for position, step in enumerate(steps):
-
-        def step_progress(fraction: float, position: int = position) -> None:
-            if progress is not None:
-                progress((position + fraction) / len(steps))
-
-        attribution = attribute_input(
-            model,
-            inputs,
-            method,
-            target=targets,
-            score=score,
-            override=step.override,
-            progress=step_progress,
-            **options,
-        )
-        rows.append(AttributionRow(step.label, step.sites, attribution))
-    return rows
-
-
-def compare_task_weighting_off(
-    model: nn.Module,
-    inputs: ModelInputs,
-    task: str,
-    *,
-    sites: Sequence[str] | None = None,
-    mean_gates: Mapping[str, Mapping[str, torch.Tensor | np.ndarray]] | None = None,
-    postprocess: Callable[[Any], Any] | None = None,
-) -> TaskWeightingOff:
-    """The output with each chosen site switched off alone and with all off (gates at 1, or at the
-    dataset-mean gates), compared with weighting on's by ``task``'s ``compares``: top-1 changes
-    (classification), pixels changed and per-class IoU (segmentation), boxes lost, gained and moved
-    and the score change (detection), the relative change of each output tensor (other). Outputs go
-    through ``postprocess`` first when given (a YOLO-style model's head maps to boxes)."""
-    if task not in TASKS:
-        raise FMWError(f"unknown task {task!r}; give one of: {', '.join(TASKS)}")
-    call = _call_of(inputs, model_device(model))
-    reference, steps = _plan(model, call, sites, mean_gates)
-    on = postprocessed(postprocess, reference.output)
-    rows = []
-    for step in steps[1:]:
-        with gates_overridden(model, step.override), torch.no_grad():
-            off = postprocessed(postprocess, call.run(model))
-        rows.append(TaskChangeRow(step.label, step.sites, TASKS[task].compares(on, off)))
-    return TaskWeightingOff(task, "1" if mean_gates is None else "dataset mean", rows)
 
 
 def task_attribution_score(

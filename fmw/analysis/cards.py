@@ -1,14 +1,94 @@
-"""The model-card table of a directory of checkpoints (accuracy, weighting off, cost, training time
-and the command that reproduces each), and the seed-to-seed spread of same-recipe runs."""
+"""Model cards: one model's card as the Models page and ``fmw info`` show it (``model_card``), the
+table of a directory of checkpoints (accuracy, weighting off, cost, training time and the command
+that reproduces each) and the seed-to-seed spread of same-recipe runs.
+
+Accuracies are recorded as fractions (0..1) or percents: ``percent_or_none`` reads either as a
+percent, ``percent_text`` writes a fraction as a percent with two decimals."""
 
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
+from fmw.device import model_device
 from fmw.errors import CheckpointError
 from fmw.io import LoadedCheckpoint, load_checkpoint
 from fmw.layers import WEIGHTING_LAYERS
+from fmw.models import ModelHandle, count_multiply_adds, count_parameters
+from fmw.sites import find_sites
+
+__all__ = [
+    "ModelCard",
+    "card_rows",
+    "model_card",
+    "percent_or_none",
+    "percent_text",
+    "render",
+    "seed_noise",
+    "training_command",
+]
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What the Models page shows for one model; accuracies in percent, None when unknown."""
+
+    name: str
+    weighting: str
+    parameters: int
+    multiply_adds: int
+    input_size: tuple[int, int]
+    top1: float | None
+    top1_weighting_off: float | None
+
+
+def percent_or_none(value: object) -> float | None:
+    """A recorded metric as a percent: a fraction (0..1) times 100, a larger number as it is;
+    None for anything that is not a number."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    return float(value) * 100.0 if 0.0 <= value <= 1.0 else float(value)
+
+
+def percent_text(value: object) -> str:
+    """A fraction (0..1) written as a percent with two decimals ("88.51"); "n/a" for no number."""
+    return f"{100 * value:.2f}" if isinstance(value, (int, float)) else "n/a"
+
+
+def model_card(loaded: ModelHandle, name: str) -> ModelCard:
+    """One model's card.
+
+    Args:
+        loaded: any model, as ``fmw.load_model`` opens it.
+        name: the name the card shows.
+
+    Returns:
+        Parameters, multiply-adds at the model's input size, the recorded accuracies in percent
+        (fmw checkpoints only; None otherwise), and the weighting its checkpoint declares, else the
+        kinds of the sites found in it.
+
+    Examples:
+        >>> card = model_card(fmw.load_model("cbam"), "cbam")
+        >>> card.parameters, card.top1
+    """
+    weighting = loaded.weighting
+    if weighting is None:
+        example = torch.zeros(1, loaded.in_channels, *loaded.input_size, device=model_device(loaded.model))
+        kinds = sorted({site.kind for site in find_sites(loaded.model, example)})
+        weighting = f"{loaded.family}: {', '.join(kinds) or 'none'}"
+    metrics = loaded.metrics
+    return ModelCard(
+        name=name,
+        weighting=weighting,
+        parameters=count_parameters(loaded.model),
+        multiply_adds=count_multiply_adds(loaded.model, loaded.input_size, loaded.in_channels),
+        input_size=loaded.input_size,
+        top1=percent_or_none(metrics.get("test_top1")),
+        top1_weighting_off=percent_or_none(metrics.get("test_top1_weighting_off")),
+    )
 
 
 def training_command(loaded: LoadedCheckpoint, out: str) -> str:
@@ -34,10 +114,6 @@ def training_command(loaded: LoadedCheckpoint, out: str) -> str:
     return " ".join(parts)
 
 
-def _percent(value: object) -> str:
-    return f"{100 * value:.2f}" if isinstance(value, (int, float)) else "n/a"
-
-
 def card_rows(checkpoints: list[LoadedCheckpoint], directory: str) -> list[str]:
     order = {kind: index for index, kind in enumerate(WEIGHTING_LAYERS)}
     rows = [
@@ -53,7 +129,7 @@ def card_rows(checkpoints: list[LoadedCheckpoint], directory: str) -> list[str]:
         minutes = metrics.get("train_seconds", 0) / 60
         rows.append(
             f"| {loaded.metadata.weighting} | {metrics.get('parameters', 0):,} | {metrics.get('multiply_adds', 0):,} "
-            f"| {_percent(metrics.get('test_top1'))} | {_percent(metrics.get('test_top1_weighting_off'))} "
+            f"| {percent_text(metrics.get('test_top1'))} | {percent_text(metrics.get('test_top1_weighting_off'))} "
             f"| {minutes:.1f} min | {' '.join(str(metrics.get('machine', 'n/a')).split())} "
             f"| {loaded.metadata.recipe.get('seed')} "
             f"| `{training_command(loaded, f'{directory}/{name}')}` |"
@@ -75,9 +151,9 @@ def seed_noise(checkpoints: list[LoadedCheckpoint]) -> list[str]:
         # a checkpoint without a recorded seed is left out of the list (None does not sort with ints)
         seeds = sorted(seed for c in group if isinstance(seed := c.metadata.recipe.get("seed"), int))
         lines.append(
-            f"- `{kind}`, seeds {seeds}: mean {_percent(statistics.mean(scores))}%, "
+            f"- `{kind}`, seeds {seeds}: mean {percent_text(statistics.mean(scores))}%, "
             f"standard deviation {100 * statistics.stdev(scores):.2f} points, "
-            f"range {_percent(min(scores))}-{_percent(max(scores))}%"
+            f"range {percent_text(min(scores))}-{percent_text(max(scores))}%"
         )
     return lines
 

@@ -1,10 +1,16 @@
 """What one weighting site changed on one image, reduced to what a reader can take in at a glance:
-the mean map over channels before and after, and the few channels whose maps changed most.
+the mean map over channels before and after, the few channels whose maps changed most, and the
+orders in which a site's channels can be listed (``channel_order``).
 
-"Changed most" is by the change of a map's RMS amplitude, ``|rms(after) - rms(before)|``, in the
-maps' own units: a strong channel the gate switched off ranks first, a silent channel that stays
-silent never does. Ties (a site without a gate changes nothing) go to the strongest channel before,
-so a ``none`` site shows its strongest maps, unchanged.
+"Changed most" has one definition, used by Compare, the Layer explorer's "energy change" order, the
+notebook and the report: the change of a map's RMS amplitude (the square root of its energy, the
+mean square), ``|rms(after) - rms(before)|``, in the maps' own units. A strong channel the gate
+switched off ranks first; a near-silent channel ranks low whatever its ratio (a ratio such as
+``|log(after / before)|`` would put a faint channel whose energy went from 1e-10 to 1e-8 above a
+strong one the gate halved, and every channel switched fully off at infinity, tied), so the
+channels shown first are the ones whose change a reader can see. Ties (a site without a gate
+changes nothing) go to the strongest channel before, then the lower index, so a ``none`` site shows
+its strongest maps, unchanged.
 """
 
 from __future__ import annotations
@@ -14,9 +20,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from fmw.analysis.layouts import StagedGates, StageSummary
-from fmw.analysis.service import ENERGY_FLOOR, SiteSummary
+from fmw.analysis.summaries import ENERGY_FLOOR, SiteSummary
 
-__all__ = ["SHOWN_CHANNELS", "ChangedChannel", "SiteChange", "changed_channels", "kept_energy", "site_change"]
+__all__ = [
+    "ORDERINGS",
+    "SHOWN_CHANNELS",
+    "ChangedChannel",
+    "SiteChange",
+    "available_orderings",
+    "change_order",
+    "changed_channels",
+    "channel_order",
+    "kept_energy",
+    "site_change",
+]
+
+ORDERINGS = ("index", "gate", "energy change")
+"""The orders ``channel_order`` lists a site's channels in."""
 
 SHOWN_CHANNELS = 4  # channels a summary keeps by default: the Compare view draws each before and after
 
@@ -57,19 +77,85 @@ class SiteChange(StagedGates):
     kept_energy: float  # energy after / before over all channels (1 where the site was silent)
 
 
-def changed_channels(site: SiteSummary, count: int) -> np.ndarray:
-    """The ``count`` channel indices whose RMS amplitude the weighting changed most, most first;
-    ties broken by the larger RMS amplitude before, then by the lower index."""
-    if count < 1:
-        raise ValueError(f"count must be at least 1, got {count}")
+def change_order(site: SiteSummary) -> np.ndarray:
+    """Every channel index of ``site``, the one whose RMS amplitude the weighting changed most
+    first (the module's one definition of "changed most"); ties broken by the larger RMS amplitude
+    before, then by the lower index."""
     rms_before = np.sqrt(site.energy_before.astype(np.float64))
     change = np.abs(np.sqrt(site.energy_after.astype(np.float64)) - rms_before)
-    order = np.lexsort((np.arange(site.channels), -rms_before, -change))  # last key sorts first
-    return order[: min(count, site.channels)]
+    return np.lexsort((np.arange(site.channels), -rms_before, -change))  # last key sorts first
+
+
+def changed_channels(site: SiteSummary, count: int) -> np.ndarray:
+    """The ``count`` channels the weighting changed most, most first.
+
+    Args:
+        site: one site on one image.
+        count: how many (at least 1; fewer when the site has fewer channels).
+
+    Returns:
+        Channel indices: the first ``count`` of ``change_order(site)``.
+
+    Examples:
+        >>> changed_channels(analysis.sites[0], 4)
+        array([17,  3, 40, 22])
+    """
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    return change_order(site)[: min(count, site.channels)]
+
+
+def available_orderings(site: SiteSummary) -> tuple[str, ...]:
+    """The channel orderings that mean something for ``site`` ("gate" needs a gate with a channel axis)."""
+    return ORDERINGS if site.channel_values is not None else tuple(o for o in ORDERINGS if o != "gate")
+
+
+def channel_order(site: SiteSummary, by: str) -> np.ndarray:
+    """``site``'s channel indices in display order.
+
+    Args:
+        site: one site on one image.
+        by: "index"; "gate" (the first stage with a channel axis, per channel its mean over
+            positions, largest first; stable on ties); or "energy change" (``change_order``: the
+            channel the weighting changed most first).
+
+    Returns:
+        A permutation of ``range(site.channels)``.
+
+    Raises:
+        ValueError: an unknown ordering, or "gate" for a site with no gate over channels.
+
+    Examples:
+        >>> order = channel_order(analysis.sites[0], "energy change")
+        >>> analysis.sites[0].before[order[:8]]  # the eight maps the weighting changed most
+    """
+    if by == "index":
+        return np.arange(site.channels)
+    if by == "gate":
+        values = site.channel_values
+        if values is None:
+            raise ValueError(f"site {site.name!r} ({site.kind}) has no gate with a channel axis to order by")
+        return np.argsort(-values, kind="stable")
+    if by == "energy change":
+        return change_order(site)
+    raise ValueError(f"unknown channel ordering {by!r}; expected one of: {', '.join(ORDERINGS)}")
 
 
 def site_change(site: SiteSummary, count: int = SHOWN_CHANNELS) -> SiteChange:
-    """``site`` reduced to its channel-mean maps and the ``count`` channels it changed most."""
+    """``site`` reduced to what Compare draws.
+
+    Args:
+        site: one site on one image (``analyse_image(...).sites[i]``).
+        count: how many of the channels it changed most to keep.
+
+    Returns:
+        The channel-mean maps before and after, the ``count`` channels it changed most (their maps,
+        RMS amplitudes and gates), its stages and the share of energy it kept.
+
+    Examples:
+        >>> change = site_change(analysis.sites[0])
+        >>> [channel.channel for channel in change.channels], change.kept_energy
+    """
     chosen = changed_channels(site, count)
     rms_before = np.sqrt(site.energy_before.astype(np.float64))
     rms_after = np.sqrt(site.energy_after.astype(np.float64))

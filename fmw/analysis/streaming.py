@@ -23,9 +23,9 @@ from tqdm import tqdm
 
 from fmw.analysis.distributed import all_gather_objects, all_reduce_sum, rank_and_world
 from fmw.analysis.evaluation import Accuracy, AccuracyReport, confusion_counts
+from fmw.analysis.images import class_names_of
 from fmw.analysis.labels import LabelMatch
 from fmw.analysis.prediction import view_logits
-from fmw.analysis.service import class_names_of
 from fmw.analysis.stats import GateAccumulator, GateStatistics
 from fmw.device import model_device
 from fmw.errors import DataError

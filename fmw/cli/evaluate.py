@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
+from fmw.analysis.images import task_of
 from fmw.analysis.prediction import VIEWS
-from fmw.analysis.service import task_of
 from fmw.analysis.streaming import folder_accuracy
 from fmw.cli.models import describe
 from fmw.cli.options import add_data_options, add_model_options, add_reading_options, model_and_images

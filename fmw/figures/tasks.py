@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from fmw.analysis.attribution import TaskWeightingOff
+from fmw.analysis.ablation import TaskWeightingOff
 from fmw.models.tasks import Detection, Segmentation
 
 PALETTE = qualitative.Dark24 + qualitative.Light24  # one colour per shown class, largest share first

@@ -8,17 +8,10 @@ from torch import nn
 
 
 class WeightingLayer(nn.Module):
-    """Base class: a module that multiplies its input by one or more gates.
-
-    ``kind`` is the registry name; ``gate_modules()`` maps a stage name ("channel",
-    "spatial") to the submodule whose output is that stage's gate, in the order the
-    gates are applied.
-    """
+    """Base class: a module that multiplies its input by one or more gates; ``kind`` is its
+    registry name. fmw finds the gates by observing the products (``fmw.probe``), not from the layer."""
 
     kind: str = ""
-
-    def gate_modules(self) -> dict[str, nn.Module]:
-        raise NotImplementedError
 
 
 class NoWeighting(WeightingLayer):
@@ -29,9 +22,6 @@ class NoWeighting(WeightingLayer):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.channels = channels
-
-    def gate_modules(self) -> dict[str, nn.Module]:
-        return {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x

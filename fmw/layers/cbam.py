@@ -61,9 +61,6 @@ class CBAM(WeightingLayer):
         self.channel = CBAMChannelGate(channels, reduction, min_hidden)
         self.spatial = CBAMSpatialGate(spatial_kernel)
 
-    def gate_modules(self) -> dict[str, nn.Module]:
-        return {"channel": self.channel.gate, "spatial": self.spatial.gate}
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x * self.channel(x)
         return x * self.spatial(x)

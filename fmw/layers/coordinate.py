@@ -32,9 +32,6 @@ class CoordinateAttention(WeightingLayer):
         self.height_gate = nn.Sigmoid()
         self.width_gate = nn.Sigmoid()
 
-    def gate_modules(self) -> dict[str, nn.Module]:
-        return {"coord_w": self.width_gate, "coord_h": self.height_gate}
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height = x.shape[2]
         along_height = x.mean(dim=3, keepdim=True)  # (N, C, H, 1)

@@ -32,9 +32,6 @@ class EfficientChannelAttention(WeightingLayer):
         self.conv = nn.Conv1d(1, 1, kernel_size=k, padding=k // 2, bias=False)
         self.gate = nn.Sigmoid()
 
-    def gate_modules(self) -> dict[str, nn.Module]:
-        return {"channel": self.gate}
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c = x.shape[:2]
         descriptor = x.mean(dim=(2, 3)).view(n, 1, c)

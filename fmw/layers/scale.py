@@ -33,8 +33,5 @@ class ChannelScaling(WeightingLayer):
         super().__init__()
         self.gate = LearnedScale(channels)
 
-    def gate_modules(self) -> dict[str, nn.Module]:
-        return {"channel": self.gate}
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x)

@@ -27,9 +27,6 @@ class SimAM(WeightingLayer):
         self.regularisation = regularisation
         self.gate = nn.Sigmoid()
 
-    def gate_modules(self) -> dict[str, nn.Module]:
-        return {"full": self.gate}
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         positions = x.shape[2] * x.shape[3]
         deviation = (x - x.mean(dim=(2, 3), keepdim=True)).pow(2)

@@ -23,8 +23,5 @@ class SpatialAttention(WeightingLayer):
         self.conv = nn.Conv2d(channels, 1, kernel_size=1)
         self.gate = gate_layer()
 
-    def gate_modules(self) -> dict[str, nn.Module]:
-        return {"spatial": self.gate}
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(self.conv(x))

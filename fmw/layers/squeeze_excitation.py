@@ -39,8 +39,5 @@ class SqueezeExcitation(WeightingLayer):
         self.fc2 = nn.Conv2d(hidden, channels, kernel_size=1)
         self.gate = gate_layer()
 
-    def gate_modules(self) -> dict[str, nn.Module]:
-        return {"channel": self.gate}
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(self.fc2(self.activation(self.fc1(self.pool(x)))))

@@ -32,6 +32,7 @@ __all__ = [
     "TopK",
     "check_task",
     "infer_task",
+    "most_likely",
     "postprocessed",
     "segmentation_logits",
     "task_score",
@@ -126,9 +127,16 @@ class OtherOutput:
 Prediction = TopK | Segmentation | Detection | OtherOutput
 
 
+def most_likely(probabilities: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` largest of ``probabilities`` (..., K) along the last axis and their class indices,
+    most likely first; all K when there are fewer. fmw's one top-k: predictions, the notebook and
+    the weighting-off comparison read it."""
+    values, indices = probabilities.topk(min(k, probabilities.shape[-1]), dim=-1)
+    return values, indices
+
+
 def _classify(output: Any, image: int, class_names: Sequence[str], top_k: int, threshold: float) -> TopK:
-    probabilities = output[image].float().softmax(0)
-    values, indices = probabilities.topk(min(top_k, probabilities.numel()))
+    values, indices = most_likely(output[image].float().softmax(0), top_k)
     return TopK([(int(i), _name(class_names, int(i)), float(p)) for p, i in zip(values, indices, strict=True)])
 
 

@@ -24,14 +24,14 @@ from fmw.analysis import (
     prepare_image,
     summarise_site,
 )
-from fmw.analysis.attribution import compare_task_weighting_off, compare_weighting_off
+from fmw.analysis.ablation import compare_task_weighting_off, compare_weighting_off
 from fmw.errors import FMWError
 from fmw.figures import explorer_grids_figure, site_column_figure, stage_figure, stage_title, weighting_off_figure
 from fmw.figures.tasks import detection_figure, segmentation_figure, task_weighting_off_figure
 from fmw.io import LoadedCheckpoint, decode_image
 from fmw.io.model_spec import ModelOptions, load_model
 from fmw.models.handle import ModelHandle
-from fmw.models.tasks import TASKS, Detection, Segmentation, postprocessed
+from fmw.models.tasks import TASKS, Detection, Segmentation, most_likely, postprocessed
 from fmw.models.tasks import Prediction as TaskPrediction
 from fmw.models.user import IMAGENET_MEAN, IMAGENET_STD, UserModelOptions, wrap_module
 from fmw.models.zoo import seen_images
@@ -171,7 +171,7 @@ class Inspection:
         if self.task != "classification":
             return self.task_predictions(image, k, threshold)
         probabilities = self.result.logits[image].float().softmax(0)
-        values, indices = probabilities.topk(min(k, probabilities.numel()))
+        values, indices = most_likely(probabilities, k)
         return [Prediction(int(i), self.class_names[int(i)], float(p)) for p, i in zip(values, indices, strict=True)]
 
     def prediction_figure(self, image: int = 0, threshold: float = 0.5) -> go.Figure:

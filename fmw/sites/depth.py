@@ -1,14 +1,20 @@
 """Where each weighting site sits in its network (forward position, resolution stage), so that sites
-of models with different depths and input sizes can be matched for side-by-side comparison."""
+of models with different depths and input sizes can be matched for side-by-side comparison.
+
+Matching by depth has one rule: a site's relative depth is its forward index scaled to 0..1, and a
+position is matched to the site of the other model nearest to it in relative depth, the earlier
+site on a tie. ``match_sites`` applies it to the sites of two probed models, ``site_index_at_depth``
+to a position of a depth slider (the dashboard's Compare)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from fmw.sites.probe import ProbeResult
 
-__all__ = ["SiteDepth", "match_sites", "site_depths"]
+__all__ = ["SiteDepth", "match_sites", "site_depths", "site_index_at_depth"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +36,35 @@ class SiteDepth:
 
 
 def _fraction(index: int, count: int) -> float:
+    """The relative depth of the ``index``-th of ``count`` sites: 0 for the first, 1 for the last."""
     return index / (count - 1) if count > 1 else 0.0
+
+
+def _nearest(depth: float, depths: Sequence[float]) -> int:
+    """The position in ``depths`` of the relative depth nearest to ``depth``; the earlier on a tie."""
+    return min(range(len(depths)), key=lambda position: (abs(depth - depths[position]), position))
+
+
+def site_index_at_depth(depth: int, depths: int, sites: int) -> int:
+    """The site of a model with ``sites`` sites at step ``depth`` of a slider with ``depths`` steps
+    (0 = first site, depths - 1 = last), so that models with different numbers of sites line up.
+
+    Args:
+        depth: the slider's step.
+        depths: the slider's steps (the most sites any compared model has).
+        sites: the model's sites (at least 1).
+
+    Returns:
+        The index of the site nearest in relative depth (the earlier on a tie), as ``match_sites``
+        matches.
+
+    Examples:
+        >>> site_index_at_depth(1, 3, 5)  # the middle of three steps is the middle of five sites
+        2
+    """
+    if sites < 1:
+        raise ValueError("the model has no weighting sites")
+    return _nearest(_fraction(depth, depths), [_fraction(index, sites) for index in range(sites)])
 
 
 def site_depths(result: ProbeResult) -> list[SiteDepth]:
@@ -65,10 +99,13 @@ def match_sites(
     if by not in ("depth", "stage"):
         raise ValueError(f"by must be 'depth' or 'stage', got {by!r}")
 
-    def distance(a: SiteDepth, b: SiteDepth) -> tuple[float, ...]:
-        depth = abs(a.relative_depth - b.relative_depth)
-        return (depth, b.index) if by == "depth" else (abs(a.relative_stage - b.relative_stage), depth, b.index)
-
     if not depths_b:
         return []
+    if by == "depth":
+        relative = [b.relative_depth for b in depths_b]
+        return [(a, depths_b[_nearest(a.relative_depth, relative)]) for a in depths_a]
+
+    def distance(a: SiteDepth, b: SiteDepth) -> tuple[float, ...]:
+        return (abs(a.relative_stage - b.relative_stage), abs(a.relative_depth - b.relative_depth), b.index)
+
     return [(a, min(depths_b, key=lambda b: distance(a, b))) for a in depths_a]
