@@ -35,7 +35,7 @@ INTRO = (
 PREFERRED_KINDS = ("cbam", "channel", "eca", "spatial", "scale")  # CBAM first: a channel and a spatial gate
 ORDERING_HELP = (
     "index: channel 0 first · gate: largest channel gate first · "
-    "energy change: the channel whose energy (mean square) weighting changed most first"
+    "energy change: the channels the weighting changed most first (by RMS amplitude, as Compare picks them)"
 )
 
 
