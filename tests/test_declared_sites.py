@@ -5,7 +5,6 @@ layer shown through the same declaration."""
 
 from __future__ import annotations
 
-import doctest
 from collections.abc import Iterator
 
 import pytest
@@ -114,10 +113,3 @@ def test_fmws_none_layer_is_a_declared_site_without_a_gate() -> None:
     assert len(records) == 3
     assert all(record.kind == "none" and record.stages == [] for record in records)
     assert all(torch.equal(record.before, record.after) for record in records)
-
-
-def test_the_example_in_declare_sites_docstring_runs() -> None:
-    import fmw.sites.declared
-
-    outcome = doctest.testmod(fmw.sites.declared)
-    assert outcome.attempted >= 5 and outcome.failed == 0

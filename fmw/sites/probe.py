@@ -184,12 +184,32 @@ def default_example(model: nn.Module) -> torch.Tensor:
 
 
 def find_sites(model: nn.Module, example: ModelInputs | None = None, *, rediscover: bool = False) -> list[SiteSpec]:
-    """Every weighting site of ``model``, in forward order, as its last probe found them; when it
-    has not been probed (or its modules changed since), or with ``rediscover``, as one forward pass
-    on ``example`` (any input ``probe`` takes) finds them (default: ``default_example(model)``),
-    every operation watched. Sites
+    """Every weighting site of ``model``, in forward order.
+
+    The sites its last probe found; when it has not been probed (or its modules changed since), or
+    with ``rediscover``, those one forward pass on ``example`` finds, every operation watched. Sites
     depend on the computation, so a model whose forward branches on its input may show other sites
-    for other inputs."""
+    for other inputs.
+
+    Args:
+        model: any ``nn.Module`` whose forward runs in Python.
+        example: an input ``probe`` takes (default: ``default_example(model)``, one image of the
+            fmw family's size, else one 3x224x224 image).
+        rediscover: run the discovering pass even when the sites are known.
+
+    Returns:
+        A ``SiteSpec`` per site: ``name``, ``kind``, ``module`` and ``stages`` (each a
+        ``StageSpec``: ``name``, ``layout``, whether the gate is ``static``).
+
+    Raises:
+        FMWError: when the model cannot run on the example (the message says what to pass).
+
+    Example:
+        >>> from fmw.models import build_model
+        >>> from fmw.sites import find_sites
+        >>> [(site.name, [stage.layout for stage in site.stages]) for site in find_sites(build_model(weighting="eca"))]
+        [('stages.0.weighting', ['channel']), ('stages.1.weighting', ['channel']), ('stages.2.weighting', ['channel'])]
+    """
     remembered = None if rediscover else _remembered(model)
     if remembered is not None:
         return remembered
@@ -260,15 +280,37 @@ def override_gates(
     *,
     value: float = 1.0,
 ) -> Iterator[list[SiteSpec]]:
-    """Within the block, replace gates with constants: every weighting product's gate with
-    ``value`` (1.0 = weighting switched off: the map passes through bit-identical) when
-    ``replacements`` is None, else only the named sites'.
+    """Within the block, replace gates with constants (for the calling thread's forward passes).
 
-    A replacement is a number, a tensor in the contract's layout (e.g. a dataset-mean gate of
-    shape (1, C, 1, 1)), or a mapping from stage name ("channel", "spatial") to either. Only the
-    calling thread's forward passes are affected; in-place products are replaced in place.
-    The list yielded holds the sites replaced: with ``replacements`` None, those the model's last
-    probe found, brought up to date by every pass within the block.
+    With ``value`` 1.0 (the default) every weighted map passes through bit-identical: the model
+    computes what it would with its multiplications deleted. In-place products are replaced in
+    place. Called on a model not yet probed, it first runs one discovering pass on the input of its
+    first pass, so that it never replaces a normalisation's scale or a self-gating activation.
+    Sites declared with ``declare_site`` are shown, not replaced.
+
+    Args:
+        model: any ``nn.Module`` whose forward runs in Python.
+        replacements: None to replace every gate by ``value``; else site name -> replacement: a
+            number, a tensor in the stage's recorded layout (e.g. a dataset-mean gate of shape
+            (1, C, 1, 1)), or a mapping from stage name ("channel", "spatial", ...) to either.
+            Unknown site names raise ``KeyError`` listing the known ones.
+        value: the constant every gate becomes when ``replacements`` is None.
+
+    Yields:
+        The sites replaced: with ``replacements`` None, those the model's last probe found, brought
+        up to date by every pass within the block.
+
+    Example:
+        >>> import torch
+        >>> from fmw.models import build_model
+        >>> from fmw.sites import override_gates
+        >>> model, x = build_model(weighting="cbam").eval(), torch.rand(1, 3, 32, 32)
+        >>> with override_gates(model), torch.no_grad():  # weighting switched off
+        ...     off = model(x)
+        >>> with override_gates(model, {"stages.0.weighting": {"spatial": 0.5}}) as sites, torch.no_grad():
+        ...     half = model(x)
+        >>> [site.name for site in sites], tuple(off.shape)
+        (['stages.0.weighting'], (1, 10))
     """
     if replacements is None:  # every product: the sites are found on the first pass's own input
         sites = list(_remembered(model) or [])
@@ -326,19 +368,44 @@ def probe(
 ) -> ProbeResult:
     """Run ``model`` once on ``images`` and record every weighting site.
 
-    ``images`` is the model's input as it takes it: a batch (N, C, H, W), a list of image tensors
-    (torchvision's detectors), or ``Inputs(*args, **kwargs)`` for any other call. The model's output
-    comes back as it is, whatever its structure (``ProbeResult.output``; ``.logits`` when it is
-    one tensor).
-
     Records come in forward order (the order of each site's first product); ``after`` is a copy of
     the very tensor the model went on with, ``before`` a copy of the map as it was multiplied, gates
-    in the contract's layout. Tensors are moved to the CPU unless ``keep_on_device``. With
-    ``maps=False`` only the gates (and the output) are recorded: ``before`` and ``after`` are meta tensors
-    (shape and dtype, no values), so that a loop that needs only gates (gate statistics) holds no
-    feature map of the model's beyond the point where a plain pass frees it. The model runs
-    as it is (call ``model.eval()`` first for inference behaviour), without gradients. A model with
-    no weighting gives no records (``ProbeResult.message`` says what fmw looks for).
+    in the contract's layout. The model runs as it is (call ``model.eval()`` first for inference
+    behaviour), without gradients. The first probe of a model watches every operation (discovery);
+    later ones only the modules that made its products. A model with no weighting gives no records
+    (``ProbeResult.message`` says what fmw looks for).
+
+    Args:
+        model: any ``nn.Module`` whose forward runs in Python (TorchScript and ``torch.compile``d
+            models are refused with a message).
+        images: the model's input as it takes it: a batch (N, C, H, W), a list of image tensors
+            (torchvision's detectors), or ``Inputs(*args, **kwargs)`` for any other call.
+        sites: record only these sites (by name; an unknown name raises ``KeyError`` listing the
+            known ones). Default: all.
+        keep_on_device: leave the recorded tensors and the output on the model's device instead of
+            moving them to the CPU.
+        maps: with False only the gates (and the output) are recorded: ``before`` and ``after`` are
+            meta tensors (shape and dtype, no values), so that a loop that needs only gates (gate
+            statistics) holds no feature map beyond where a plain pass frees it.
+
+    Returns:
+        A ``ProbeResult``: ``sites``, a ``SiteRecord`` per site (``name``, ``kind``, ``before``,
+        ``after``, ``stages``: each stage's ``name``, ``layout`` and ``gate``), and ``output``, the
+        model's output as it returned it (``.logits`` when it is one tensor).
+
+    Example:
+        >>> import torch
+        >>> from fmw.models import build_model
+        >>> from fmw.sites import probe
+        >>> model = build_model(weighting="cbam").eval()
+        >>> result = probe(model, torch.rand(2, 3, 32, 32))
+        >>> [(record.name, record.kind) for record in result.sites]
+        [('stages.0.weighting', 'cbam'), ('stages.1.weighting', 'cbam'), ('stages.2.weighting', 'cbam')]
+        >>> first = result.sites[0]
+        >>> tuple(first.before.shape), [(stage.name, stage.layout, tuple(stage.gate.shape)) for stage in first.stages]
+        ((2, 64, 15, 15), [('channel', 'channel', (2, 64, 1, 1)), ('spatial', 'spatial', (2, 1, 15, 15))])
+        >>> tuple(result.logits.shape)
+        (2, 10)
     """
     call = as_inputs(images)
     refuse_unobservable(model)
