@@ -172,8 +172,23 @@ def ablation_steps(
     sites: Sequence[str] | None = None,
     mean_gates: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
 ) -> list[AblationStep]:
-    """Weighting on, then each of ``sites`` (default: every site that has a gate) switched off
-    alone, then all of them off. Switched off means gates at 1, or at ``mean_gates[site]`` when given."""
+    """Weighting on, then each of ``sites`` switched off alone, then all of them off.
+
+    Args:
+        model: the model (its sites found by ``fmw.find_sites`` or a probe before).
+        sites: the sites to switch off (default: every site that has a gate).
+        mean_gates: per site, per stage, the gate to put in place (default: every gate at 1).
+
+    Returns:
+        The steps, "weighting on" first and "all sites" last.
+
+    Raises:
+        ValueError: no site with a gate; KeyError: a chosen site has no mean gate.
+
+    Examples:
+        >>> [step.label for step in ablation_steps(model)]
+        ['weighting on', 'stages.0.weighting', 'stages.1.weighting', 'stages.2.weighting', 'all sites']
+    """
     chosen = [spec.name for spec in select_sites(model, sites) if sites is not None or spec.stages]
     if not chosen:
         raise ValueError("the model has no weighting site with a gate to switch off")
@@ -214,9 +229,26 @@ def compare_weighting_off(
     top_k: int = 5,
     score: Score = logits_score,
 ) -> WeightingOffComparison:
-    """Predictions with weighting on, with each site switched off alone and with all off (gates at 1,
-    or at the dataset-mean gates of ``fmw.analysis.stats.GateStatistics.replacements()``): top-k and the
-    probability of ``target`` (default: the class predicted with weighting on)."""
+    """A classifier's predictions with weighting on, with each site switched off alone and with all off.
+
+    Args:
+        model: the classifier (``model.eval()`` first).
+        inputs: its input as it takes it.
+        class_names: the names of its classes.
+        sites: the sites to switch off (default: every site that has a gate).
+        mean_gates: gates to put in place (default: 1), e.g.
+            ``fmw.analysis.stats.GateStatistics.replacements()``, resized to this input's positions.
+        target: the class whose probability is followed (default: the one predicted with weighting on).
+        top_k: how many classes each row keeps.
+        score: the model's output -> logits (N, classes).
+
+    Returns:
+        One ``PredictionRow`` per ``ablation_steps`` step; ``.table(image)`` puts them in words.
+
+    Examples:
+        >>> comparison = compare_weighting_off(model.eval(), batch, class_names)
+        >>> comparison.table(0)[-1]["prediction changed"]  # all sites off
+    """
     call = _call_of(inputs, model_device(model))
     reference, steps = _plan(model, call, sites, mean_gates)
     reference_logits = score(reference.output)
@@ -259,9 +291,23 @@ def attributions_with_weighting_off(
     progress: Progress | None = None,
     **options: Any,
 ) -> list[AttributionRow]:
-    """``attribute_input`` under every ``ablation_steps`` step, for one fixed target per image
-    (default: the class predicted with weighting on). ``options`` go to ``attribute_input``;
-    ``progress`` sees the fraction of all steps done."""
+    """``attribute_input`` under every ``ablation_steps`` step, for one fixed target per image.
+
+    Args:
+        model, inputs, sites, mean_gates: as for ``compare_weighting_off``.
+        method: an input method of ``fmw.analysis.attribution.ATTRIBUTION_METHODS``.
+        target: the class explained (default: the one predicted with weighting on), the same in every step.
+        score: the model's output -> scores (N, K).
+        progress: sees the fraction of all steps done.
+        options: go to ``attribute_input`` (``n_steps``, ``baseline``, ...).
+
+    Returns:
+        One ``AttributionRow`` per step, "weighting on" first.
+
+    Examples:
+        >>> rows = attributions_with_weighting_off(model.eval(), batch, "saliency")
+        >>> {row.label: row.attribution.maps[0].sum() for row in rows}
+    """
     call = _call_of(inputs, model_device(model))
     reference, steps = _plan(model, call, sites, mean_gates)
     targets = score(reference.output).argmax(dim=1) if target is None else _targets(model, call, target, score)
@@ -295,11 +341,24 @@ def compare_task_weighting_off(
     mean_gates: Mapping[str, Mapping[str, torch.Tensor | np.ndarray]] | None = None,
     postprocess: Callable[[Any], Any] | None = None,
 ) -> TaskWeightingOff:
-    """The output with each chosen site switched off alone and with all off (gates at 1, or at the
-    dataset-mean gates), compared with weighting on's by ``task``'s ``compares``: top-1 changes
-    (classification), pixels changed and per-class IoU (segmentation), boxes lost, gained and moved
-    and the score change (detection), the relative change of each output tensor (other). Outputs go
-    through ``postprocess`` first when given (a YOLO-style model's head maps to boxes)."""
+    """Any model's output with each chosen site switched off alone and with all off, compared with
+    weighting on's as its task measures it.
+
+    Args:
+        model, inputs, sites, mean_gates: as for ``compare_weighting_off``.
+        task: one of ``fmw.models.tasks.TASKS``: top-1 changes (classification), pixels changed and
+            per-class IoU (segmentation), boxes lost, gained and moved and the score change
+            (detection), the relative change of each output tensor (other).
+        postprocess: turns the raw output into the task's structure first (a YOLO-style head's maps
+            into boxes).
+
+    Returns:
+        One ``TaskChangeRow`` per step off; ``.table()`` lists them.
+
+    Examples:
+        >>> handle = fmw.load_model("torchvision:fcos_resnet50_fpn")
+        >>> compare_task_weighting_off(handle.model, [image], handle.task).table()
+    """
     if task not in TASKS:
         raise FMWError(f"unknown task {task!r}; give one of: {', '.join(TASKS)}")
     call = _call_of(inputs, model_device(model))

@@ -661,11 +661,27 @@ def task_attribution_score(
     box: int = 0,
     tensor: int = 0,
 ) -> Score:
-    """``task``'s attribution score (``fmw.models.tasks.task_score``), fixed by one pass with weighting
-    on: classification, the logits (target: a class); segmentation, each class's logits summed where
-    it is predicted (target: a class); detection, the score of the ``box``-th best box of the first
-    image, matched by IoU in every pass (target 0); other, the sum of output tensor ``tensor``
-    (target 0). Outputs go through ``postprocess`` first when given."""
+    """``task``'s attribution score (``fmw.models.tasks.task_score``), fixed by one pass with weighting on.
+
+    Args:
+        model, inputs: as for ``attribute_input``.
+        task: classification, the logits (target: a class); segmentation, each class's logits summed
+            where it is predicted (target: a class); detection, the score of the ``box``-th best box
+            of the first image, matched by IoU in every pass (target 0); other, the sum of output
+            tensor ``tensor`` (target 0).
+        postprocess: turns the raw output into the task's structure first.
+        box, tensor: which box (detection) or output tensor (other).
+
+    Returns:
+        A ``Score`` to pass to ``attribute_input`` or ``attribute_site``.
+
+    Raises:
+        FMWError: the detector found no ``box``-th box.
+
+    Examples:
+        >>> score = task_attribution_score(handle.model, [image], "detection", box=0)
+        >>> attribute_input(handle.model, [image], "saliency", score=score, target=0)
+    """
     if task == "classification":
         return logits_score
     call = _call_of(inputs, model_device(model))
