@@ -338,29 +338,30 @@ _FORWARDS = _Forwards()
 
 def _forward_wrapper(forward: Callable[..., Any], key: int) -> Callable[..., Any]:
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        roles = STATE.roles.get(key)
+        state = STATE
+        roles = state.roles.get(key)
         if roles is None:
             return forward(*args, **kwargs)
         if roles[WATCH]:
-            mode = STATE.mode if STATE.hushed else None
+            mode = state.mode if state.hushed else None
             if mode is not None:  # called from within a quiet module: put the mode back meanwhile
                 mode.__enter__()
                 try:
                     return forward(*args, **kwargs)
                 finally:
                     mode.__exit__(None, None, None)
-            STATE.activate(_WeightingMode)
+            state.activate(_WeightingMode)
             try:
                 return forward(*args, **kwargs)
             finally:
-                STATE.deactivate()
-        if not STATE.depth:
+                state.deactivate()
+        if not state.depth:
             return forward(*args, **kwargs)
-        STATE.hush()
+        state.hush()
         try:
             return forward(*args, **kwargs)
         finally:
-            STATE.unhush()
+            state.unhush()
 
     return wrapped
 

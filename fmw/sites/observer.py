@@ -205,10 +205,12 @@ class _State(threading.local):
     def __init__(self) -> None:
         self.observations: list[Observation] = []
         self.static: dict[int, weakref.ref[torch.Tensor]] = {}
-        self.mode: TorchFunctionMode | None = None
+        self.mode: TorchFunctionMode | None = None  # entered: on the stack unless hushed
+        self.spare: TorchFunctionMode | None = None  # the thread's one mode, entered or not
         self.depth = 0
         self.everything = 0  # observations that watch every operation (a discovering pass among them)
         self.hushes: list[bool] = []  # per quiet module running: whether it took the mode off the stack
+        self.hushed = 0  # how many of them did
         self.roles: dict[int, list[int]] = {}  # id(module) -> how many observations watch it, and quiet it
         self.deferrable = False  # every observation only records products discovery judged (``_handle``)
         self.pending: list[tuple[Any, ...]] = []  # products whose bookkeeping waits (``flush_products``)
@@ -222,44 +224,47 @@ class _State(threading.local):
         )
 
     def activate(self, make_mode: Callable[[], TorchFunctionMode]) -> None:
-        """Enter the mode (``make_mode()``, once for all observations) if it is not entered yet."""
+        """Enter the mode (one ``make_mode()`` per thread, serving all its observations) if it is not
+        entered yet."""
         if self.depth == 0:
-            self.mode = make_mode()
-            self.mode.__enter__()
+            if self.spare is None:
+                self.spare = make_mode()
+            self.mode = self.spare
+            _push_stack(self.mode)
         self.depth += 1
 
     def deactivate(self) -> None:
         self.depth -= 1
         if self.depth == 0 and self.mode is not None:
-            self.mode.__exit__(None, None, None)
+            _pop_stack()
             self.mode = None
 
     def hush(self) -> None:
         """Take the mode off the stack while a module that makes no product runs (``_Within``);
-        only when it is on top (nothing entered above it) and no observation watches everything."""
+        only when it is on top (nothing entered above it) and no observation watches everything.
+        (What ``TorchFunctionMode.__exit__`` and ``__enter__`` do, called directly: this runs
+        around every such module.)"""
         mode = self.mode
-        hushed = (
-            mode is not None
-            and not self.everything
-            and not self.hushed
-            and torch._C._len_torch_function_stack() > 0
-            and torch._C._get_function_stack_at(torch._C._len_torch_function_stack() - 1) is mode
-        )
-        if hushed:
-            assert mode is not None
-            mode.__exit__(None, None, None)
+        hushed = False
+        if mode is not None and not self.everything and not self.hushed:
+            depth = _stack_depth()
+            hushed = depth > 0 and _stack_at(depth - 1) is mode
+            if hushed:
+                _pop_stack()
+                self.hushed += 1
         self.hushes.append(hushed)
 
     def unhush(self) -> None:
         if self.hushes and self.hushes.pop() and self.mode is not None:
-            self.mode.__enter__()
-
-    @property
-    def hushed(self) -> bool:
-        return any(self.hushes)
+            self.hushed -= 1
+            _push_stack(self.mode)
 
 
 STATE = _State()
+_stack_depth = torch._C._len_torch_function_stack
+_stack_at = torch._C._get_function_stack_at
+_pop_stack = torch._C._pop_torch_function_stack
+_push_stack = torch._C._push_on_torch_function_stack
 
 
 def is_static(value: object, static: dict[int, weakref.ref[torch.Tensor]]) -> bool:
