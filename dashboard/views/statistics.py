@@ -24,9 +24,9 @@ from fmw.figures import class_gate_heatmap_figure, specificity_figure, stage_fig
 INTRO = (
     "A gate is **class-specific** when its values depend on the class of the image: 0 means every class gets the "
     "same gate profile, about 1 that the class alone sets it. First, what the shipped checkpoints show over the "
-    "10,000 CIFAR-10 test images grouped by their true class; below, the same for your own images."
+    "CIFAR-10 test split grouped by true class; below, the same for your own images."
 )
-PREFERRED_KINDS = ("eca", "cbam", "channel", "spatial", "scale")  # ECA: the clearest rise with depth (0.45 to 0.88)
+PREFERRED_KINDS = ("eca", "cbam", "channel", "spatial", "scale")  # the kinds to open on, in order
 SPECIFICITY_NOTE = (
     "0: every class gets the same gate profile; about 1: the gate is set by the class "
     "(definition in fmw/analysis/stats.py)."

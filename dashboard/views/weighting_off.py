@@ -45,7 +45,6 @@ INTRO = (
     "through unchanged, **after** = **before**) or by its average gate, one layer at a time and all together, and "
     "the table shows how the prediction changes. A large drop means the network relies on that gate."
 )
-FALLBACK_KINDS = ("eca", "channel", "cbam", "spatial", "scale")  # the measured order for the shipped checkpoints
 REPLACEMENTS = ("1 (weighting off)", "its mean over the sidebar's images")
 TASK_MEASURES = {
     "segmentation": "**pixels changed**: the share of pixels whose predicted class changes; **IoU**: per class, "
@@ -218,10 +217,11 @@ def weighting_off_panel(
 
 
 def preferred_kinds(context: DashboardContext) -> list[str]:
-    """Kinds by the accuracy their checkpoints lose with weighting off, largest first, then the rest."""
+    """Kinds by the test accuracy their checkpoints lose with weighting off, as their headers record it,
+    largest first (without such records ``choose_model`` opens on the first model with weighting)."""
     recorded = [choice for choice in context.models if choice.weighting_off_drop is not None]
     ranked = [choice.weighting for choice in sorted(recorded, key=lambda c: -(c.weighting_off_drop or 0.0))]
-    return [*ranked, *FALLBACK_KINDS]
+    return ranked
 
 
 def render(context: DashboardContext) -> None:

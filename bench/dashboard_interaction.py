@@ -1,0 +1,146 @@
+"""Benchmark: how long the Compare view takes to redraw after a widget change that needs no forward pass
+(the depth slider moved from the first site to the last and back), in headless Chromium, with the
+shipped checkpoints and with those plus four torchvision models (random weights, 224 px), for this
+working tree and for a baseline commit, one after the other on this machine.
+
+Run: python -m bench.dashboard_interaction [--baseline REV] [--repeats 5]   (needs /usr/bin/chromium)
+
+The baseline is the tree of REV (``git archive``), served with PYTHONPATH pointing at it so its
+``fmw`` and ``dashboard`` packages are the ones imported. A redraw ends when every Compare chart shows
+its new site (its title names the site), none is stale and the app is no longer running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.browser_support import CHROMIUM, CHROMIUM_OPTIONS, CHROMIUM_SKIP_REASON, _healthy, _stop_group, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "fmw" / "checkpoints"
+TORCHVISION = ("mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "regnet_y_400mf")
+TIMEOUT_MS = 300_000
+COMPARE_TITLES = """() => [...document.querySelectorAll('.js-plotly-plot')]
+  .filter(p => p.layout && p.layout.title && String(p.layout.title.text).includes('<br>'))
+  .map(p => String(p.layout.title.text))"""
+REDRAWN = """([before, count]) => {
+  const running = document.querySelector('[data-testid="stStatusWidget"]');
+  const plots = [...document.querySelectorAll('.js-plotly-plot')]
+    .filter(p => p.layout && p.layout.title && String(p.layout.title.text).includes('<br>'));
+  return !running && plots.length === count && plots.every(p => !p.closest('[data-stale="true"]')
+    && p._fullLayout && p.querySelector('.main-svg') && !before.includes(String(p.layout.title.text)));
+}"""
+
+
+@contextmanager
+def server(tree: Path, log: Path, models: list[dict]) -> Iterator[str]:
+    """``streamlit run dashboard/app.py`` of ``tree`` on a free port, the shipped checkpoints and
+    ``models`` (``FMW_MODELS``); yields its URL once healthy."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "FMW_CHECKPOINT_DIR": str(SHIPPED),
+        "FMW_MODELS": json.dumps(models),
+        "PYTHONPATH": str(tree),
+    }
+    command = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port)]
+    command += ["--server.headless", "true", "--server.address", "127.0.0.1"]
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            command, cwd=tree, env=environment, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 300
+            while not _healthy(url):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"streamlit did not start:\n{log.read_text()[-3000:]}")
+                time.sleep(0.2)
+            yield url
+        finally:
+            _stop_group(process)
+
+
+def redraw_times(url: str, columns: int, repeats: int) -> list[float]:
+    """Seconds from a depth-slider key press to every Compare column redrawn, ``2 * repeats`` times
+    (to the last site and back to the first)."""
+    from playwright.sync_api import sync_playwright
+
+    times = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(**CHROMIUM_OPTIONS)
+        try:
+            page = browser.new_page(viewport={"width": 1800, "height": 2000})
+            page.goto(url, wait_until="domcontentloaded")
+            page.wait_for_function(REDRAWN, arg=[[], columns], timeout=TIMEOUT_MS, polling=50)
+            slider = page.get_by_role("slider", name="Depth")
+            for _ in range(repeats):
+                for key in ("End", "Home"):
+                    before = page.evaluate(COMPARE_TITLES)
+                    slider.focus()
+                    start = time.perf_counter()
+                    page.keyboard.press(key)
+                    page.wait_for_function(REDRAWN, arg=[before, columns], timeout=TIMEOUT_MS, polling=20)
+                    times.append(time.perf_counter() - start)
+        finally:
+            browser.close()
+    return times
+
+
+def baseline_tree(revision: str, directory: Path) -> Path:
+    """The files of ``revision``, unpacked into ``directory`` (the repository is left as it is)."""
+    archive = subprocess.run(["git", "archive", revision], cwd=REPO, capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(directory, filter="data")
+    return directory
+
+
+def measure(tree: Path, directory: Path, name: str, repeats: int) -> dict[str, list[float]]:
+    shipped = len(list(SHIPPED.glob("*.safetensors")))
+    zoo = [{"spec": f"torchvision:{model}", "random_weights": True} for model in TORCHVISION]
+    results = {}
+    for label, models in ((f"{shipped} shipped", []), (f"{shipped} shipped + 4 torchvision", zoo)):
+        with server(tree, directory / f"{name}-{len(models)}.log", models) as url:
+            results[label] = redraw_times(url, shipped + len(models), repeats)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", default=None, help="a commit to measure first, e.g. HEAD~3")
+    parser.add_argument("--repeats", type=int, default=5, help="slider moves each way (median of 2 x repeats)")
+    arguments = parser.parse_args(argv)
+    if not CHROMIUM.exists():
+        print(f"not run: {CHROMIUM_SKIP_REASON}")
+        return 1
+    trees: list[tuple[str, Path | None]] = [("this tree", REPO)]
+    if arguments.baseline:
+        trees.insert(0, (f"baseline {arguments.baseline}", None))
+    print(f"{platform.machine()}, {os.cpu_count()} cores, headless Chromium 1800x2000, Compare view's depth slider")
+    with tempfile.TemporaryDirectory() as folder:
+        directory = Path(folder)
+        for name, tree in trees:
+            if tree is None:
+                tree = baseline_tree(arguments.baseline, directory / "baseline")
+            for label, times in measure(tree, directory, name.split()[0], arguments.repeats).items():
+                runs = ", ".join(f"{t:.2f}" for t in times)
+                median = statistics.median(times)
+                print(f"{name:>22} | {label:<27} | median {median:.2f} s, max {max(times):.2f} s ({runs})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

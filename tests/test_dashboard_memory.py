@@ -1,0 +1,74 @@
+"""The server's memory is bounded by bytes: several sessions each upload distinct photos (so nothing is
+shared between them), and the dashboard's result cache never holds more than its budget
+(``FMW_RESULT_CACHE_MB``), nor does the process's resident memory grow by more than that budget, plus
+the uploaded files' bytes (Streamlit's uploader holds them for AppTest's sessions), plus a fixed
+allowance (the allocators' slack, the sessions' own state)."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dashboard import caching
+from tests.conftest import make_checkpoint
+from tests.dashboard_helpers import APP, restore_threads  # noqa: F401
+
+BUDGET_MB = 24
+SESSIONS, UPLOADS = 3, 8  # 24 distinct photos: about 4 times the budget if every result were kept
+ALLOWANCE_MB = 64  # neither cached nor uploaded: allocator slack, streamlit's per-session state
+
+
+def resident_mb() -> float:
+    """This process's resident set size, from /proc (the kernel's own count of its pages in memory)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / caching.MB
+
+
+def photo(seed: int) -> bytes:
+    """A 2000x1500 JPEG of noise over a gradient: distinct bytes and pixels for every seed."""
+    generator = np.random.default_rng(seed)
+    ramp = np.linspace(0, 255, 2000, dtype=np.float32)[None, :, None]
+    pixels = np.clip(ramp * 0.6 + generator.normal(100, 40, (1500, 2000, 3)), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads /proc/self/statm (Linux)")
+def test_memory_stays_within_the_cache_budget_over_many_uploads(tmp_path, monkeypatch, restore_threads) -> None:  # noqa: F811
+    from streamlit.testing.v1 import AppTest
+
+    directory = tmp_path / "checkpoints"
+    for seed, kind in enumerate(("channel", "cbam", "spatial", "eca")):
+        make_checkpoint(directory / f"{kind}.safetensors", kind, seed=seed)
+    monkeypatch.setenv("FMW_CHECKPOINT_DIR", str(directory))
+    monkeypatch.setenv(caching.RESULT_BUDGET_VARIABLE, str(BUDGET_MB))
+    caching.RESULTS.clear()
+    warm = AppTest.from_file(APP, default_timeout=120).run()  # models opened, the sample analysed
+    assert not warm.exception
+    del warm
+    start, peak_held, uploaded = resident_mb(), 0, 0
+    for session in range(SESSIONS):
+        app = AppTest.from_file(APP, default_timeout=120).run()
+        for index in range(UPLOADS):
+            name, data = f"photo-{session}-{index}.jpg", photo(100 * session + index)
+            uploaded += len(data)
+            app.file_uploader(key="uploads").set_value([(name, data, "image/jpeg")]).run()
+            assert not app.exception and not app.error
+            assert app.selectbox(key="compare-image").value == name, "each upload is analysed and shown"
+            peak_held = max(peak_held, caching.RESULTS.held)
+        del app
+    grown = resident_mb() - start
+    print(
+        f"result cache: at most {peak_held / caching.MB:.1f} MB held (budget {BUDGET_MB} MB); "
+        f"resident memory grew {grown:.1f} MB over {SESSIONS * UPLOADS} uploads of {uploaded / caching.MB:.1f} MB "
+        f"(start {start:.0f} MB)"
+    )
+    assert peak_held <= BUDGET_MB * caching.MB
+    assert grown <= BUDGET_MB + uploaded / caching.MB + ALLOWANCE_MB
+    caching.RESULTS.clear()
