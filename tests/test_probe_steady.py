@@ -253,3 +253,35 @@ def test_tensors_overwritten_after_the_product_are_recorded_as_they_were(which: 
         assert torch.equal(record.stages[0].gate, gate)
         assert torch.equal(record.after, product)
     assert_nothing_installed(model)
+
+
+def test_a_thread_running_the_model_plainly_is_untouched_while_another_probes_it() -> None:
+    """The forward wrappers are shared by every thread for the probe's duration; for a thread that
+    is not probing they pass straight through: its outputs stay bit-identical."""
+    import threading
+
+    model = Net().eval()
+    x = images(7)
+    probe(model, x)  # steady from now on: the next probes wrap forwards
+    with torch.no_grad():
+        expected = model(x)
+    stop, errors, outputs = threading.Event(), [], []
+
+    def plain() -> None:
+        try:
+            while not stop.is_set():
+                with torch.no_grad():
+                    outputs.append(torch.equal(model(x), expected))
+        except BaseException as error:
+            errors.append(error)
+
+    worker = threading.Thread(target=plain)
+    worker.start()
+    try:
+        records = [probe(model, images(8 + n)) for n in range(30)]
+    finally:
+        stop.set()
+        worker.join(timeout=60)
+    assert not errors and outputs and all(outputs)
+    assert all(len(result.sites) == 1 for result in records)
+    assert_nothing_installed(model)
