@@ -21,7 +21,15 @@ import streamlit as st
 from dashboard.caching import RESULTS
 from dashboard.catalog import file_choices, file_version, open_choice
 from dashboard.settings import DEFAULT_SAMPLE, SAMPLE_PHOTOS, sample_digest, sample_rgb
-from fmw.analysis import DeviceRun, ImageAnalysis, ModelCard, analyse_images_on_device, model_card
+from fmw.analysis import (
+    DeviceRun,
+    ImageAnalysis,
+    ModelCard,
+    PreparedImage,
+    analyse_images_on_device,
+    model_card,
+    prepare_image,
+)
 from fmw.analysis.findings import ShippedStatistics, shipped_statistics, statistics_path
 from fmw.errors import FMWError
 from fmw.io import DecodedImage, decode_image
@@ -78,6 +86,16 @@ def image_analysis(
         return analyse_images_on_device(load, [rgb], device, resolution, name=label, batch_size=1, threshold=0.0)
 
     return RESULTS.get_or_compute(("analysis", model_key, image_digest, resolution, device, label), analyse)
+
+
+def prepared_image(
+    model_key: str, image_digest: str, resolution: int | None, model: ModelHandle, rgb: np.ndarray
+) -> PreparedImage:
+    """``rgb`` as the model takes it (``fmw.analysis.prepare_image``), prepared once per model, image
+    and resolution and kept in ``RESULTS``, so the views that run the model again (Attribution,
+    Weighting off) do not prepare it again on every rerun. Callers read it and never change it."""
+    key = ("prepared", model_key, image_digest, resolution)
+    return RESULTS.get_or_compute(key, lambda: prepare_image(model, rgb, resolution))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -21,7 +21,7 @@ import streamlit as st
 from dashboard.catalog import ModelChoice
 from dashboard.inputs import DashboardContext, ImageChoice, current_context
 from dashboard.predictions import prediction_line, task_of
-from dashboard.services import guarded, session_cached
+from dashboard.services import guarded, prepared_image, session_cached
 from dashboard.views.common import (
     PNG_NOTE,
     choose_analysis,
@@ -31,7 +31,7 @@ from dashboard.views.common import (
     file_stem,
     show_figure,
 )
-from fmw.analysis import ImageAnalysis, ModelHandle, class_names_of, prepare_image
+from fmw.analysis import ImageAnalysis, ModelHandle, class_names_of
 from fmw.analysis.attribution import (
     ATTRIBUTION_METHODS,
     AttributionMethod,
@@ -199,7 +199,7 @@ def attribution_panel(
         help="Integration steps (Integrated Gradients, conductance): more is slower and more exact.",
     )
     key = (choice.cache_key, image.digest, context.resolution, context.device, method.name, site, target, steps)
-    inputs = model_inputs(model, [prepare_image(model, image.rgb, context.resolution)])
+    inputs = model_inputs(model, [prepared_image(choice.cache_key, image.digest, context.resolution, model, image.rgb)])
     result = guarded(
         choice.label, lambda: session_cached(key, lambda: compute(model, inputs, method, site, target, steps))
     )

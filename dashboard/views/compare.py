@@ -46,6 +46,35 @@ def _open_explorer(label: str, site: str) -> None:
     st.session_state[EXPLORE_REQUEST_KEY] = (label, site)
 
 
+FIGURES_KEY = "fmw_compare_figures"  # this session's Compare figures of its current image
+
+
+def column_figure(
+    choice: ModelChoice,
+    analysis: ImageAnalysis,
+    position: int,
+    change: SiteChange,
+    ranges: dict[str, float | None],
+    image: ImageChoice,
+) -> go.Figure:
+    """The column's figure, built once per model, site and colour ranges of this session's current
+    image and kept in its session state (a widget change that only redraws finds it there). Only the
+    current image's figures are kept: another image (or resolution, or device) drops them, so they
+    never outgrow the analyses they are drawn from. Callers never change it beyond ``show_figure``'s
+    image tag, which is the same for every figure kept."""
+    site = analysis.sites[position]
+    current = (image.digest, image.name)
+    held, figures = st.session_state.get(FIGURES_KEY, (None, {}))
+    if held != current:
+        figures = {}
+        st.session_state[FIGURES_KEY] = (current, figures)
+    # id(analysis): this analysis (resolution and device included), held in RESULTS while it is drawn
+    key = (choice.cache_key, choice.label, id(analysis), site.name, tuple(sorted(ranges.items())))
+    if key not in figures:
+        figures[key] = site_change_figure(change, analysis.crop, **ranges, title=f"{choice.label}<br>{site.name}")
+    return figures[key]
+
+
 def draw_column(
     choice: ModelChoice,
     analysis: ImageAnalysis,
@@ -67,7 +96,7 @@ def draw_column(
         f"`{site.name}` (site {position + 1} of {len(analysis.sites)}) · {site.kind} · {site.channels} maps "
         f"of {site.before.shape[1]}×{site.before.shape[2]} · input {height}×{width} px{seen}"
     )
-    figure = site_change_figure(change, analysis.crop, **ranges, title=f"{choice.label}<br>{site.name}")
+    figure = column_figure(choice, analysis, position, change, ranges, image)
     show_figure(figure, image, f"compare-{choice.label}", streamlit_theme=False)
     for note in site.frame_notes:
         st.caption(f"Note: {note}")

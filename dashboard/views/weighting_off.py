@@ -14,7 +14,7 @@ import streamlit as st
 from dashboard.catalog import ModelChoice
 from dashboard.inputs import DashboardContext, ImageChoice, current_context
 from dashboard.predictions import task_of
-from dashboard.services import guarded, session_cached
+from dashboard.services import guarded, prepared_image, session_cached
 from dashboard.views.common import (
     choose_analysis,
     choose_target,
@@ -22,7 +22,7 @@ from dashboard.views.common import (
     show_figure,
     sidebar_statistics,
 )
-from fmw.analysis import ImageAnalysis, ModelHandle, class_names_of, prepare_image
+from fmw.analysis import ImageAnalysis, ModelHandle, class_names_of
 from fmw.analysis.ablation import (
     AttributionRow,
     TaskWeightingOff,
@@ -163,7 +163,9 @@ def weighting_off_panel(
         if not sites:
             st.info("Choose at least one site to switch off.")
             return
-        inputs = model_inputs(model, [prepare_image(model, image.rgb, context.resolution)])
+        inputs = model_inputs(
+            model, [prepared_image(choice.cache_key, image.digest, context.resolution, model, image.rgb)]
+        )
         task_weighting_off(choice, model, inputs, sites, task, class_names)
         return
     controls = st.columns(2)
@@ -184,7 +186,7 @@ def weighting_off_panel(
         if gates is None:
             return
         st.caption(f"Mean gates over the {len(context.images)} image(s) in the sidebar.")
-    inputs = prepare_image(model, image.rgb, context.resolution).inputs
+    inputs = prepared_image(choice.cache_key, image.digest, context.resolution, model, image.rgb).inputs
     comparison = guarded(
         choice.label,
         lambda: compare_weighting_off(model.model, inputs, class_names, sites=sites, mean_gates=gates, target=target),

@@ -18,7 +18,7 @@ from PIL import Image
 from fmw.analysis.changes import SiteChange
 from fmw.analysis.layouts import StageSummary
 from fmw.figures.layouts import layout_figure
-from fmw.figures.sites import _channel_gate_trace, _positions, _spatial_gate_trace, overlay_cells
+from fmw.figures.sites import _channel_gate_trace, _spatial_gate_trace, overlay_cells
 from fmw.figures.stages import stage_title
 from fmw.figures.style import MAPS_COLORSCALE, STAGE_COLOURS, _coloraxis, symmetric_limit
 
@@ -48,11 +48,11 @@ def map_limit(*arrays: np.ndarray, quantile: float = 0.99) -> float:
 
 
 def _map_trace(values: np.ndarray, name: str, what: str, coloraxis: str) -> go.Heatmap:
-    """One map as a heatmap whose hover says what it is, the position and the value."""
+    """One map as a heatmap whose hover says what it is, the position and the value (the heatmap's own
+    x and y are the column and row: no per-pixel hover data to send or for the browser to index)."""
     return go.Heatmap(
         z=values.astype(np.float32),
-        customdata=_positions(values.shape),
-        hovertemplate=f"{what}<br>row %{{customdata[0]}}, column %{{customdata[1]}}<br>value %{{z:.4g}}<extra></extra>",
+        hovertemplate=f"{what}<br>row %{{y}}, column %{{x}}<br>value %{{z:.4g}}<extra></extra>",
         name=name,
         coloraxis=coloraxis,
     )
