@@ -6,6 +6,9 @@ allowance (the allocators' slack, the sessions' own state)."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import io
 import os
 from pathlib import Path
@@ -24,7 +27,12 @@ ALLOWANCE_MB = 64  # neither cached nor uploaded: allocator slack, streamlit's p
 
 
 def resident_mb() -> float:
-    """This process's resident set size, from /proc (the kernel's own count of its pages in memory)."""
+    """This process's resident set size, from /proc (the kernel's own count of its pages in memory),
+    after a garbage collection and, under glibc, after handing the allocator's free pages back
+    (``malloc_trim``), so that what is counted is what the process holds, not what it freed."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: the count includes the allocator's slack
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     pages = int(Path("/proc/self/statm").read_text().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / caching.MB
 
