@@ -68,11 +68,16 @@ def column_figure(
     if held != current:
         figures = {}
         st.session_state[FIGURES_KEY] = (current, figures)
-    # id(analysis): this analysis (resolution and device included), held in RESULTS while it is drawn
+    # id(analysis): this analysis (resolution and device included); the analysis is kept beside its
+    # figure, so that an id reused by a later analysis never finds a figure of another
     key = (choice.cache_key, choice.label, id(analysis), site.name, tuple(sorted(ranges.items())))
-    if key not in figures:
-        figures[key] = site_change_figure(change, analysis.crop, **ranges, title=f"{choice.label}<br>{site.name}")
-    return figures[key]
+    kept = figures.get(key)
+    if kept is None or kept[0] is not analysis:
+        kept = figures[key] = (
+            analysis,
+            site_change_figure(change, analysis.crop, **ranges, title=f"{choice.label}<br>{site.name}"),
+        )
+    return kept[1]
 
 
 def draw_column(
