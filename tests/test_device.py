@@ -81,3 +81,25 @@ def test_a_cuda_index_beyond_the_devices_is_refused(machine) -> None:
     machine(cuda=2)
     with pytest.raises(ValueError, match=r"'cuda:2' does not exist: this machine has 2 CUDA device\(s\)"):
         select_device("cuda:2")
+
+
+def test_model_device_is_the_first_parameters_then_the_first_buffers_device() -> None:
+    import itertools
+
+    from torch import nn
+
+    from fmw.device import model_device
+
+    class Nested(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.empty = nn.Sequential(nn.ReLU(), nn.Identity())
+            self.buffered = nn.BatchNorm2d(3, affine=False)  # buffers only
+            self.late = nn.Sequential(nn.Identity(), nn.Linear(2, 2, device="meta"))  # the first parameter
+
+    models = [Nested(), nn.BatchNorm2d(3, affine=False, device="meta"), nn.ReLU(), nn.Sequential(nn.Linear(2, 2))]
+    expected = ["meta", "meta", "cpu", "cpu"]
+    for model, device in zip(models, expected, strict=True):
+        reference = next(itertools.chain(model.parameters(), model.buffers()), None)
+        assert model_device(model) == (reference.device if reference is not None else torch.device("cpu"))
+        assert model_device(model).type == device
