@@ -438,7 +438,8 @@ def observing(
 
             handles.append(observation.model.register_forward_hook(finish))
     watching = _Within(within, observation.index) if within is not None else None
-    STATE.static.update(observation.index.tensors)
+    if within is None:  # what every operation derives from the parameters is followed only then
+        STATE.static.update(observation.index.tensors)
     STATE.observations.append(observation)
     if within is None:
         STATE.activate(_WeightingMode)

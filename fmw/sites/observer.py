@@ -112,9 +112,10 @@ class Observation:
         gate_static = decision.static
         if gate_static is None:
             # whether the gate depends on the input is known where every operation is watched (a
-            # discovering pass, which remembers it for the passes that watch less); elsewhere only a
-            # parameter or buffer, or a gate computed from them within the watched modules, is static
-            gate_static = is_static(args[product.gate_index], STATE.static)
+            # discovering pass, which remembers it for the passes that watch less); for a product
+            # discovery did not see, only a gate that is itself a parameter or buffer is static
+            gate = args[product.gate_index]
+            gate_static = is_static(gate, STATE.static) or is_static(gate, self.index.tensors)
             if self.lineage is not None:
                 self.decisions[(maker, ordinal)] = replace(decision, static=gate_static)
         feature_map = args[product.map_index]
