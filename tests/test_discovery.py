@@ -452,6 +452,11 @@ def test_scripted_and_compiled_models_are_refused_with_a_message() -> None:
     compiled = cast(nn.Module, torch.compile(built(ScaledConv(8))))
     with pytest.raises(FMWError, match=r"torch\.compile.*_orig_mod"):
         probe(compiled, images())
+    # DataParallel runs replicas in other threads (on a machine with several GPUs), unseen
+    parallel = nn.DataParallel(built(ScaledConv(8)))
+    with pytest.raises(FMWError, match=r"nn\.DataParallel.*model\.module"):
+        probe(parallel, images())
+    assert_nothing_installed(parallel)
 
 
 def test_find_sites_without_a_probe_runs_one_pass_and_reports_an_input_it_cannot_take() -> None:

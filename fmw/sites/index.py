@@ -28,7 +28,14 @@ Grouping = tuple[tuple[object, ...], list[tuple[SiteSpec, list[int]]]]
 
 
 def refuse_unobservable(model: nn.Module) -> None:
-    """Raise for models whose forward does not run through Python (TorchScript, torch.compile)."""
+    """Raise for models whose forward does not run through Python in the calling thread
+    (TorchScript, torch.compile, ``nn.DataParallel``)."""
+    if isinstance(model, nn.DataParallel):
+        raise FMWError(
+            "this model is wrapped in nn.DataParallel, which runs copies of it in other threads, where a "
+            "probe (which watches the calling thread only) cannot see their multiplications. Probe the "
+            "wrapped network (model.module) on one device instead."
+        )
     if isinstance(model, torch.jit.ScriptModule):
         raise FMWError(
             "this is a TorchScript model: its forward runs outside Python, where fmw cannot see its "
