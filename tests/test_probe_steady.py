@@ -285,3 +285,29 @@ def test_a_thread_running_the_model_plainly_is_untouched_while_another_probes_it
     assert not errors and outputs and all(outputs)
     assert all(len(result.sites) == 1 for result in records)
     assert_nothing_installed(model)
+
+
+def test_a_copy_made_while_forwards_are_wrapped_runs_its_own_forward() -> None:
+    """``override_gates`` keeps the forward wrappers on for its whole block; a model deep-copied in it
+    runs its own forward (weighting on, its own weights), before and after the block."""
+    import copy
+
+    model = Net().eval()
+    x = images(9)
+    probe(model, x)  # steady: override_gates wraps the forwards of the modules that made products
+    with torch.no_grad():
+        expected = model(x)
+    with override_gates(model), torch.no_grad():
+        off = model(x)
+        twin = copy.deepcopy(model)
+        with torch.no_grad():
+            model.block.conv.weight.add_(1.0)  # the original changes; the copy must not follow it
+        inside = twin(x)
+    assert not torch.equal(off, expected)
+    assert torch.equal(inside, expected)
+    with torch.no_grad():
+        assert torch.equal(twin(x), expected)
+    assert_nothing_installed(model)
+    for name, module in twin.named_modules():
+        forward = vars(module).get("forward")
+        assert forward is None or getattr(forward, "__self__", None) is module, f"{name} runs another's forward"

@@ -9,8 +9,10 @@ records what discovery judged, run at once with its bookkeeping after the pass."
 
 from __future__ import annotations
 
+import copy
 import sys
 import threading
+import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import FrameType
@@ -300,7 +302,7 @@ class _Forwards:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.installed: dict[int, tuple[nn.Module, object, Callable[..., Any], int]] = {}
+        self.installed: dict[int, tuple[nn.Module, object, _ForwardWrapper, int]] = {}
 
     def add(self, module: nn.Module) -> None:
         key = id(module)
@@ -310,7 +312,7 @@ class _Forwards:
                 self.installed[key] = (*entry[:3], entry[3] + 1)
                 return
             previous = module.__dict__.get("forward", _ABSENT)
-            wrapper = _forward_wrapper(module.forward, key)
+            wrapper = _ForwardWrapper(module.forward, key, previous)
             module.__dict__["forward"] = wrapper
             self.installed[key] = (module, previous, wrapper, 1)
 
@@ -336,10 +338,22 @@ _ABSENT = object()
 _FORWARDS = _Forwards()
 
 
-def _forward_wrapper(forward: Callable[..., Any], key: int) -> Callable[..., Any]:
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        state = STATE
-        roles = state.roles.get(key)
+class _ForwardWrapper:
+    """A module's forward while some observation needs it (``_Forwards``): for the calling thread,
+    with the mode entered (a module that made products) or taken off the stack (one below it that
+    made none); for every other thread, as it is. A copy of the module made meanwhile
+    (``copy.deepcopy``) gets its own forward, not this wrapper of the original's."""
+
+    __slots__ = ("forward", "key", "previous")
+
+    def __init__(self, forward: Callable[..., Any], key: int, previous: object) -> None:
+        self.forward = forward
+        self.key = key  # id of the module wrapped
+        self.previous = previous  # the forward the module's own __dict__ held, or _ABSENT
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        forward, state = self.forward, STATE
+        roles = state.roles.get(self.key)
         if roles is None:
             return forward(*args, **kwargs)
         if roles[WATCH]:
@@ -363,7 +377,13 @@ def _forward_wrapper(forward: Callable[..., Any], key: int) -> Callable[..., Any
         finally:
             state.unhush()
 
-    return wrapped
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        if self.previous is not _ABSENT:  # the user's own forward: copied as it would have been
+            return copy.deepcopy(self.previous, memo)
+        module = memo.get(self.key)  # the copy of the module being made, when it is one
+        if isinstance(module, nn.Module):
+            return types.MethodType(type(module).forward, module)
+        return self
 
 
 class _Within:
