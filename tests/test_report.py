@@ -86,7 +86,7 @@ def test_report_has_every_figure_once_and_plotly_once(tmp_path, checkpoint_facto
     assert html.count(PLOTLY_BANNER) == 1 and html.count("<script src=") == 0  # inline, no network
     assert sum(heading.startswith("Image ") for heading in page.headings) == 2
     assert any("attribution" not in h and h.startswith("channel: ") for h in page.headings)
-    assert "integrated gradients for" in html
+    assert "Integrated Gradients for" in html  # the registry's title of the method
 
 
 def test_bad_image_gets_an_error_line_and_exit_status_one(tmp_path, checkpoint_factory, capsys):

@@ -31,7 +31,7 @@ from fmw.analysis.ablation import (
     compare_task_weighting_off,
     compare_weighting_off,
 )
-from fmw.analysis.attribution import INPUT_METHODS
+from fmw.analysis.attribution import INPUT_METHODS, attribution_method
 from fmw.analysis.images import postprocess_of
 from fmw.analysis.preparation import model_inputs
 from fmw.figures import attribution_rows_figure, weighting_off_figure
@@ -112,8 +112,13 @@ def attribution_rows(
     target: int,
     key: tuple,
 ) -> None:
+    methods = {name: attribution_method(name) for name in INPUT_METHODS}
     method = st.selectbox(
-        "Attribution method", INPUT_METHODS, key="off-method", format_func=lambda name: name.replace("_", " ")
+        "Attribution method",
+        INPUT_METHODS,
+        key="off-method",
+        format_func=lambda name: methods[name].title,
+        help=" ".join(f"{found.title}: {found.description}" for found in methods.values()),
     )
     progress = st.progress(0.0, text="Attributing under every step…")
 
@@ -140,7 +145,7 @@ def attribution_rows(
     figure = attribution_rows_figure(
         np.stack([row.attribution.maps[0] for row in rows]),
         [row.label for row in rows],
-        title=f"{choice.label}: {method.replace('_', ' ')} site by site",
+        title=f"{choice.label}: {attribution_method(method).title} site by site",
     )
     show_figure(figure, image, "off-attributions")
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from fmw.analysis import ImageAnalysis, ModelHandle, analyse_image, prepare_image
-from fmw.analysis.attribution import attribute_input
+from fmw.analysis.attribution import attribute_input, attribution_method
 from fmw.errors import DecodeError
 from fmw.export.files import Section
 from fmw.figures import attribution_overlay_figure, predictions_figure, site_column_figure
@@ -46,7 +46,7 @@ def checkpoint_sections(
     if attribution != NO_ATTRIBUTION:
         inputs = prepare_image(loaded, image.rgb, resolution).inputs
         result = attribute_input(loaded.model, inputs, attribution, target=top.index, n_steps=n_steps)
-        title = f"{attribution.replace('_', ' ')} for {top.class_name}"
+        title = f"{attribution_method(attribution).title} for {top.class_name}"
         figures.append(attribution_overlay_figure(analysis.crop, result.maps[0], title=title))
     height, width = analysis.resolution
     sections = [
