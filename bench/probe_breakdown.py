@@ -21,13 +21,12 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
 from torchvision.models import mobilenet_v3_small
 
+from bench.probe_overhead import WatchEverything
 from fmw.memory import keep_freed_memory
 from fmw.models import build_model
 from fmw.sites import probe
@@ -35,14 +34,6 @@ from fmw.sites.index import model_index
 from fmw.sites.mode import _Within, observing
 from fmw.sites.observer import Observation
 from fmw.sites.recording import Keeper
-
-
-class _WatchEverything(TorchFunctionMode):
-    def __torch_function__(
-        self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
-    ) -> Any:
-        return func(*args, **(kwargs or {}))
-
 
 CASES: dict[str, Callable[[], tuple[nn.Module, torch.Tensor]]] = {
     "fmw cbam": lambda: (build_model(weighting="cbam").eval(), torch.randn(1, 3, 32, 32)),
@@ -63,7 +54,7 @@ def variants(model: nn.Module, images: torch.Tensor) -> dict[str, Callable[[], N
             model(images)
 
     def watch_all() -> None:
-        with torch.no_grad(), _WatchEverything():
+        with torch.no_grad(), WatchEverything():
             model(images)
 
     def machinery() -> None:

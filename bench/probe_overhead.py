@@ -95,7 +95,7 @@ def plain(model: nn.Module, images: Any) -> None:
         model(images)
 
 
-class _WatchEverything(TorchFunctionMode):
+class WatchEverything(TorchFunctionMode):
     """The least a tool that watches every operation can do: see each one and run it."""
 
     def __torch_function__(
@@ -106,7 +106,7 @@ class _WatchEverything(TorchFunctionMode):
 
 def watched(model: nn.Module, images: Any) -> None:
     """A plain pass with every operation seen by a bare ``TorchFunctionMode``."""
-    with torch.no_grad(), _WatchEverything():
+    with torch.no_grad(), WatchEverything():
         model(images)
 
 

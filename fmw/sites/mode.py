@@ -302,19 +302,18 @@ class _Forwards:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.installed: dict[int, tuple[nn.Module, object, _ForwardWrapper, int]] = {}
+        self.installed: dict[int, tuple[nn.Module, _ForwardWrapper, int]] = {}  # id -> module, wrapper, users
 
     def add(self, module: nn.Module) -> None:
         key = id(module)
         with self.lock:
             entry = self.installed.get(key)
             if entry is not None and entry[0] is module:
-                self.installed[key] = (*entry[:3], entry[3] + 1)
+                self.installed[key] = (module, entry[1], entry[2] + 1)
                 return
-            previous = module.__dict__.get("forward", _ABSENT)
-            wrapper = _ForwardWrapper(module.forward, key, previous)
+            wrapper = _ForwardWrapper(module.forward, key, module.__dict__.get("forward", _ABSENT))
             module.__dict__["forward"] = wrapper
-            self.installed[key] = (module, previous, wrapper, 1)
+            self.installed[key] = (module, wrapper, 1)
 
     def remove(self, module: nn.Module) -> None:
         key = id(module)
@@ -322,16 +321,16 @@ class _Forwards:
             entry = self.installed.get(key)
             if entry is None or entry[0] is not module:
                 return
-            if entry[3] > 1:
-                self.installed[key] = (*entry[:3], entry[3] - 1)
+            _, wrapper, users = entry
+            if users > 1:
+                self.installed[key] = (module, wrapper, users - 1)
                 return
             del self.installed[key]
-            _, previous, wrapper, _ = entry
             if module.__dict__.get("forward") is wrapper:  # not replaced meanwhile by someone else
-                if previous is _ABSENT:
+                if wrapper.previous is _ABSENT:
                     del module.__dict__["forward"]
                 else:
-                    module.__dict__["forward"] = previous
+                    module.__dict__["forward"] = wrapper.previous
 
 
 _ABSENT = object()
