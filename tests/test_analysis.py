@@ -4,6 +4,7 @@ and model cards."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 
 import fmw.analysis as analysis
 from fmw import settings
+from fmw.analysis.stats import gate_statistics
 from fmw.io import CheckpointMetadata
 from fmw.layers import WEIGHTING_LAYERS
 from fmw.models import ModelHandle, build_model, count_parameters
@@ -148,6 +150,48 @@ def test_batch_statistics_average_over_images():
     assert analysis.batch_statistics([]) == []
     none_statistics = analysis.batch_statistics([analysis.analyse_image(loaded("none"), photo())])[0]
     assert none_statistics.gate_values == {} and none_statistics.channel_gate_mean is None
+
+
+@pytest.mark.parametrize("weighting", ["cbam", "coord", "simam"])
+def test_batch_gate_statistics_equal_those_of_a_probe_of_the_same_images(weighting):
+    """From the analyses' gates, grouped by predicted class: what gate_statistics finds probing the batch."""
+    checkpoint = loaded(weighting, seed=5)
+    rgbs = [photo(seed=seed) for seed in range(6)]
+    analyses = analysis.analyse_images(checkpoint, rgbs, batch_size=1)
+    statistics = analysis.batch_gate_statistics(analyses, CIFAR_CLASSES, source="mine")
+    expected = gate_statistics(checkpoint.model, analysis.batch_inputs(checkpoint, rgbs), CIFAR_CLASSES)
+    assert (statistics.source, statistics.grouping) == ("mine", "prediction")
+    np.testing.assert_array_equal(statistics.class_counts, expected.class_counts)
+    assert statistics.class_counts.sum() == 6
+    for site, wanted in zip(statistics.sites, expected.sites, strict=True):
+        assert (site.name, site.kind, site.index, site.relative_depth, site.channels, site.resolution) == (
+            wanted.name,
+            wanted.kind,
+            wanted.index,
+            wanted.relative_depth,
+            wanted.channels,
+            wanted.resolution,
+        )
+        assert list(site.stages) == list(wanted.stages)
+        for stage, other in zip(site.stages.values(), wanted.stages.values()):
+            np.testing.assert_allclose(stage.class_mean, other.class_mean, rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(stage.mean_gate(), other.mean_gate(), rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="at least one image"):
+        analysis.batch_gate_statistics([], CIFAR_CLASSES)
+    with pytest.raises(ValueError, match="needs a classifier's predictions"):
+        analysis.batch_gate_statistics([replace(analyses[0], predictions=[])], CIFAR_CLASSES)
+
+
+def test_batch_statistics_mean_gate_is_the_gate_statistics_mean():
+    """One definition of a stage's mean gate over images: the Batch view's equals Weighting off's replacement."""
+    checkpoint = loaded("cbam", seed=2)
+    analyses = [analysis.analyse_image(checkpoint, photo(seed=seed)) for seed in range(3)]
+    site = analysis.batch_statistics(analyses)[0]
+    replacement = analysis.batch_gate_statistics(analyses, CIFAR_CLASSES).replacements()[site.name]
+    for stage in site.mean_stages:
+        np.testing.assert_allclose(stage.gate, replacement[stage.name].numpy().squeeze(), rtol=1e-6)
+        stacked = np.stack([a.sites[0].gates[stage.name] for a in analyses])
+        np.testing.assert_allclose(stage.gate, stacked.mean(0), rtol=1e-6)
 
 
 def test_model_card_counts_and_accuracies_in_percent():

@@ -18,7 +18,7 @@ from dashboard.inputs import (
 )
 from dashboard.services import guarded
 from dashboard.settings import SAMPLE_PHOTOS
-from dashboard.views.common import PLOT_CONFIG, analysis_of, explain_site
+from dashboard.views.common import PLOT_CONFIG, analyses_of, explain_site
 from fmw.analysis import SiteStatistics, batch_statistics
 from fmw.figures import channel_statistics_figure, gate_histogram_figure, stage_figure, stage_title
 
@@ -82,14 +82,7 @@ def render(context: DashboardContext) -> None:
         return
     choice = choose_model(context, key="batch-checkpoint", preferred=PREFERRED_KINDS)
     images = batch_images(context)
-    progress = st.progress(0.0, text="Analysing images…")
-    analyses = []
-    for done, image in enumerate(images, start=1):
-        analysis = analysis_of(context, choice, image)
-        if analysis is not None:
-            analyses.append(analysis)
-        progress.progress(done / len(images), text=f"Analysed {done} of {len(images)} images")
-    progress.empty()
+    analyses = analyses_of(context, choice, images)
     if not analyses or not analyses[0].sites:
         return
     sizes = sorted({analysis.resolution for analysis in analyses})

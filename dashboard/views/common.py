@@ -23,8 +23,15 @@ from dashboard.inputs import (
 )
 from dashboard.model_picker import opened_model
 from dashboard.services import guarded, image_analysis, session_cached
-from fmw.analysis import ImageAnalysis, ModelHandle, Prediction, SiteSummary, batch_inputs, class_names_of
-from fmw.analysis.stats import GateStatistics, gate_statistics
+from fmw.analysis import (
+    ImageAnalysis,
+    ModelHandle,
+    Prediction,
+    SiteSummary,
+    batch_gate_statistics,
+    class_names_of,
+)
+from fmw.analysis.stats import GateStatistics
 from fmw.export import FIGURE_CONFIG, analysis_arrays, figure_html, gates_csv, npz_bytes
 from fmw.layers.descriptions import AFTER, BEFORE, describe_kind
 
@@ -96,9 +103,24 @@ def choose_analysis(context: DashboardContext, key: str, preferred: Sequence[str
     return None if analysis is None else Selection(image, choice, model, analysis)
 
 
-def sidebar_statistics(context: DashboardContext, choice: ModelChoice, model: ModelHandle) -> GateStatistics:
+def analyses_of(context: DashboardContext, choice: ModelChoice, images: Sequence[ImageChoice]) -> list[ImageAnalysis]:
+    """``analysis_of`` each of ``images`` under a progress bar (removed when done): the analyses every
+    view shares, one forward pass per model and image; those that failed are left out after saying why."""
+    progress = st.progress(0.0, text="Analysing images…")
+    analyses = []
+    for done, image in enumerate(images, start=1):
+        analysis = analysis_of(context, choice, image)
+        if analysis is not None:
+            analyses.append(analysis)
+        progress.progress(done / len(images), text=f"Analysed {done} of {len(images)} images")
+    progress.empty()
+    return analyses
+
+
+def sidebar_statistics(context: DashboardContext, choice: ModelChoice, model: ModelHandle) -> GateStatistics | None:
     """Gate statistics of ``model`` over every image in the sidebar, grouped by predicted class
-    (uploads have no labels); remembered per session."""
+    (uploads have no labels), from the images' analyses (``fmw.analysis.batch_gate_statistics``);
+    remembered per session. None after saying why no image could be analysed."""
     key = (
         "statistics",
         choice.cache_key,
@@ -107,9 +129,9 @@ def sidebar_statistics(context: DashboardContext, choice: ModelChoice, model: Mo
         context.device,
     )
 
-    def compute() -> GateStatistics:
-        inputs = batch_inputs(model, [image.rgb for image in context.images], context.resolution)
-        return gate_statistics(model.model, inputs, class_names_of(model), source=choice.label)
+    def compute() -> GateStatistics | None:
+        analyses = analyses_of(context, choice, context.images)
+        return batch_gate_statistics(analyses, class_names_of(model), source=choice.label) if analyses else None
 
     return session_cached(key, compute)
 

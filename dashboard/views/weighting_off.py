@@ -187,9 +187,10 @@ def weighting_off_panel(
         return
     gates = None
     if replacement == REPLACEMENTS[1]:
-        gates = guarded(choice.label, lambda: sidebar_statistics(context, choice, model).replacements())
-        if gates is None:
+        statistics = guarded(choice.label, lambda: sidebar_statistics(context, choice, model))
+        if statistics is None:
             return
+        gates = statistics.replacements()
         st.caption(f"Mean gates over the {len(context.images)} image(s) in the sidebar.")
     inputs = prepared_image(choice.cache_key, image.digest, context.resolution, model, image.rgb).inputs
     comparison = guarded(

@@ -3,8 +3,8 @@
 - ``images``: ``analyse_image`` / ``analyse_images``, an image through any model, every site summarised
   (``summaries``: ``SiteSummary``); ``preparation``: an image as a model takes it (``prepare_image``);
 - ``changes``: the channels a weighting changed most (``site_change``, ``channel_order``);
-- ``batch``: statistics over the analyses of several images; ``stats`` and ``streaming``: gate
-  statistics over datasets;
+- ``batch``: statistics over the analyses of several images (distributions, and gate statistics by
+  predicted class); ``stats`` and ``streaming``: gate statistics over datasets;
 - ``memory``: the out-of-memory fallback; ``cards``: model cards; ``checkpoints``: the checkpoints of a directory;
 - ``attribution`` (the registry of captum methods) and ``ablation`` (switching weighting off), which
   load captum and so are imported from their modules.
@@ -21,7 +21,7 @@ Examples:
 
 from __future__ import annotations
 
-from fmw.analysis.batch import SiteStatistics, batch_statistics
+from fmw.analysis.batch import SiteStatistics, batch_gate_statistics, batch_statistics
 from fmw.analysis.cards import ModelCard, model_card
 from fmw.analysis.changes import (
     ORDERINGS,
@@ -61,6 +61,7 @@ __all__ = [
     "analyse_images",
     "analyse_images_on_device",
     "available_orderings",
+    "batch_gate_statistics",
     "batch_inputs",
     "batch_statistics",
     "changed_channels",

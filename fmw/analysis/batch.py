@@ -1,17 +1,26 @@
-"""Statistics of one model's sites over the analyses of several images (the dashboard's Batch
-statistics): every gate value, each stage's mean gate, per-channel gate mean and spread, and the
-mean energy ratio."""
+"""Statistics of one model's sites over the analyses of several images: ``batch_statistics`` (every
+gate value, each stage's mean gate, per-channel gate mean and spread, the mean energy ratio: the
+dashboard's Batch statistics) and ``batch_gate_statistics`` (gate statistics grouped by predicted
+class: its Gate statistics over the sidebar's images and Weighting off's mean gates).
+
+Both read the gates the analyses already hold (no second forward pass) and average them with the
+one accumulator dataset statistics use (``fmw.analysis.stats.GateAccumulator``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import torch
 
 from fmw.analysis.images import ImageAnalysis
-from fmw.analysis.layouts import StageSummary
+from fmw.analysis.layouts import StageSummary, contract_gate
+from fmw.analysis.stats import GateAccumulator, GateStatistics
+from fmw.sites import ProbeResult, SiteRecord
+from fmw.sites.probe import StageRecord
 
-__all__ = ["SiteStatistics", "batch_statistics"]
+__all__ = ["SiteStatistics", "batch_gate_statistics", "batch_statistics"]
 
 
 @dataclass
@@ -28,6 +37,36 @@ class SiteStatistics:
     channel_gate_mean: np.ndarray | None = None
     channel_gate_std: np.ndarray | None = None
     energy_ratio_mean: np.ndarray | None = None
+
+
+def _probed_batch(analyses: Sequence[ImageAnalysis]) -> ProbeResult:
+    """The analyses' gates as one probe of them all with ``maps=False`` records them: each stage's
+    gates stacked in its layout's contract shape (N, c, h, w), the maps as meta tensors of their shape."""
+    records = []
+    for position, first in enumerate(analyses[0].sites):
+        sites = [analysis.sites[position] for analysis in analyses]
+        stages = []
+        for order, stage in enumerate(first.stages):
+            gates = [site.stages[order].gate for site in sites]
+            shapes = sorted({gate.shape for gate in gates})
+            if len(shapes) > 1:
+                raise ValueError(
+                    f"the {stage.name} gate of {first.name} has a different size on different images ({shapes[0]} "
+                    f"and {shapes[-1]}), as a detector's does on images of different shapes, so it has no mean; "
+                    "use images of one shape"
+                )
+            stacked = torch.cat([contract_gate(gate, stage.layout) for gate in gates])
+            stages.append(StageRecord(stage.name, stage.layout, stacked, stage.frame_note))
+        maps = torch.empty((len(sites), *first.after.shape), device="meta")
+        records.append(SiteRecord(first.name, first.kind, maps, maps, stages))
+    return ProbeResult(output=None, sites=records)
+
+
+def _accumulated(analyses: Sequence[ImageAnalysis], groups: Sequence[int], classes: int) -> GateAccumulator:
+    """The analyses' gates summed per group (``groups``: one class index per analysis)."""
+    accumulator = GateAccumulator(classes)
+    accumulator.add(_probed_batch(analyses), torch.tensor(list(groups), dtype=torch.long))
+    return accumulator
 
 
 def batch_statistics(analyses: list[ImageAnalysis]) -> list[SiteStatistics]:
@@ -49,21 +88,14 @@ def batch_statistics(analyses: list[ImageAnalysis]) -> list[SiteStatistics]:
     """
     if not analyses:
         return []
+    accumulator = _accumulated(analyses, [0] * len(analyses), 1)
     statistics = []
     for position, first in enumerate(analyses[0].sites):
         sites = [analysis.sites[position] for analysis in analyses]
         gate_values = {stage: np.concatenate([s.gates[stage].ravel() for s in sites]) for stage in first.gates}
-        for order, stage in enumerate(first.stages):
-            shapes = sorted({s.stages[order].gate.shape for s in sites})
-            if len(shapes) > 1:
-                raise ValueError(
-                    f"the {stage.name} gate of {first.name} has a different size on different images ({shapes[0]} "
-                    f"and {shapes[-1]}), as a detector's does on images of different shapes, so it has no mean; "
-                    "use images of one shape"
-                )
         mean_stages = [
-            replace(stage, gate=np.stack([s.stages[order].gate for s in sites]).mean(axis=0).astype(np.float32))
-            for order, stage in enumerate(first.stages)
+            replace(stage, gate=accumulator.stage(first.name, stage.name, stage.layout).layout_mean.astype(np.float32))
+            for stage in first.stages
         ]
         present = [s.channel_values for s in sites if s.channel_values is not None]  # all or none (same sites)
         channel_gates = np.stack(present) if present else None
@@ -80,3 +112,37 @@ def batch_statistics(analyses: list[ImageAnalysis]) -> list[SiteStatistics]:
             )
         )
     return statistics
+
+
+def batch_gate_statistics(
+    analyses: Sequence[ImageAnalysis], class_names: Sequence[str], *, source: str = "batch"
+) -> GateStatistics:
+    """Gate statistics (``fmw.analysis.stats``: class means, class specificity, dataset-mean gates)
+    of a classifier's analyses of several images, grouped by the class it predicts for each
+    (uploads carry no labels): the numbers ``gate_statistics`` gives for a probe of the same images.
+
+    Args:
+        analyses: ``analyse_images`` of one classifier on several images of one shape.
+        class_names: the classifier's class names (``ModelHandle.class_names``).
+        source: the name the statistics carry.
+
+    Returns:
+        The statistics, grouped by predicted class (``grouping == "prediction"``).
+
+    Raises:
+        ValueError: no analyses, an analysis without a predicted class (not a classifier's), or a
+            gate with different sizes on different images.
+
+    Examples:
+        >>> statistics = batch_gate_statistics(analyse_images(handle, rgbs), handle.class_names)
+        >>> statistics.sites[0].specificity
+    """
+    if not analyses:
+        raise ValueError("no analyses: gate statistics need at least one image")
+    if not all(analysis.predictions for analysis in analyses):
+        raise ValueError(
+            "grouping by predicted class needs a classifier's predictions; group another model's gates by "
+            "folder with fmw stats MODEL --data FOLDER"
+        )
+    groups = [analysis.predictions[0].index for analysis in analyses]
+    return _accumulated(analyses, groups, len(class_names)).statistics(class_names, "prediction", source)

@@ -107,10 +107,14 @@ class StageStatistics:
         """The axes of the map D runs over, in order ("C", "HW", "CH", ...)."""
         return layout_analysis(self.layout).accumulated_axes
 
+    @property
+    def layout_mean(self) -> np.ndarray:
+        """The dataset-mean gate with the layout's axes: (C,), (h, w), (C, h), ..., (C, H, W)."""
+        return self.mean.reshape(self.shape) if self.gate_mean is None else self.gate_mean
+
     def mean_gate(self) -> torch.Tensor:
         """The dataset-mean gate in the layout's contract shape: (1, C, 1, 1), (1, 1, h, w), ..."""
-        mean = self.mean.reshape(self.shape) if self.gate_mean is None else self.gate_mean
-        return contract_gate(mean, self.layout)
+        return contract_gate(self.layout_mean, self.layout)
 
     def to_json(self) -> dict:
         data = {
