@@ -51,6 +51,8 @@ def main() -> None:
     models = next(box for box in app.multiselect if box.label == "Models to compare")
     # the options show labels; the selection is kept by unique keys, shown as their labels (.values)
     assert sorted(models.options) == SHIPPED and sorted(models.values) == SHIPPED, (models.options, models.values)
+    columns = app.get("bidi_component")  # Compare's columns, drawn by the canvas component (its JS is package data)
+    assert len(columns) == len(SHIPPED), len(columns)
     print(f"installed wheel OK: fmw {fmw.__version__} from {package.parent}; shipped: {', '.join(SHIPPED)}")
 
 

@@ -6,8 +6,9 @@ working tree and for a baseline commit, one after the other on this machine.
 Run: python -m bench.dashboard_interaction [--baseline REV] [--repeats 5]   (needs /usr/bin/chromium)
 
 The baseline is the tree of REV (``git archive``), served with PYTHONPATH pointing at it so its
-``fmw`` and ``dashboard`` packages are the ones imported. A redraw ends when every Compare chart shows
-its new site (its title names the site), none is stale and the app is no longer running.
+``fmw`` and ``dashboard`` packages are the ones imported. A redraw ends when every Compare column's figure
+shows its new site (its title names the site) and is drawn, none is stale and the app is no longer
+running.
 """
 
 from __future__ import annotations
@@ -27,22 +28,29 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.browser_support import CHROMIUM, CHROMIUM_OPTIONS, CHROMIUM_SKIP_REASON, _healthy, _stop_group, free_port
+from tests.browser_support import (
+    CHARTS,
+    CHROMIUM,
+    CHROMIUM_OPTIONS,
+    CHROMIUM_SKIP_REASON,
+    _healthy,
+    _stop_group,
+    free_port,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "fmw" / "checkpoints"
 TORCHVISION = ("mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "regnet_y_400mf")
 TIMEOUT_MS = 300_000
-COMPARE_TITLES = """() => [...document.querySelectorAll('.js-plotly-plot')]
-  .filter(p => p.layout && p.layout.title && String(p.layout.title.text).includes('<br>'))
-  .map(p => String(p.layout.title.text))"""
-REDRAWN = """([before, count]) => {
+# The Compare columns' figures (canvas figures, or plotly charts in trees before them), titled
+# "<model><br><site>".
+COLUMNS = f"{CHARTS}.filter(c => (c.title || '').includes('<br>'))"
+COMPARE_TITLES = f"() => {COLUMNS}.map(c => c.title)"
+REDRAWN = f"""([before, count]) => {{
   const running = document.querySelector('[data-testid="stStatusWidget"]');
-  const plots = [...document.querySelectorAll('.js-plotly-plot')]
-    .filter(p => p.layout && p.layout.title && String(p.layout.title.text).includes('<br>'));
-  return !running && plots.length === count && plots.every(p => !p.closest('[data-stale="true"]')
-    && p._fullLayout && p.querySelector('.main-svg') && !before.includes(String(p.layout.title.text)));
-}"""
+  const columns = {COLUMNS};
+  return !running && columns.length === count && columns.every(c => !c.stale && c.drawn && !before.includes(c.title));
+}}"""
 
 
 @contextmanager

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from tests.browser_support import (
+    CHARTS,
     CHARTS_SHOW,
     CHROMIUM,
     CHROMIUM_OPTIONS,
@@ -60,9 +61,9 @@ def build():
         weights=None, weights_backbone=None, box_score_thresh=0.0, box_detections_per_img=3
     )
 """
-SETTLED = """() => { const plots = [...document.querySelectorAll('.js-plotly-plot')];
-  return !document.querySelector('[data-testid="stStatusWidget"]') && plots.length > 0
-    && plots.every(p => p._fullLayout && p.querySelector('.main-svg')); }"""
+SETTLED = f"""() => {{ const charts = {CHARTS};
+  return !document.querySelector('[data-testid="stStatusWidget"]') && charts.length > 0
+    && charts.every(c => c.drawn); }}"""
 
 
 def save_small(png: bytes, path: Path) -> int:

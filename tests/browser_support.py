@@ -35,34 +35,44 @@ CHROMIUM_OPTIONS: dict[str, Any] = {
 STARTUP_SECONDS = 90
 IMAGES_UPLOADER_LABEL = "Your images"  # the sidebar's image uploader (another uploader takes models)
 
-# True once one plotly chart is drawn on the page: what a user first sees of the results.
-FIRST_CHART = """() => [...document.querySelectorAll('.js-plotly-plot')]
-  .some(p => p._fullLayout && p.querySelector('.main-svg'))"""
-# True once every current plotly chart on the page is drawn, at least `minimum` of them, all showing
-# image `name`. Charts Streamlit keeps on screen from an earlier run (marked data-stale, e.g. the last
-# view's while the next one runs) do not count.
-CHARTS_SHOW = """([name, minimum]) => {
-  const plots = [...document.querySelectorAll('.js-plotly-plot')].filter(p => !p.closest('[data-stale="true"]'));
+# Every chart on the page: plotly charts, and the figures the canvas component draws (div.fmw-figure,
+# dashboard/figure_canvas.py), each as {node, drawn, stale, image, title}. A canvas figure is drawn
+# once the version it was last sent is on its canvas.
+CHARTS = """(() => [...document.querySelectorAll('.js-plotly-plot')].map(p => ({node: p,
+    drawn: !!(p._fullLayout && p.querySelector('.main-svg')),
+    image: p.layout && p.layout.meta ? p.layout.meta.image : null,
+    title: p.layout && p.layout.title ? String(p.layout.title.text) : null}))
+  .concat([...document.querySelectorAll('.fmw-figure')].map(f => ({node: f,
+    drawn: !!f.dataset.version && f.dataset.drawn === f.dataset.version,
+    image: f.dataset.image || null, title: f.dataset.title || null})))
+  .map(c => ({...c, stale: !!c.node.closest('[data-stale="true"]')})))()"""
+# True once one chart is drawn on the page: what a user first sees of the results.
+FIRST_CHART = f"() => {CHARTS}.some(c => c.drawn)"
+# True once every current chart on the page is drawn, at least `minimum` of them, all showing image
+# `name`. Charts Streamlit keeps on screen from an earlier run (marked data-stale, e.g. the last view's
+# while the next one runs) do not count.
+CHARTS_SHOW = f"""([name, minimum]) => {{
+  const charts = {CHARTS}.filter(c => !c.stale);
   const running = document.querySelector('[data-testid="stStatusWidget"]');
-  return !running && plots.length >= minimum && plots.every(
-    p => p._fullLayout && p.querySelector('.main-svg') && p.layout && p.layout.meta && p.layout.meta.image === name);
-}"""
+  return !running && charts.length >= minimum && charts.every(c => c.drawn && c.image === name);
+}}"""
+# How many charts (plotly or canvas) the page has.
+CHART_COUNT = f"() => {CHARTS}.length"
+# The images the page's charts say they show, each once.
+CHART_IMAGES = f"() => [...new Set({CHARTS}.map(c => c.image))]"
 
 
 # What the page shows, for a message when a wait on CHARTS_SHOW times out.
-PAGE_STATE = """() => {
+PAGE_STATE = f"""() => {{
   const status = document.querySelector('[data-testid="stStatusWidget"]');
-  return {running: status ? status.innerText : null,
-    charts: [...document.querySelectorAll('.js-plotly-plot')].map(p => ({
-      drawn: !!(p._fullLayout && p.querySelector('.main-svg')), stale: !!p.closest('[data-stale="true"]'),
-      image: p.layout && p.layout.meta ? p.layout.meta.image : null,
-      title: p.layout && p.layout.title ? p.layout.title.text : null})),
+  return {{running: status ? status.innerText : null,
+    charts: {CHARTS}.map(c => ({{drawn: c.drawn, stale: c.stale, image: c.image, title: c.title}})),
     alerts: [...document.querySelectorAll('[data-testid="stException"], [data-testid="stAlert"]')]
       .map(e => e.innerText.slice(0, 300)),
     uploads: [...document.querySelectorAll('[data-testid="stFileUploaderFile"]')].map(e => e.innerText),
     images: [...document.querySelectorAll('[data-testid="stSelectbox"]')]
-      .map(e => e.innerText.replace(/\\n/g, ' ').slice(0, 120))};
-}"""
+      .map(e => e.innerText.replace(/\\n/g, ' ').slice(0, 120))}};
+}}"""
 
 
 def wait_for_charts(page, name: str, minimum: int, timeout_ms: float, log: Path | None = None) -> None:

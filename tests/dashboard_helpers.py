@@ -29,7 +29,14 @@ def array(value) -> np.ndarray:
 
 
 def figures(at) -> dict[str, dict]:
-    return {chart.key: json.loads(chart.proto.spec) for chart in at.get("plotly_chart")}
+    """Every figure on the page by key: plotly charts' specs and the figures the canvas component draws
+    (``dashboard.figure_canvas``: the same plotly JSON, sent as the component's data)."""
+    drawn = {chart.key: json.loads(chart.proto.spec) for chart in at.get("plotly_chart")}
+    for element in at.get("bidi_component"):
+        data = json.loads(element.proto.json)
+        if isinstance(data, dict) and "figure" in data:
+            drawn[data["key"]] = data["figure"]
+    return drawn
 
 
 def widget(widgets, label: str):

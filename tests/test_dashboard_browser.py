@@ -8,6 +8,7 @@ import time
 import pytest
 
 from tests.browser_support import (
+    CHART_COUNT,
     CHARTS_SHOW,
     CHROMIUM,
     CHROMIUM_OPTIONS,
@@ -54,7 +55,7 @@ def test_upload_a_phone_photo_and_see_every_chart(dashboard_url, tmp_path):
             print(f"\nupload-to-charts with {len(KINDS)} checkpoints, 12 MP JPEG: {upload_to_charts:.2f} s")
             assert page.locator('[data-testid="stException"]').count() == 0
             assert page.locator('[data-testid="stAlertContentError"]').count() == 0
-            assert page.locator(".js-plotly-plot").count() == expected_charts
+            assert page.evaluate(CHART_COUNT) == expected_charts
             for kind in KINDS:
                 assert page.get_by_text(kind, exact=True).first.is_visible()
             tables = page.locator('[data-testid="stMarkdownContainer"] table')

@@ -43,24 +43,30 @@ SAMPLE = f"sample: {DEFAULT_SAMPLE}"
 # the model each view opens on (dashboard/views/*.py say why); Weighting off's is computed below
 OPENS_ON = {"explorer": "cbam", "attribution": "spatial", "batch": "cbam", "statistics": "eca"}
 
-# plotly keeps decoded arrays as typed arrays: plain nested lists for Python
+# plotly keeps decoded arrays as typed arrays, the canvas figures flat arrays and a shape: plain
+# nested lists for Python
 PLAIN = """const plain = a => a == null ? null
-  : Array.from(a, v => (v != null && typeof v === 'object') ? Array.from(v) : v);"""
-# Every heatmap in the Compare charts (the charts tagged with an image and titled "<model><br><site>"):
-# its model, trace name and map shape; and the drawn width in CSS pixels of every <image> plotly draws
-# the heatmaps as.
-COMPARE_MAPS = """() => { const plots = [...document.querySelectorAll('.js-plotly-plot')]
-  .filter(p => p.layout.meta && p.layout.title && (p.layout.title.text || '').includes('<br>'));
-  const model = p => p.layout.title.text.split('<br>')[0];
-  return {maps: plots.flatMap(p => p._fullData.filter(t => t.type === 'heatmap')
-            .map(t => ({model: model(p), name: t.name, rows: t.z.length, columns: t.z[0].length}))),
-          widths: plots.flatMap(p => [...p.querySelectorAll('g.hm image')]
-            .map(i => i.getBoundingClientRect().width))}; }"""
-# The traces of the chart whose title starts with ``title`` (Streamlit's theme puts titles in <b>).
-TRACES_OF = f"""(title) => {{ {PLAIN} const p = [...document.querySelectorAll('.js-plotly-plot')]
-  .find(p => p.layout.title && (p.layout.title.text || '').replace(/<\\/?b>/g, '').startsWith(title));
-  return p ? p._fullData.map(t => ({{name: t.name, type: t.type, x: plain(t.x), y: plain(t.y), z: plain(t.z)}}))
-    : null; }}"""
+  : Array.from(a, v => (v != null && typeof v === 'object') ? Array.from(v) : v);
+const rows = d => d == null ? null : d.shape.length < 2 ? Array.from(d.values)
+  : Array.from({length: d.shape[0]}, (_, i) => Array.from(d.values.slice(i * d.shape[1], (i + 1) * d.shape[1])));"""
+# Every heatmap in the Compare figures (the canvas figures tagged with an image and titled
+# "<model><br><site>"): its model, trace name and map shape; and the width in CSS pixels each heatmap
+# is drawn at.
+COMPARE_MAPS = """() => { const figures = [...document.querySelectorAll('.fmw-figure')]
+  .filter(f => f.dataset.image && (f.dataset.title || '').includes('<br>'));
+  const model = f => f.dataset.title.split('<br>')[0];
+  const maps = figures.flatMap(f => f._drawn.filter(d => d.type === 'heatmap').map(d => ({...d, model: model(f)})));
+  return {maps: maps.map(d => ({model: d.model, name: d.name, rows: d.rows, columns: d.columns})),
+          widths: maps.map(d => d.width)}; }"""
+# The traces of the chart (plotly, or a canvas figure) whose title starts with ``title`` (Streamlit's
+# theme puts titles in <b>).
+TRACES_OF = f"""(title) => {{ {PLAIN}
+  const p = [...document.querySelectorAll('.js-plotly-plot')]
+    .find(p => p.layout.title && (p.layout.title.text || '').replace(/<\\/?b>/g, '').startsWith(title));
+  if (p) return p._fullData.map(t => ({{name: t.name, type: t.type, x: plain(t.x), y: plain(t.y), z: plain(t.z)}}));
+  const f = [...document.querySelectorAll('.fmw-figure')].find(f => (f.dataset.title || '').startsWith(title));
+  return f && f._figure ? f._figure.data.map(t => ({{name: t.name, type: t.type, x: rows(t._x), y: rows(t._y),
+    z: rows(t._z)}})) : null; }}"""
 
 
 @pytest.fixture(scope="module")
@@ -208,12 +214,12 @@ def test_views_say_what_they_show_and_hover_names_channel_position_and_value(bro
     try:
         wait_for_charts(page, SAMPLE, len(KINDS), TIMEOUT_MS, dashboard.log)
         assert "Before is what the block computed" in page.locator('[data-testid="stMain"]').inner_text()
-        chart = page.locator(".js-plotly-plot").nth(KINDS.index("channel"))
-        tiles = chart.locator("g.hm image")
-        box = tiles.nth(2).bounding_box()  # the first changed channel's map before weighting
-        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-        label = chart.locator(".hoverlayer .hovertext")
-        label.wait_for(timeout=10_000)
+        figure = page.locator(".fmw-figure").nth(KINDS.index("channel"))
+        tile = figure.evaluate("f => f._drawn.filter(d => d.type === 'heatmap')[2]")  # 1st changed channel, before
+        box = figure.locator("canvas").bounding_box()
+        page.mouse.move(box["x"] + tile["left"] + tile["width"] / 2, box["y"] + tile["top"] + tile["height"] / 2)
+        label = figure.locator(".fmw-figure-hover")
+        label.wait_for(state="visible", timeout=10_000)
         hover = label.text_content() or ""
         assert "channel " in hover and ", before" in hover and "row 7, column 7" in hover and "value" in hover, hover
     finally:

@@ -46,7 +46,7 @@ def test_the_wheel_declares_its_package_data_and_licence():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     data = project["tool"]["setuptools"]["package-data"]
     assert "checkpoints/*.safetensors" in data["fmw"] and "checkpoints/stats/*.json" in data["fmw"]
-    assert data["dashboard"] == ["streamlit.toml"]
+    assert data["dashboard"] == ["streamlit.toml", "figure_canvas.js"], "the canvas figures' drawing travels too"
     assert project["project"]["license"] == "Apache-2.0" and (REPO / "LICENSE").is_file()
     for kind in SHIPPED:
         assert (settings.SHIPPED_CHECKPOINTS / "stats" / f"{kind}.json").is_file()

@@ -20,6 +20,8 @@ from fmw.analysis import analyse_image, list_checkpoints
 from fmw.io import decode_image, load_checkpoint
 from tests.bounds import memory_bytes
 from tests.browser_support import (
+    CHART_COUNT,
+    CHART_IMAGES,
     CHARTS_SHOW,
     CHROMIUM,
     CHROMIUM_OPTIONS,
@@ -114,7 +116,7 @@ async def one_session(browser, image: Path, expected: dict[int | None, list[Tabl
         # on a loaded machine that moment can be long. Wait for it, so the count below is of the page
         # the user ends up with (a chart that never goes away still fails the test, by timeout).
         await page.wait_for_function(
-            "(count) => document.querySelectorAll('.js-plotly-plot').length === count",
+            f"(count) => ({CHART_COUNT})() === count",
             arg=len(KINDS),
             timeout=timeout,
             polling=100,
@@ -122,10 +124,8 @@ async def one_session(browser, image: Path, expected: dict[int | None, list[Tabl
         problems = page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]')
         return {
             "problems": [text[:300] for text in await problems.all_inner_texts()],
-            "charts": await page.locator(".js-plotly-plot").count(),
-            "images": await page.evaluate(
-                "() => [...new Set([...document.querySelectorAll('.js-plotly-plot')].map(p => p.layout.meta.image))]"
-            ),
+            "charts": await page.evaluate(CHART_COUNT),
+            "images": await page.evaluate(CHART_IMAGES),
         }
     finally:
         await context.close()

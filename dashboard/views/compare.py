@@ -9,11 +9,14 @@ eye sees; every column links to its full grids in the Layer explorer; downloads 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard.catalog import ModelChoice
+from dashboard.figure_canvas import canvas_payload, show_canvas_figure
 from dashboard.inputs import DashboardContext, ImageChoice, choose_image, current_context, require_models
 from dashboard.predictions import DEFAULT_THRESHOLD, THRESHOLD_HELP, show_prediction, task_of
 from dashboard.views.common import (
@@ -24,7 +27,6 @@ from dashboard.views.common import (
     file_stem,
     kind_glossary,
     loading_progress,
-    show_figure,
 )
 from fmw.analysis import ImageAnalysis, site_index_at_depth
 from fmw.analysis.changes import SiteChange, site_change
@@ -56,12 +58,12 @@ def column_figure(
     change: SiteChange,
     ranges: dict[str, float | None],
     image: ImageChoice,
-) -> go.Figure:
-    """The column's figure, built once per model, site and colour ranges of this session's current
-    image and kept in its session state (a widget change that only redraws finds it there). Only the
-    current image's figures are kept: another image (or resolution, or device) drops them, so they
-    never outgrow the analyses they are drawn from. Callers never change it beyond ``show_figure``'s
-    image tag, which is the same for every figure kept."""
+) -> tuple[go.Figure, dict[str, Any]]:
+    """The column's figure (tagged with the image it shows, ``layout.meta``) and what the canvas is
+    sent for it, built once per model, site and colour ranges of this session's current image and
+    kept in its session state (a widget change that only redraws finds them there). Only the current
+    image's figures are kept: another image (or resolution, or device) drops them, so they never
+    outgrow the analyses they are drawn from. Callers never change them."""
     site = analysis.sites[position]
     current = (image.digest, image.name)
     held, figures = st.session_state.get(FIGURES_KEY, (None, {}))
@@ -73,11 +75,10 @@ def column_figure(
     key = (choice.cache_key, choice.label, id(analysis), site.name, tuple(sorted(ranges.items())))
     kept = figures.get(key)
     if kept is None or kept[0] is not analysis:
-        kept = figures[key] = (
-            analysis,
-            site_change_figure(change, analysis.crop, **ranges, title=f"{choice.label}<br>{site.name}"),
-        )
-    return kept[1]
+        figure = site_change_figure(change, analysis.crop, **ranges, title=f"{choice.label}<br>{site.name}")
+        figure.update_layout(meta={"image": image.name})
+        kept = figures[key] = (analysis, figure, canvas_payload(figure))
+    return kept[1], kept[2]
 
 
 def draw_column(
@@ -101,8 +102,8 @@ def draw_column(
         f"`{site.name}` (site {position + 1} of {len(analysis.sites)}) · {site.kind} · {site.channels} maps "
         f"of {site.before.shape[1]}×{site.before.shape[2]} · input {height}×{width} px{seen}"
     )
-    figure = column_figure(choice, analysis, position, change, ranges, image)
-    show_figure(figure, image, f"compare-{choice.label}", streamlit_theme=False)
+    figure, payload = column_figure(choice, analysis, position, change, ranges, image)
+    show_canvas_figure(payload, f"compare-{choice.label}")
     for note in site.frame_notes:
         st.caption(f"Note: {note}")
     if site.gates:

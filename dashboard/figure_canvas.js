@@ -1,0 +1,431 @@
+// fmw's canvas drawing of a plotly figure (dashboard/figure_canvas.py says why and which subset).
+//
+// The figure arrives as plotly's own JSON ({data, layout}, numpy arrays as base64 typed arrays). It is
+// drawn on one <canvas>: heatmaps as scaled bitmaps, images, bars and lines, each on the axes its
+// trace names, square pixels where an x axis is anchored to its y axis, titles and annotations as
+// text, a horizontal colour bar; hover shows the trace's own hovertemplate, filled in. A later run
+// with the same figure (same version) draws nothing; a new figure redraws the same canvas.
+
+const TYPED = {f4: Float32Array, f8: Float64Array, i1: Int8Array, u1: Uint8Array, i2: Int16Array,
+  u2: Uint16Array, i4: Int32Array, u4: Uint32Array};
+const DEFAULT_COLOUR = "#1f77b4";
+
+// {values: flat array, shape: [sizes]} of a typed-array JSON value or of nested lists; null otherwise
+function decode(value) {
+  if (value === null || value === undefined) return null;
+  if (value.bdata !== undefined) {
+    const raw = atob(value.bdata);
+    const bytes = new Uint8Array(raw.length);
+    for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+    const Type = TYPED[value.dtype] || Float64Array;
+    const values = new Type(bytes.buffer, 0, bytes.byteLength / Type.BYTES_PER_ELEMENT);
+    const shape = value.shape === undefined ? [values.length] : String(value.shape).split(",").map(Number);
+    return {values, shape};
+  }
+  if (Array.isArray(value)) {
+    const shape = [];
+    for (let level = value; Array.isArray(level); level = level[0]) shape.push(level.length);
+    return {values: value.flat(shape.length - 1), shape};
+  }
+  return null;
+}
+
+function parseColour(text) {
+  const hex = /^#([0-9a-f]{6})$/i.exec(text);
+  if (hex) return [0, 2, 4].map(i => parseInt(hex[1].slice(i, i + 2), 16));
+  const rgb = /rgba?\(([^)]+)\)/.exec(text);
+  return rgb ? rgb[1].split(",").slice(0, 3).map(Number) : [0, 0, 0];
+}
+
+// 256 RGB colours along a plotly colour scale ([[position, colour], ...]), linear in RGB as plotly's
+function colourTable(scale) {
+  const stops = (scale || [[0, "#000000"], [1, "#ffffff"]]).map(([at, colour]) => [at, parseColour(colour)]);
+  const table = new Uint8ClampedArray(256 * 3);
+  for (let i = 0; i < 256; i++) {
+    const t = i / 255;
+    let k = 0;
+    while (k < stops.length - 2 && t > stops[k + 1][0]) k++;
+    const [a, ca] = stops[k], [b, cb] = stops[Math.min(k + 1, stops.length - 1)];
+    const f = b > a ? Math.min(1, Math.max(0, (t - a) / (b - a))) : 0;
+    for (let c = 0; c < 3; c++) table[i * 3 + c] = ca[c] + f * (cb[c] - ca[c]);
+  }
+  return table;
+}
+
+function plain(text) {
+  return String(text || "").replace(/<br\s*\/?>/gi, "\n").replace(/<[^>]*>/g, "").replace(/&amp;/g, "&")
+    .replace(/&lt;/g, "<").replace(/&gt;/g, ">");
+}
+
+function formatNumber(value, spec) {
+  if (typeof value !== "number") return String(value);
+  const match = /^\.(\d+)([fg])$/.exec(spec || "");
+  if (match) return match[2] === "f" ? value.toFixed(+match[1]) : value.toPrecision(+match[1]);
+  return Number.isInteger(value) ? String(value) : String(+value.toPrecision(6));
+}
+
+// a hovertemplate filled in: %{name} or %{name:format}; <extra>...</extra> becomes a last line
+function fillTemplate(template, values) {
+  const filled = template.replace(/%\{([^}:]+)(?::([^}]*))?\}/g, (_, name, spec) => {
+    const value = values(name.trim());
+    return value === undefined ? "" : formatNumber(value, spec);
+  });
+  return plain(filled.replace(/<extra>(.*?)<\/extra>/, (_, extra) => (extra ? "<br>" + extra : "")));
+}
+
+function axisNames(trace) {
+  const x = trace.xaxis || "x", y = trace.yaxis || "y";
+  return [x, y, "xaxis" + x.slice(1), "yaxis" + y.slice(1)];
+}
+
+// the data extent [x0, x1, y0, y1] a trace covers
+function extent(trace) {
+  if (trace.type === "heatmap" || trace.type === "image") {
+    const [h, w] = trace.type === "heatmap" ? trace._z.shape : [trace._image.naturalHeight, trace._image.naturalWidth];
+    const x0 = trace.x0 ?? 0, dx = trace.dx ?? 1, y0 = trace.y0 ?? 0, dy = trace.dy ?? 1;
+    return [x0 - dx / 2, x0 + (w - 0.5) * dx, y0 - dy / 2, y0 + (h - 0.5) * dy];
+  }
+  const xs = Array.from(trace._x.values), ys = Array.from(trace._y.values);
+  if (trace.type === "bar") return [Math.min(...xs) - 0.5, Math.max(...xs) + 0.5, Math.min(0, ...ys), Math.max(0, ...ys)];
+  const [lo, hi] = [Math.min(...ys), Math.max(...ys)], pad = (hi - lo || 1) * 0.05;
+  return [Math.min(...xs), Math.max(...xs), lo - pad, hi + pad];
+}
+
+// where each pair of axes draws: its box on the canvas and data -> canvas functions
+function placeAxes(figure, width, height) {
+  const layout = figure.layout, margin = {l: 80, r: 80, t: 100, b: 80, ...(layout.margin || {})};
+  const plot = {x: margin.l, y: margin.t, w: width - margin.l - margin.r, h: height - margin.t - margin.b};
+  const axes = new Map();
+  for (const trace of figure.data) {
+    const [x, y, xName, yName] = axisNames(trace);
+    const key = x + y;
+    if (!axes.has(key)) axes.set(key, {xa: layout[xName] || {}, ya: layout[yName] || {}, traces: [], anchor: x});
+    axes.get(key).traces.push(trace);
+  }
+  for (const axis of axes.values()) {
+    const {xa, ya} = axis;
+    const [xd0, xd1] = xa.domain || [0, 1], [yd0, yd1] = ya.domain || [0, 1];
+    const box = {x: plot.x + xd0 * plot.w, y: plot.y + (1 - yd1) * plot.h, w: (xd1 - xd0) * plot.w, h: (yd1 - yd0) * plot.h};
+    const extents = axis.traces.map(extent);
+    const xr = xa.range || [Math.min(...extents.map(e => e[0])), Math.max(...extents.map(e => e[1]))];
+    const yr = ya.range || [Math.min(...extents.map(e => e[2])), Math.max(...extents.map(e => e[3]))];
+    const reversed = !ya.range && ya.autorange === "reversed";
+    const xs = xr[1] - xr[0] || 1, ys = yr[1] - yr[0] || 1;
+    let area = box;
+    if (xa.scaleanchor) {  // square units, the box shrunk to fit and centred, as plotly's constrain="domain"
+      const k = Math.min(box.w / xs, box.h / ys);
+      area = {x: box.x + (box.w - xs * k) / 2, y: box.y + (box.h - ys * k) / 2, w: xs * k, h: ys * k};
+    }
+    axis.area = area;
+    axis.range = {xr, yr};
+    axis.toX = v => area.x + ((v - xr[0]) / xs) * area.w;
+    axis.toY = v => (reversed ? area.y + ((v - yr[0]) / ys) * area.h : area.y + area.h - ((v - yr[0]) / ys) * area.h);
+    axis.fromX = px => xr[0] + ((px - area.x) / area.w) * xs;
+    axis.fromY = py => (reversed ? yr[0] + ((py - area.y) / area.h) * ys : yr[0] + ((area.y + area.h - py) / area.h) * ys);
+  }
+  return {plot, axes};
+}
+
+function colouring(trace, layout) {
+  const axis = trace.coloraxis ? layout[trace.coloraxis] || {} : {};
+  let lo = trace.zmin ?? axis.cmin, hi = trace.zmax ?? axis.cmax;
+  if (lo === undefined || hi === undefined) {
+    const finite = Array.from(trace._z.values).filter(Number.isFinite);
+    lo = lo ?? Math.min(...finite);
+    hi = hi ?? Math.max(...finite);
+  }
+  return {table: colourTable(trace.colorscale || axis.colorscale), lo, hi};
+}
+
+function drawHeatmap(context, trace, axis, layout, drawn) {
+  const [h, w] = trace._z.shape, z = trace._z.values;
+  const {table, lo, hi} = colouring(trace, layout);
+  const bitmap = document.createElement("canvas");
+  bitmap.width = w;
+  bitmap.height = h;
+  const pixels = bitmap.getContext("2d").createImageData(w, h);
+  const flip = axis.toY(1) < axis.toY(0);  // first row at the bottom
+  const span = hi - lo || 1;
+  for (let i = 0; i < h; i++) {
+    const row = flip ? h - 1 - i : i;
+    for (let j = 0; j < w; j++) {
+      const value = z[i * w + j], at = (row * w + j) * 4;
+      if (!Number.isFinite(value)) continue;  // a gap: transparent
+      const k = Math.round(Math.min(1, Math.max(0, (value - lo) / span)) * 255) * 3;
+      pixels.data[at] = table[k];
+      pixels.data[at + 1] = table[k + 1];
+      pixels.data[at + 2] = table[k + 2];
+      pixels.data[at + 3] = 255;
+    }
+  }
+  bitmap.getContext("2d").putImageData(pixels, 0, 0);
+  const [x0, x1, y0, y1] = extent(trace);
+  const left = axis.toX(x0), top = Math.min(axis.toY(y0), axis.toY(y1));
+  const width = axis.toX(x1) - left, height = Math.abs(axis.toY(y1) - axis.toY(y0));
+  context.save();
+  context.globalAlpha = trace.opacity ?? 1;
+  context.imageSmoothingEnabled = false;
+  context.drawImage(bitmap, left, top, width, height);
+  context.restore();
+  drawn.push({name: trace.name, type: "heatmap", rows: h, columns: w, left, top, width, height});
+}
+
+function drawImage(context, trace, axis, drawn) {
+  const [x0, x1, y0, y1] = extent(trace);
+  const left = axis.toX(x0), top = Math.min(axis.toY(y0), axis.toY(y1));
+  const width = axis.toX(x1) - left, height = Math.abs(axis.toY(y1) - axis.toY(y0));
+  context.drawImage(trace._image, left, top, width, height);
+  drawn.push({name: trace.name, type: "image", left, top, width, height});
+}
+
+function niceTicks(lo, hi, count) {
+  const raw = (hi - lo) / Math.max(1, count), power = Math.pow(10, Math.floor(Math.log10(raw || 1)));
+  const step = [1, 2, 2.5, 5, 10].map(m => m * power).find(s => s >= raw) || raw;
+  const ticks = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) ticks.push(+v.toPrecision(12));
+  return ticks;
+}
+
+function drawGrid(context, axis, font) {
+  const {ya} = axis;
+  if (!ya.gridcolor) return;
+  const [lo, hi] = axis.range.yr;
+  context.save();
+  context.strokeStyle = ya.gridcolor;
+  context.fillStyle = "#808495";
+  context.font = `9px ${font.family}`;
+  context.textBaseline = "bottom";
+  for (const tick of niceTicks(lo, hi, ya.nticks || 5)) {
+    const y = Math.round(axis.toY(tick)) + 0.5;
+    context.beginPath();
+    context.moveTo(axis.area.x, y);
+    context.lineTo(axis.area.x + axis.area.w, y);
+    context.stroke();
+    if (ya.showticklabels !== false) context.fillText(formatNumber(tick), axis.area.x + 1, y - 1);
+  }
+  context.restore();
+}
+
+function drawBars(context, trace, axis, drawn) {
+  const xs = trace._x.values, ys = trace._y.values, colours = trace.marker && trace.marker.color;
+  const base = axis.toY(0);
+  for (let i = 0; i < xs.length; i++) {
+    context.fillStyle = Array.isArray(colours) ? colours[i] : colours || DEFAULT_COLOUR;
+    const left = axis.toX(xs[i] - 0.5), right = axis.toX(xs[i] + 0.5), top = axis.toY(ys[i]);
+    context.fillRect(left, Math.min(top, base), Math.max(right - left, 0.5), Math.abs(base - top));
+  }
+  drawn.push({name: trace.name, type: "bar", bars: xs.length});
+}
+
+function drawLine(context, trace, axis, drawn) {
+  const xs = trace._x.values, ys = trace._y.values;
+  const colour = (trace.marker && trace.marker.color) || (trace.line && trace.line.color) || DEFAULT_COLOUR;
+  context.save();
+  context.strokeStyle = context.fillStyle = colour;
+  context.lineWidth = 1.5;
+  context.beginPath();
+  for (let i = 0; i < xs.length; i++) context[i ? "lineTo" : "moveTo"](axis.toX(xs[i]), axis.toY(ys[i]));
+  context.stroke();
+  if (String(trace.mode || "").includes("markers")) {
+    for (let i = 0; i < xs.length; i++) {
+      context.beginPath();
+      context.arc(axis.toX(xs[i]), axis.toY(ys[i]), 2.5, 0, 2 * Math.PI);
+      context.fill();
+    }
+  }
+  context.restore();
+  drawn.push({name: trace.name, type: "scatter", points: xs.length});
+}
+
+function drawText(context, text, x, y, size, font, align, baseline) {
+  const lines = plain(text).split("\n");
+  context.font = `${size}px ${font.family}`;
+  context.textAlign = align;
+  context.textBaseline = "top";
+  const lineHeight = size * 1.3;
+  const top = baseline === "bottom" ? y - lines.length * lineHeight : y;
+  lines.forEach((line, i) => context.fillText(line, x, top + i * lineHeight));
+}
+
+function drawColourBars(context, figure, plot, font) {
+  const layout = figure.layout;
+  const used = new Set(figure.data.map(t => t.coloraxis).filter(Boolean));
+  for (const name of used) {
+    const axis = layout[name] || {}, bar = axis.colorbar || {};
+    if (axis.showscale === false || bar.orientation !== "h") continue;  // only horizontal bars are drawn
+    const thickness = bar.thickness || 10, length = (bar.len ?? 1) * plot.w;
+    const left = plot.x + ((1 - (bar.len ?? 1)) / 2) * plot.w;
+    const top = plot.y + (1 - (bar.y ?? -0.01)) * plot.h + (bar.yanchor === "bottom" ? -thickness : 0);
+    const table = colourTable(axis.colorscale);
+    for (let i = 0; i < 256; i++) {
+      context.fillStyle = `rgb(${table[i * 3]},${table[i * 3 + 1]},${table[i * 3 + 2]})`;
+      context.fillRect(left + (i / 256) * length, top, length / 256 + 0.5, thickness);
+    }
+    context.fillStyle = font.color;
+    const labels = [[axis.cmin, "left"], [0.5 * ((axis.cmin ?? 0) + (axis.cmax ?? 0)), "center"], [axis.cmax, "right"]];
+    const xs = [left, left + length / 2, left + length];
+    labels.forEach(([value, align], i) => {
+      if (value !== undefined) drawText(context, formatNumber(value, ".3g"), xs[i], top + thickness + 1, 10, font, align, "top");
+    });
+  }
+}
+
+async function prepare(figure) {
+  for (const trace of figure.data) {
+    if (trace.type === "heatmap") trace._z = decode(trace.z);
+    if (trace.type === "bar" || trace.type === "scatter") {
+      trace._y = decode(trace.y);
+      trace._x = decode(trace.x) || {values: Array.from(trace._y.values, (_, i) => i), shape: [trace._y.values.length]};
+    }
+    if (trace.customdata !== undefined) trace._custom = decode(trace.customdata);
+    if (trace.type === "image") {
+      trace._image = new Image();
+      trace._image.src = trace.source;
+      await trace._image.decode();
+    }
+  }
+  return figure;
+}
+
+function draw(root, figure) {
+  const width = root.clientWidth, height = figure.layout.height || 450;
+  const layout = figure.layout;
+  const font = {family: "sans-serif", size: 12, color: "#444", ...(layout.font || {})};
+  const canvas = root.querySelector("canvas"), ratio = window.devicePixelRatio || 1;
+  canvas.width = Math.round(width * ratio);
+  canvas.height = Math.round(height * ratio);
+  canvas.style.height = `${height}px`;
+  const context = canvas.getContext("2d");
+  context.setTransform(ratio, 0, 0, ratio, 0, 0);
+  context.fillStyle = layout.paper_bgcolor || "white";
+  context.fillRect(0, 0, width, height);
+  const placed = placeAxes(figure, width, height);
+  const drawn = [];
+  for (const axis of placed.axes.values()) drawGrid(context, axis, font);
+  for (const trace of figure.data) {
+    const [x, y] = axisNames(trace), axis = placed.axes.get(x + y);
+    if (trace.type === "heatmap") drawHeatmap(context, trace, axis, layout, drawn);
+    else if (trace.type === "image") drawImage(context, trace, axis, drawn);
+    else if (trace.type === "bar") drawBars(context, trace, axis, drawn);
+    else if (trace.type === "scatter") drawLine(context, trace, axis, drawn);
+  }
+  context.fillStyle = font.color;
+  for (const note of layout.annotations || []) {
+    const x = placed.plot.x + note.x * placed.plot.w, y = placed.plot.y + (1 - note.y) * placed.plot.h;
+    drawText(context, note.text, x, y - 1, (note.font && note.font.size) || font.size, font, "center", "bottom");
+  }
+  const title = layout.title || {};
+  if (title.text) {
+    const size = (title.font && title.font.size) || font.size + 2;
+    drawText(context, title.text, width / 2, ((title.pad && title.pad.t) || 0) - size * 0.6, size, font, "center", "top");
+  }
+  drawColourBars(context, figure, placed.plot, font);
+  return {placed, drawn};
+}
+
+// the hover text at canvas point (px, py): the topmost trace there that has a hovertemplate
+function hoverText(figure, placed, px, py) {
+  for (const trace of [...figure.data].reverse()) {
+    if (!trace.hovertemplate || trace.hoverinfo === "skip") continue;
+    const [x, y] = axisNames(trace), axis = placed.axes.get(x + y);
+    const {area} = axis;
+    if (px < area.x || px > area.x + area.w || py < area.y || py > area.y + area.h) continue;
+    const dataX = axis.fromX(px), dataY = axis.fromY(py);
+    const custom = index => {
+      if (!trace._custom) return undefined;
+      const {values, shape} = trace._custom, depth = shape.slice(index.length).reduce((a, b) => a * b, 1);
+      const at = index.reduce((offset, i, k) => offset * shape[k] + i, 0) * depth;
+      return depth === 1 ? values[at] : Array.from(values.slice(at, at + depth));
+    };
+    let values;
+    if (trace.type === "heatmap") {
+      const [h, w] = trace._z.shape, x0 = trace.x0 ?? 0, dx = trace.dx ?? 1, y0 = trace.y0 ?? 0, dy = trace.dy ?? 1;
+      const j = Math.floor((dataX - (x0 - dx / 2)) / dx), i = Math.floor((dataY - (y0 - dy / 2)) / dy);
+      if (i < 0 || j < 0 || i >= h || j >= w || !Number.isFinite(trace._z.values[i * w + j])) continue;
+      values = {x: x0 + j * dx, y: y0 + i * dy, z: trace._z.values[i * w + j], customdata: custom([i, j])};
+    } else {
+      const xs = trace._x.values, ys = trace._y.values;
+      let best = -1;
+      for (let k = 0; k < xs.length; k++) {
+        if (best < 0 || Math.abs(xs[k] - dataX) < Math.abs(xs[best] - dataX)) best = k;
+      }
+      if (best < 0 || Math.abs(axis.toX(xs[best]) - px) > Math.max(8, axis.area.w / xs.length)) continue;
+      values = {x: xs[best], y: ys[best], customdata: custom([best])};
+    }
+    return fillTemplate(trace.hovertemplate, name => {
+      if (name === "fullData.name") return trace.name || "";
+      const part = /^customdata\[(\d+)\]$/.exec(name);
+      if (part) return Array.isArray(values.customdata) ? values.customdata[+part[1]] : undefined;
+      return values[name];
+    });
+  }
+  return null;
+}
+
+async function render(root, payload) {
+  const token = (root._token = (root._token || 0) + 1);
+  const figure = await prepare(JSON.parse(JSON.stringify(payload.figure)));
+  if (token !== root._token) return;  // a newer figure arrived meanwhile
+  root._figure = figure;
+  root._version = payload.version;
+  const layout = figure.layout;
+  root.dataset.title = plain((layout.title && layout.title.text) || "").replace(/\n/g, "<br>");
+  root.dataset.image = (layout.meta && layout.meta.image) || "";
+  redraw(root);
+}
+
+function redraw(root) {
+  if (!root._figure || !root.clientWidth) return;
+  const {placed, drawn} = draw(root, root._figure);
+  root._placed = placed;
+  root._drawn = drawn;  // what was drawn where, for tests
+  root.dataset.drawn = root._version;
+  root._width = root.clientWidth;
+}
+
+function mount(parent) {
+  const root = document.createElement("div");
+  root.className = "fmw-figure";
+  root.style.position = "relative";
+  root.style.width = "100%";
+  const canvas = document.createElement("canvas");
+  canvas.style.width = "100%";
+  canvas.style.display = "block";
+  const tip = document.createElement("div");
+  tip.className = "fmw-figure-hover";
+  tip.style.cssText = "position:absolute;display:none;pointer-events:none;background:rgba(255,255,255,0.95);" +
+    "border:1px solid #bbb;border-radius:3px;padding:2px 5px;font:11px sans-serif;white-space:pre;z-index:2";
+  root.append(canvas, tip);
+  canvas.addEventListener("mousemove", event => {
+    if (!root._placed) return;
+    const bounds = canvas.getBoundingClientRect();
+    const px = event.clientX - bounds.left, py = event.clientY - bounds.top;
+    const text = hoverText(root._figure, root._placed, px, py);
+    tip.style.display = text ? "block" : "none";
+    if (text) {
+      tip.textContent = text;
+      tip.style.left = `${Math.min(px + 12, Math.max(0, root.clientWidth - tip.offsetWidth))}px`;
+      tip.style.top = `${py + 12}px`;
+    }
+  });
+  canvas.addEventListener("mouseleave", () => { tip.style.display = "none"; });
+  root._observer = new ResizeObserver(() => {
+    if (root.clientWidth !== root._width) requestAnimationFrame(() => redraw(root));
+  });
+  root._observer.observe(root);
+  parent.appendChild(root);
+  return root;
+}
+
+export default function (component) {
+  const {data, parentElement} = component;
+  const root = parentElement.querySelector(":scope > .fmw-figure") || mount(parentElement);
+  root.dataset.version = data.version;
+  if (root._requested !== data.version) {
+    root._requested = data.version;
+    render(root, data);
+  }
+  return () => {
+    if (!parentElement.isConnected && root._observer) root._observer.disconnect();
+  };
+}
