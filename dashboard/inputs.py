@@ -171,12 +171,15 @@ def choose_image(context: DashboardContext, key: str) -> ImageChoice | None:
     return context.images[names.index(name) if name in names else names.index(current)]
 
 
-def choose_model(context: DashboardContext, key: str, preferred: Sequence[str] = ()) -> ModelChoice:
-    """A select box over the selected models (call after ``require_models``). The first model whose
-    weighting kind comes earliest in ``preferred`` is preselected, else the first not known to lack
-    weighting layers, else the first."""
+def choose_model(
+    context: DashboardContext, key: str, preferred: Sequence[str] = (), first: str | None = None
+) -> ModelChoice:
+    """A select box over the selected models (call after ``require_models``). The model whose key is
+    ``first`` is preselected, else the first model whose weighting kind comes earliest in
+    ``preferred``, else the first not known to lack weighting layers, else the first."""
     labels = [choice.label for choice in context.models]
-    ranked = [
+    keyed = [i for i, choice in enumerate(context.models) if choice.key == first]
+    ranked = keyed + [
         next((i for i, choice in enumerate(context.models) if choice.weighting == kind), None) for kind in preferred
     ]
     weighted = next((i for i, choice in enumerate(context.models) if not choice.known_unweighted), 0)

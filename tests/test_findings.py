@@ -21,6 +21,7 @@ from fmw.analysis.findings import (
     specificity_series,
     statistics_json,
     statistics_path,
+    steepest_rise,
 )
 from fmw.analysis.stats import GateStatistics, gate_statistics
 from fmw.io import load_checkpoint
@@ -115,6 +116,22 @@ def test_the_depth_finding_groups_models_by_trend_next_to_the_papers_finding():
     assert "The gate of scale (LayerScale) is the same for every image" in text
     assert "single" not in text, "one defined site has no trend"
     assert "No model here" in depth_finding([series("one", "eca", [0.3])])
+
+
+def test_the_steepest_rise_is_a_rising_channel_gate_by_more_than_the_tolerance():
+    lines = [
+        series("se", "channel", [0.47, 0.57, 0.38]),  # rises, then falls
+        series("cbam", "cbam", [0.47, 0.68, 0.76], stages=2),
+        series("eca", "eca", [0.45, float("nan"), 0.88]),  # the undefined middle site is skipped
+        series("coord", "coord", [0.35, 0.50, 0.89], stages=2, stage="coord_w"),  # steeper, but not a channel gate
+        series("flat", "eca", [0.30, 0.31, 0.33]),  # level within the tolerance
+    ]
+    assert steepest_rise(lines).model == "eca"
+    assert steepest_rise(lines).numbers == "0.45 → 0.88" and steepest_rise(lines).rise == pytest.approx(0.43)
+    assert steepest_rise(lines, layout="coord_w").model == "coord"
+    assert steepest_rise([series("a", "eca", [0.25, 0.5]), series("b", "eca", [0.5, 0.75])]).model == "a", "a tie"
+    assert steepest_rise(lines[:1] + lines[-1:]) is None
+    assert steepest_rise([series("x", "cbam", [0.1, 0.6], stage="channel_2")]).layout == "channel"
 
 
 def test_every_kind_is_described_with_its_formula_and_paper():

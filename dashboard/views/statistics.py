@@ -2,7 +2,11 @@
 them (``fmw.analysis.findings``): class specificity by depth of every kind and gate stage side by side,
 the depth trend in words next to the SE paper's finding, and one model's mean gate per class at every
 site. Then the same over the sidebar's images, grouped by predicted class, with a JSON file from
-``python -m fmw stats`` (dataset-level, grouped by true label) uploaded alongside."""
+``python -m fmw stats`` (dataset-level, grouped by true label) uploaded alongside.
+
+The page opens on the model whose channel gate's class specificity rises most from its first site to
+its last in those statistics (``fmw.analysis.findings.steepest_rise``): the clearest instance of the
+SE paper's finding, which is about channel gates; without one, on the first model with weighting."""
 
 from __future__ import annotations
 
@@ -15,7 +19,14 @@ from dashboard.catalog import ModelChoice
 from dashboard.inputs import DashboardContext, choose_model, current_context, open_model, require_models
 from dashboard.services import guarded, shipped
 from dashboard.views.common import PLOT_CONFIG, explain_kind, sidebar_statistics
-from fmw.analysis.findings import ShippedStatistics, depth_finding, regenerate_command, specificity_series
+from fmw.analysis.findings import (
+    ShippedStatistics,
+    SpecificitySeries,
+    depth_finding,
+    regenerate_command,
+    specificity_series,
+    steepest_rise,
+)
 from fmw.analysis.images import task_of
 from fmw.analysis.layouts import StageSummary
 from fmw.analysis.stats import GateStatistics
@@ -26,7 +37,6 @@ INTRO = (
     "same gate profile, about 1 that the class alone sets it. First, what the shipped checkpoints show over the "
     "CIFAR-10 test split grouped by true class; below, the same for your own images."
 )
-PREFERRED_KINDS = ("eca", "cbam", "channel", "spatial", "scale")  # the kinds to open on, in order
 SPECIFICITY_NOTE = (
     "0: every class gets the same gate profile; about 1: the gate is set by the class "
     "(definition in fmw/analysis/stats.py)."
@@ -60,8 +70,9 @@ def shipped_of(context: DashboardContext) -> dict[str, ShippedStatistics]:
     return {choice.label: shipped(choice.path, choice.version) for choice in context.models if choice.origin == "file"}
 
 
-def findings(found: dict[str, ShippedStatistics]) -> None:
-    """Specificity by depth of every shipped kind and stage side by side, and the finding in words."""
+def findings(found: dict[str, ShippedStatistics]) -> list[SpecificitySeries]:
+    """Specificity by depth of every shipped kind and stage side by side, and the finding in words;
+    returns the series drawn."""
     available = {label: item.statistics for label, item in found.items() if item.statistics is not None}
     missing = [item.problem for item in found.values() if item.problem]
     if not available:
@@ -71,7 +82,7 @@ def findings(found: dict[str, ShippedStatistics]) -> None:
         )
         for problem in missing:
             st.caption(problem)
-        return
+        return []
     series = [line for label, statistics in available.items() for line in specificity_series(statistics, label)]
     images = " / ".join(f"{count:,}" for count in sorted({statistics.images for statistics in available.values()}))
     figure = specificity_figure(
@@ -84,6 +95,7 @@ def findings(found: dict[str, ShippedStatistics]) -> None:
     st.caption(f"{SPECIFICITY_NOTE} Shipped beside the checkpoints as `stats/<name>.json`, made by `fmw stats`.")
     for problem in missing:
         st.caption(problem)
+    return series
 
 
 def shipped_heatmaps(choice: ModelChoice, found: dict[str, ShippedStatistics]) -> None:
@@ -223,8 +235,14 @@ def render(context: DashboardContext) -> None:
         return
     st.subheader("What the shipped checkpoints show")
     found = shipped_of(context)
-    findings(found)
-    choice = choose_model(context, key="statistics-checkpoint", preferred=PREFERRED_KINDS)
+    opening = steepest_rise(findings(found))
+    first = next((choice.key for choice in context.models if opening and choice.label == opening.model), None)
+    choice = choose_model(context, key="statistics-checkpoint", first=first)
+    if opening is not None and choice.key == first:
+        st.caption(
+            f"Opens on {choice.label}: of the shipped channel gates (one value per channel, as in the SE paper's "
+            f"analysis), its class specificity rises most from the first site to the last ({opening.numbers})."
+        )
     if choice.weighting:
         explain_kind(choice.weighting)
     shipped_heatmaps(choice, found)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from fmw.analysis.layouts import layout_of_stage
 from fmw.analysis.stats import GateStatistics
 from fmw.layers.descriptions import describe_kind
 
@@ -38,6 +39,7 @@ __all__ = [
     "specificity_series",
     "statistics_json",
     "statistics_path",
+    "steepest_rise",
 ]
 
 STATISTICS_FOLDER = "stats"
@@ -142,6 +144,22 @@ class SpecificitySeries:
         """The model's name, with the stage when the model has more than one ("cbam, spatial gate")."""
         return self.model if self.stages_in_model == 1 else f"{self.model}, {self.stage} gate"
 
+    @property
+    def layout(self) -> str:
+        """The stage's gate layout ("channel" for "channel" and "channel_2": stages are named after it)."""
+        return layout_of_stage(self.stage)
+
+    @property
+    def numbers(self) -> str:
+        """The defined specificities in depth order, two decimals each: "0.45 → 0.59 → 0.88"."""
+        return " → ".join(f"{value:.2f}" for value in _defined(self))
+
+    @property
+    def rise(self) -> float | None:
+        """Specificity at the last site with one minus at the first (None with fewer than two)."""
+        values = _defined(self)
+        return float(values[-1] - values[0]) if len(values) >= 2 else None
+
 
 def specificity_series(statistics: GateStatistics, model: str) -> list[SpecificitySeries]:
     """One series per gate stage name ("channel", "spatial", "coord_w", ...; in the order the sites
@@ -188,6 +206,30 @@ def _trend(values: np.ndarray) -> str | None:
     return TRENDS[2]
 
 
+def steepest_rise(series: Sequence[SpecificitySeries], layout: str = "channel") -> SpecificitySeries | None:
+    """Of the series of ``layout`` gates whose class specificity rises from the first site to the last
+    (as ``depth_finding`` words it: by ``LEVEL_TOLERANCE`` or more, without a peak in between), the
+    one that rises most; the earlier on a tie, None when none rises. With the default layout it is the
+    clearest instance of the SE paper's finding, which is about channel gates (one value per channel).
+
+    Examples:
+        >>> depths = np.array([0.0, 0.5, 1.0])
+        >>> def line(model, stage, values):
+        ...     return SpecificitySeries(model, model, stage, 1, depths, np.array(values), ["a", "b", "c"])
+        >>> lines = [line("se", "channel", [0.5, 0.6, 0.7]), line("eca", "channel", [0.4, 0.6, 0.9]),
+        ...          line("coord", "coord_h", [0.3, 0.5, 0.9]), line("peak", "channel", [0.1, 0.9, 0.7])]
+        >>> steepest_rise(lines).model, steepest_rise(lines, "coord_h").model, steepest_rise(lines, "full")
+        ('eca', 'coord', None)
+    """
+    rising = [line for line in series if line.layout == layout and _trend(_defined(line)) == TRENDS[0]]
+    return max(rising, key=lambda line: line.rise or 0.0, default=None)
+
+
+def _defined(line: SpecificitySeries) -> np.ndarray:
+    """The series' specificities where they are defined."""
+    return line.values[np.isfinite(line.values)]
+
+
 def _named(line: SpecificitySeries) -> str:
     """The series' label, with the kind's short name where the model is named after its kind ("channel (SE)")."""
     if line.stages_in_model == 1 and line.model == line.kind:
@@ -200,12 +242,11 @@ def depth_finding(series: Sequence[SpecificitySeries]) -> str:
     which rise then fall, which stay level (within ``LEVEL_TOLERANCE``), which fall, which are static."""
     groups: dict[str | None, list[str]] = {}
     for line in series:
-        values = line.values[np.isfinite(line.values)]
+        values = _defined(line)
         if len(values) < 2:
             continue
-        numbers = " → ".join(f"{value:.2f}" for value in values)
         trend = _trend(values)
-        groups.setdefault(trend, []).append(_named(line) if trend is None else f"{_named(line)} ({numbers})")
+        groups.setdefault(trend, []).append(_named(line) if trend is None else f"{_named(line)} ({line.numbers})")
     if not groups:
         return f"{SE_PAPER_FINDING} No model here has gates at two or more sites to compare."
     clauses = [f"{trend} {_listing(groups[trend])}" for trend in TRENDS if trend in groups]
