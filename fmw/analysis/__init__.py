@@ -13,10 +13,14 @@ The names below are the API users call; the dashboard, the command line, the not
 report read the same ones.
 
 Examples:
+    >>> import numpy as np
     >>> import fmw
     >>> from fmw.analysis import analyse_image, site_change
+    >>> rgb = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     >>> analysis = analyse_image(fmw.load_model("cbam"), rgb)
-    >>> change = site_change(analysis.sites[0])
+    >>> change = site_change(analysis.sites[0])  # what Compare draws for the first site
+    >>> change.name, len(change.channels), change.before.shape
+    ('stages.0.weighting', 4, (4, 15, 15))
 """
 
 from __future__ import annotations

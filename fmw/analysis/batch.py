@@ -83,8 +83,14 @@ def batch_statistics(analyses: list[ImageAnalysis]) -> list[SiteStatistics]:
             different shapes), so it has no mean.
 
     Examples:
-        >>> statistics = batch_statistics(analyse_images(handle, rgbs))
-        >>> statistics[0].channel_gate_mean
+        >>> import fmw
+        >>> from fmw.analysis import analyse_images
+        >>> rgbs = [np.random.default_rng(seed).integers(0, 256, (32, 32, 3), dtype=np.uint8) for seed in range(3)]
+        >>> first = batch_statistics(analyse_images(fmw.load_model("cbam"), rgbs))[0]
+        >>> first.name, first.images, {stage: values.shape for stage, values in first.gate_values.items()}
+        ('stages.0.weighting', 3, {'channel': (192,), 'spatial': (675,)})
+        >>> first.channel_gate_mean.shape, [stage.gate.shape for stage in first.mean_stages]
+        ((64,), [(64,), (15, 15)])
     """
     if not analyses:
         return []
@@ -134,8 +140,15 @@ def batch_gate_statistics(
             gate with different sizes on different images.
 
     Examples:
+        >>> import fmw
+        >>> from fmw.analysis import analyse_images
+        >>> handle = fmw.load_model("eca")
+        >>> rgbs = [np.full((32, 32, 3), value, np.uint8) for value in (0, 100, 200)]
         >>> statistics = batch_gate_statistics(analyse_images(handle, rgbs), handle.class_names)
-        >>> statistics.sites[0].specificity
+        >>> statistics.images, statistics.grouping, statistics.sites[0].stages["channel"].class_mean.shape
+        (3, 'prediction', (10, 64))
+        >>> tuple(statistics.replacements()["stages.0.weighting"]["channel"].shape)  # for override_gates
+        (1, 64, 1, 1)
     """
     if not analyses:
         raise ValueError("no analyses: gate statistics need at least one image")

@@ -71,8 +71,12 @@ def model_card(loaded: ModelHandle, name: str) -> ModelCard:
         kinds of the sites found in it.
 
     Examples:
+        >>> import fmw
         >>> card = model_card(fmw.load_model("cbam"), "cbam")
-        >>> card.parameters, card.top1
+        >>> card.weighting, card.parameters, card.input_size
+        ('cbam', 575417, (32, 32))
+        >>> card.top1 > card.top1_weighting_off  # test-split top-1 in percent, from the checkpoint's header
+        True
     """
     weighting = loaded.weighting
     if weighting is None:

@@ -97,7 +97,13 @@ def changed_channels(site: SiteSummary, count: int) -> np.ndarray:
         Channel indices: the first ``count`` of ``change_order(site)``.
 
     Examples:
-        >>> changed_channels(analysis.sites[0], 4)  # four channel indices, most changed first
+        >>> import torch, fmw
+        >>> from fmw.analysis import summarise_site
+        >>> layer = fmw.create_weighting("scale", 4)  # y = x * s, s one learned value per channel
+        >>> layer.gate.weight.data = torch.tensor([1.0, 0.5, 0.0, 0.9])
+        >>> site = summarise_site(fmw.probe(layer, torch.ones(1, 4, 2, 2)).sites[0])
+        >>> changed_channels(site, 2)  # RMS amplitude 1 -> 0, then 1 -> 0.5
+        array([2, 1])
     """
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
@@ -105,7 +111,23 @@ def changed_channels(site: SiteSummary, count: int) -> np.ndarray:
 
 
 def available_orderings(site: SiteSummary) -> tuple[str, ...]:
-    """The channel orderings that mean something for ``site`` ("gate" needs a gate with a channel axis)."""
+    """The channel orderings that mean something for ``site``.
+
+    Args:
+        site: one site on one image.
+
+    Returns:
+        ``ORDERINGS``, without "gate" when no stage of the site has a channel axis.
+
+    Examples:
+        >>> import fmw
+        >>> from fmw.analysis import analyse_image
+        >>> rgb = np.zeros((32, 32, 3), np.uint8)
+        >>> available_orderings(analyse_image(fmw.load_model("cbam"), rgb).sites[0])
+        ('index', 'gate', 'energy change')
+        >>> available_orderings(analyse_image(fmw.load_model("spatial"), rgb).sites[0])  # one gate per position
+        ('index', 'energy change')
+    """
     return ORDERINGS if site.channel_values is not None else tuple(o for o in ORDERINGS if o != "gate")
 
 
@@ -125,8 +147,13 @@ def channel_order(site: SiteSummary, by: str) -> np.ndarray:
         ValueError: an unknown ordering, or "gate" for a site with no gate over channels.
 
     Examples:
-        >>> order = channel_order(analysis.sites[0], "energy change")
-        >>> analysis.sites[0].before[order[:8]]  # the eight maps the weighting changed most
+        >>> import torch, fmw
+        >>> from fmw.analysis import summarise_site
+        >>> layer = fmw.create_weighting("scale", 4)
+        >>> layer.gate.weight.data = torch.tensor([1.0, 0.5, 0.0, 0.9])
+        >>> record = fmw.probe(layer, torch.ones(1, 4, 2, 2)).sites[0]
+        >>> channel_order(summarise_site(record), "gate"), channel_order(summarise_site(record), "energy change")
+        (array([0, 3, 1, 2]), array([2, 1, 3, 0]))
     """
     if by == "index":
         return np.arange(site.channels)
@@ -152,8 +179,15 @@ def site_change(site: SiteSummary, count: int = SHOWN_CHANNELS) -> SiteChange:
         RMS amplitudes and gates), its stages and the share of energy it kept.
 
     Examples:
-        >>> change = site_change(analysis.sites[0])
-        >>> [channel.channel for channel in change.channels], change.kept_energy
+        >>> import torch, fmw
+        >>> from fmw.analysis import summarise_site
+        >>> halving = fmw.create_weighting("scale", 3)
+        >>> halving.gate.weight.data = torch.tensor([1.0, 0.5, 0.0])
+        >>> change = site_change(summarise_site(fmw.probe(halving, torch.ones(1, 3, 4, 4)).sites[0]), count=2)
+        >>> [(channel.channel, channel.rms_before, channel.rms_after, channel.gate) for channel in change.channels]
+        [(2, 1.0, 0.0, 0.0), (1, 1.0, 0.5, 0.5)]
+        >>> round(change.kept_energy, 4), change.mean_after.shape  # (1 + 0.25 + 0) / 3 of the energy kept
+        (0.4167, (4, 4))
     """
     chosen = changed_channels(site, count)
     rms_before = np.sqrt(site.energy_before.astype(np.float64))

@@ -20,7 +20,9 @@ def list_checkpoints(directory: Path) -> list[Path]:
         the rest by name.
 
     Examples:
-        >>> list_checkpoints(fmw.settings.checkpoint_directory())
+        >>> from fmw.settings import SHIPPED_CHECKPOINTS
+        >>> [path.stem for path in list_checkpoints(SHIPPED_CHECKPOINTS)]
+        ['none', 'scale', 'spatial', 'channel', 'cbam', 'eca', 'coord', 'simam']
     """
     if not directory.is_dir():
         return []

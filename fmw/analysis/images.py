@@ -114,9 +114,16 @@ def analyse_image(
         ``SiteSummary`` per site in forward order, and the crop the model saw.
 
     Examples:
-        >>> handle = fmw.load_model("cbam")
+        >>> import fmw
+        >>> handle = fmw.load_model("cbam")  # a shipped checkpoint, by name
+        >>> rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
         >>> analysis = analyse_image(handle, rgb)
-        >>> analysis.predictions[0].class_name, [site.name for site in analysis.sites]
+        >>> [site.name for site in analysis.sites]
+        ['stages.0.weighting', 'stages.1.weighting', 'stages.2.weighting']
+        >>> len(analysis.predictions), analysis.predictions[0].class_name in handle.class_names
+        (5, True)
+        >>> analysis.crop.shape, analysis.resolution  # the centred 48 x 48 window, seen at 32 x 32
+        ((48, 48, 3), (32, 32))
     """
     return analyse_images(loaded, [rgb], resolution, top_k, name, threshold=threshold)[0]
 
@@ -144,7 +151,11 @@ def analyse_images(
         One ``ImageAnalysis`` per image, in order.
 
     Examples:
-        >>> analyses = analyse_images(handle, [rgb_a, rgb_b], batch_size=8)
+        >>> import fmw
+        >>> rgbs = [np.full((32, 32, 3), value, np.uint8) for value in (0, 128, 255)]
+        >>> analyses = analyse_images(fmw.load_model("eca"), rgbs, batch_size=2)  # two forward passes
+        >>> len(analyses), [len(analysis.sites) for analysis in analyses]
+        (3, [3, 3, 3])
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")

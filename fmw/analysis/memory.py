@@ -53,8 +53,15 @@ def run_with_memory_fallback(work: Callable[[str, int], Result], device: str, ba
         (None when the first attempt succeeded).
 
     Examples:
-        >>> run = run_with_memory_fallback(lambda device, batch: work(device, batch), "cuda", 64)
-        >>> run.value, run.notice
+        >>> def work(device, batch_size):  # as if a batch of more than 16 did not fit on the GPU
+        ...     if device == "cuda" and batch_size > 16:
+        ...         raise torch.cuda.OutOfMemoryError("simulated")
+        ...     return f"{batch_size} images at a time on {device}"
+        >>> run = run_with_memory_fallback(work, "cuda", 64)
+        >>> run.value
+        '16 images at a time on cuda'
+        >>> run.notice
+        'The GPU ran out of memory, so this ran in batches of 32 then in batches of 16. Results are the same.'
     """
     steps: list[str] = []
     while True:
@@ -99,8 +106,13 @@ def analyse_images_on_device(
         The analyses with the device and batch size that made them.
 
     Examples:
-        >>> options = lambda device: fmw.io.model_spec.ModelOptions(device=device)
-        >>> run = analyse_images_on_device(lambda device: fmw.load_model("cbam", options(device)), [rgb], "cuda")
+        >>> import fmw
+        >>> from fmw.io.model_spec import ModelOptions
+        >>> def load(device):
+        ...     return fmw.load_model("cbam", ModelOptions(device=device))
+        >>> run = analyse_images_on_device(load, [np.zeros((32, 32, 3), np.uint8)], "cpu")
+        >>> run.device, run.batch_size, run.notice, len(run.value)
+        ('cpu', 16, None, 1)
     """
     return run_with_memory_fallback(
         lambda on, batch: analyse_images(load(on), rgbs, resolution, name=name, batch_size=batch, threshold=threshold),

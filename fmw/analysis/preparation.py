@@ -53,9 +53,16 @@ def prepare_image(source: ModelHandle, rgb: np.ndarray, resolution: int | None =
         ValueError: ``resolution`` is below the smallest input the model takes.
 
     Examples:
-        >>> handle = fmw.load_model("torchvision:resnet18")
+        >>> import fmw
+        >>> handle = fmw.load_model("cbam")  # 32 x 32 inputs
+        >>> rgb = np.zeros((60, 90, 3), np.uint8)
         >>> prepared = prepare_image(handle, rgb)
-        >>> logits = handle.model(prepared.inputs)
+        >>> tuple(prepared.inputs.shape), prepared.crop.shape  # the centred 60 x 60 window, resized
+        ((1, 3, 32, 32), (60, 60, 3))
+        >>> tuple(handle.model(prepared.inputs).shape)  # CIFAR-10's ten logits
+        (1, 10)
+        >>> prepare_image(handle, rgb, resolution=64).resolution
+        (64, 64)
     """
     preprocessing = source.preprocessing
     if resolution is not None:
@@ -87,7 +94,13 @@ def batch_inputs(source: ModelHandle, images: list[np.ndarray], resolution: int 
         The batch, ready for ``fmw.probe(source.model, batch)``.
 
     Examples:
-        >>> result = fmw.probe(handle.model, batch_inputs(handle, [rgb_a, rgb_b]))
+        >>> import fmw
+        >>> handle = fmw.load_model("spatial")
+        >>> batch = batch_inputs(handle, [np.zeros((60, 90, 3), np.uint8), np.zeros((40, 40, 3), np.uint8)])
+        >>> tuple(batch.shape)
+        (2, 3, 32, 32)
+        >>> [tuple(site.gates["spatial"].shape) for site in fmw.probe(handle.model, batch).sites]
+        [(2, 1, 15, 15), (2, 1, 7, 7), (2, 1, 3, 3)]
     """
     if not images:
         raise ValueError("no images to prepare; give at least one")

@@ -60,9 +60,13 @@ def summarise_site(record: SiteRecord, index: int = 0) -> SiteSummary:
         The site's maps, gates and energies for that image, as numpy.
 
     Examples:
-        >>> result = fmw.probe(model, batch)
-        >>> summary = summarise_site(result.sites[0], index=1)
-        >>> summary.energy_ratio  # per channel, after / before
+        >>> import fmw
+        >>> result = fmw.probe(fmw.load_model("cbam").model, torch.rand(2, 3, 32, 32))
+        >>> summary = summarise_site(result.sites[0], index=1)  # the second image
+        >>> summary.before.shape, [(stage.name, stage.gate.shape) for stage in summary.stages]
+        ((64, 15, 15), [('channel', (64,)), ('spatial', (15, 15))])
+        >>> bool((summary.energy_ratio <= 1).all())  # after / before per channel: sigmoid gates only attenuate
+        True
     """
 
     def of_image(tensor: torch.Tensor) -> np.ndarray:
