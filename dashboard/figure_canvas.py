@@ -24,12 +24,14 @@ only (no code arrives from the browser or is sent in a figure)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -37,12 +39,54 @@ SCRIPT = Path(__file__).with_name("figure_canvas.js")
 COMPONENT_NAME = "fmw.figure_canvas"
 
 
-def canvas_payload(figure: go.Figure) -> dict[str, Any]:
-    """What the component is sent for ``figure``: plotly's JSON of it (numpy arrays as base64 typed
-    arrays, the default template left out: fmw's figures style themselves) and a version, a digest
-    of that JSON, so the browser redraws only when the figure changed."""
-    spec = json.loads(figure.to_json())
-    spec["layout"].pop("template", None)
+_TYPED = {"f": "f", "i": "i", "u": "u", "b": "u"}  # numpy kind -> plotly's typed-array kind
+
+
+def _typed_array(array: np.ndarray) -> dict[str, str]:
+    """``array`` as plotly's typed-array JSON: little-endian bytes in base64, its dtype and shape.
+    64-bit integers (which JavaScript's typed arrays do not hold as numbers) become 32-bit, or
+    float64 where they do not fit."""
+    if array.dtype.kind not in _TYPED:
+        raise TypeError(f"cannot send an array of {array.dtype} to the canvas")
+    if array.dtype.kind == "b":
+        array = array.astype(np.uint8)
+    elif array.dtype.kind in "iu" and array.dtype.itemsize == 8:
+        fits = array.size == 0 or (array.min() >= np.iinfo(np.int32).min and array.max() <= np.iinfo(np.int32).max)
+        array = array.astype(np.int32 if fits else np.float64)
+    array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    encoded = {
+        "dtype": f"{_TYPED[array.dtype.kind]}{array.dtype.itemsize}",
+        "bdata": base64.b64encode(array.tobytes()).decode(),
+    }
+    if array.ndim > 1:
+        encoded["shape"] = ", ".join(str(size) for size in array.shape)
+    return encoded
+
+
+def plotly_json(value: Any) -> Any:
+    """A figure spec (plotly's JSON structure, numpy arrays as they are) made JSON-ready: arrays as
+    typed arrays, numpy scalars as numbers."""
+    if isinstance(value, np.ndarray):
+        return _typed_array(value)
+    if isinstance(value, dict):
+        return {key: plotly_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plotly_json(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def canvas_payload(figure: dict[str, Any] | go.Figure) -> dict[str, Any]:
+    """What the component is sent for ``figure`` (a plotly figure, or its spec as
+    ``fmw.figures.compare.site_change_spec`` makes it, which saves validating it): plotly's JSON of
+    it, arrays as base64 typed arrays and no template (fmw's figures style themselves), and a version,
+    a digest of that JSON, so the browser redraws only when the figure changed."""
+    if isinstance(figure, go.Figure):
+        spec = json.loads(figure.to_json())
+        spec["layout"].pop("template", None)
+    else:
+        spec = plotly_json(figure)
     text = json.dumps(spec, separators=(",", ":"), sort_keys=True)
     return {"figure": spec, "version": hashlib.blake2b(text.encode(), digest_size=12).hexdigest()}
 

@@ -176,10 +176,16 @@ def download(label: str, make: Callable[[], bytes | str], file_name: str, mime: 
 
 
 def analysis_downloads(
-    analysis: ImageAnalysis, figure: go.Figure, stem: str, key: str, *, side_by_side: bool = True
+    analysis: ImageAnalysis,
+    figure: go.Figure | Callable[[], go.Figure],
+    stem: str,
+    key: str,
+    *,
+    side_by_side: bool = True,
 ) -> None:
-    """Gates (CSV), captured tensors (NPZ) and ``figure`` (HTML) of one analysis: in a row, or
-    stacked when the caller is already a narrow column (labels would be cut off)."""
+    """Gates (CSV), captured tensors (NPZ) and ``figure`` (HTML; or what makes it, called only when
+    the download is clicked) of one analysis: in a row, or stacked when the caller is already a narrow
+    column (labels would be cut off)."""
     places = st.columns(3) if side_by_side else [st.container(), st.container(), st.container()]
     with places[0]:
         download("Gates (CSV)", lambda: gates_csv(analysis.sites), f"{stem}-gates.csv", "text/csv", f"{key}-csv")
@@ -192,7 +198,8 @@ def analysis_downloads(
             f"{key}-npz",
         )
     with places[2]:
-        download("Figure (HTML)", lambda: figure_html(figure), f"{stem}.html", "text/html", f"{key}-html")
+        made = figure if isinstance(figure, go.Figure) else None
+        download("Figure (HTML)", lambda: figure_html(made or figure()), f"{stem}.html", "text/html", f"{key}-html")
 
 
 def explain_kind(kind: str, stages: Sequence[str] = ()) -> None:

@@ -9,6 +9,7 @@ eye sees; every column links to its full grids in the Layer explorer; downloads 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ from dashboard.views.common import (
 )
 from fmw.analysis import ImageAnalysis, site_index_at_depth
 from fmw.analysis.changes import SiteChange, site_change
-from fmw.figures.compare import map_limit, site_change_figure
+from fmw.figures.compare import map_limit, site_change_spec
 from fmw.layers.descriptions import describe_kind
 
 INTRO = (
@@ -58,12 +59,13 @@ def column_figure(
     change: SiteChange,
     ranges: dict[str, float | None],
     image: ImageChoice,
-) -> tuple[go.Figure, dict[str, Any]]:
-    """The column's figure (tagged with the image it shows, ``layout.meta``) and what the canvas is
-    sent for it, built once per model, site and colour ranges of this session's current image and
-    kept in its session state (a widget change that only redraws finds them there). Only the current
-    image's figures are kept: another image (or resolution, or device) drops them, so they never
-    outgrow the analyses they are drawn from. Callers never change them."""
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The column's figure spec (``site_change_spec``, tagged with the image it shows in
+    ``layout.meta``) and what the canvas is sent for it, built once per model, site and colour ranges
+    of this session's current image and kept in its session state (a widget change that only redraws
+    finds them there). Only the current image's figures are kept: another image (or resolution, or
+    device) drops them, so they never outgrow the analyses they are drawn from. Callers never change
+    them; a plotly figure is made of the spec only for a download."""
     site = analysis.sites[position]
     current = (image.digest, image.name)
     held, figures = st.session_state.get(FIGURES_KEY, (None, {}))
@@ -75,9 +77,9 @@ def column_figure(
     key = (choice.cache_key, choice.label, id(analysis), site.name, tuple(sorted(ranges.items())))
     kept = figures.get(key)
     if kept is None or kept[0] is not analysis:
-        figure = site_change_figure(change, analysis.crop, **ranges, title=f"{choice.label}<br>{site.name}")
-        figure.update_layout(meta={"image": image.name})
-        kept = figures[key] = (analysis, figure, canvas_payload(figure))
+        spec = site_change_spec(change, analysis.crop, **ranges, title=f"{choice.label}<br>{site.name}")
+        spec["layout"]["meta"] = {"image": image.name}
+        kept = figures[key] = (analysis, spec, canvas_payload(spec))
     return kept[1], kept[2]
 
 
@@ -89,7 +91,9 @@ def draw_column(
     ranges: dict[str, float | None],
     image: ImageChoice,
     threshold: float,
-) -> go.Figure:
+) -> Callable[[], go.Figure]:
+    """The column's header, figure, notes, prediction and Layer explorer link; returns what makes
+    its plotly figure, for the download menu."""
     site = analysis.sites[position]
     height, width = analysis.resolution
     description = describe_kind(site.kind, tuple(site.gates))
@@ -102,7 +106,7 @@ def draw_column(
         f"`{site.name}` (site {position + 1} of {len(analysis.sites)}) · {site.kind} · {site.channels} maps "
         f"of {site.before.shape[1]}×{site.before.shape[2]} · input {height}×{width} px{seen}"
     )
-    figure, payload = column_figure(choice, analysis, position, change, ranges, image)
+    spec, payload = column_figure(choice, analysis, position, change, ranges, image)
     show_canvas_figure(payload, f"compare-{choice.label}")
     for note in site.frame_notes:
         st.caption(f"Note: {note}")
@@ -120,7 +124,7 @@ def draw_column(
         args=(choice.label, site.name),
     ):
         st.switch_page("views/explorer.py")
-    return figure
+    return lambda: go.Figure(data=spec["data"], layout=spec["layout"])
 
 
 def shared_ranges(changes: list[SiteChange]) -> dict[str, float | None]:
@@ -178,7 +182,7 @@ def comparison(context: DashboardContext, image: ImageChoice) -> None:
     if ranges_choice == "shared":
         ranges = shared_ranges(list(changes.values()))
     labels = list(analyses)
-    figures = {}
+    figures: dict[str, Callable[[], go.Figure]] = {}
     for start in range(0, len(labels), COLUMNS_PER_ROW):
         for column, label in zip(st.columns(COLUMNS_PER_ROW), labels[start : start + COLUMNS_PER_ROW]):
             with column:

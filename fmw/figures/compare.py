@@ -8,8 +8,11 @@ large enough to be pictures (``MAP_PIXELS``)."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -22,7 +25,7 @@ from fmw.figures.sites import _channel_gate_trace, _spatial_gate_trace, overlay_
 from fmw.figures.stages import stage_title
 from fmw.figures.style import MAPS_COLORSCALE, STAGE_COLOURS, _coloraxis, symmetric_limit
 
-__all__ = ["COLUMN_PIXELS", "HIGHLIGHT_COLOUR", "MAP_PIXELS", "map_limit", "site_change_figure"]
+__all__ = ["COLUMN_PIXELS", "HIGHLIGHT_COLOUR", "MAP_PIXELS", "map_limit", "site_change_figure", "site_change_spec"]
 
 COLUMN_PIXELS = 160  # the width the rows are sized for: a sixth of the page at a 1500-px-wide window
 MAP_PIXELS = 72  # one map cell (two per row) at COLUMN_PIXELS; never below 48 on screen at that width
@@ -36,6 +39,9 @@ HIGHLIGHT_COLOUR = "#c44e52"
 FONT_FAMILY = '"Source Sans Pro", "Source Sans 3", sans-serif'  # the dashboard's own
 TEXT_COLOUR = "#31333f"
 GRID_COLOUR = "#e6e6e6"
+PHOTOS_KEPT = 16  # photos under the gates kept encoded (the columns of one image share one)
+
+Trace = dict[str, Any]  # one trace as plotly's JSON has it (numpy arrays as they are)
 
 
 def map_limit(*arrays: np.ndarray, quantile: float = 0.99) -> float:
@@ -47,20 +53,43 @@ def map_limit(*arrays: np.ndarray, quantile: float = 0.99) -> float:
     return limit if np.isfinite(limit) and limit > 0 else symmetric_limit(*arrays)
 
 
-def _map_trace(values: np.ndarray, name: str, what: str, coloraxis: str) -> go.Heatmap:
+def _map_trace(values: np.ndarray, name: str, what: str, coloraxis: str) -> Trace:
     """One map as a heatmap whose hover says what it is, the position and the value (the heatmap's own
     x and y are the column and row: no per-pixel hover data to send or for the browser to index)."""
-    return go.Heatmap(
-        z=values.astype(np.float32),
-        hovertemplate=f"{what}<br>row %{{y}}, column %{{x}}<br>value %{{z:.4g}}<extra></extra>",
-        name=name,
-        coloraxis=coloraxis,
-    )
+    return {
+        "type": "heatmap",
+        "z": values.astype(np.float32),
+        "hovertemplate": f"{what}<br>row %{{y}}, column %{{x}}<br>value %{{z:.4g}}<extra></extra>",
+        "name": name,
+        "coloraxis": coloraxis,
+    }
+
+
+def _plain(trace: go.BaseTraceType | Trace) -> Trace:
+    """A trace as plotly's JSON has it; a graph object is read once, never validated again."""
+    return trace if isinstance(trace, dict) else trace.to_plotly_json()
+
+
+_PHOTOS: OrderedDict[str, tuple[str, int, int]] = OrderedDict()
 
 
 def _photo_source(image: np.ndarray) -> tuple[str, int, int]:
     """``image`` (H, W, 3 uint8) downscaled to at most ``OVERLAY_MAX_SIDE`` as a JPEG data URI, with
-    its new width and height: a few kilobytes where the raw pixels would be a megabyte of JSON."""
+    its new width and height: a few kilobytes where the raw pixels would be a megabyte of JSON. The
+    last ``PHOTOS_KEPT`` are kept by a digest of their pixels: every site of a model draws one photo."""
+    digest = hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16)
+    digest.update(repr(image.shape).encode())
+    key = digest.hexdigest()
+    if key in _PHOTOS:
+        _PHOTOS.move_to_end(key)
+        return _PHOTOS[key]
+    _PHOTOS[key] = _encode_photo(image)
+    while len(_PHOTOS) > PHOTOS_KEPT:
+        _PHOTOS.popitem(last=False)
+    return _PHOTOS[key]
+
+
+def _encode_photo(image: np.ndarray) -> tuple[str, int, int]:
     photo = Image.fromarray(image)
     scale = min(1.0, OVERLAY_MAX_SIDE / max(photo.size))
     if scale < 1.0:
@@ -71,9 +100,7 @@ def _photo_source(image: np.ndarray) -> tuple[str, int, int]:
     return f"data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode()}", photo.width, photo.height
 
 
-def _overlay_traces(
-    image: np.ndarray, gate: np.ndarray, name: str, opacity: float = 0.55
-) -> list[go.Image | go.Heatmap]:
+def _overlay_traces(image: np.ndarray, gate: np.ndarray, name: str, opacity: float = 0.55) -> list[Trace]:
     """The gate over the image (h, w) stretched over ``image``; hover gives the gate cell and its value."""
     source, width, height = _photo_source(image)
     cells = overlay_cells(
@@ -85,7 +112,7 @@ def _overlay_traces(
         showscale=False,
         name=name,
     )
-    return [go.Image(source=source, hoverinfo="skip", name="image"), cells]
+    return [{"type": "image", "source": source, "hoverinfo": "skip", "name": "image"}, _plain(cells)]
 
 
 def _channel_label(change: SiteChange, position: int) -> tuple[str, str]:
@@ -103,7 +130,7 @@ class _Cell:
 
     title: str
     wide: bool
-    traces: list[go.BaseTraceType]
+    traces: list[Trace]
     picture: bool = True
     x_axis: dict[str, object] = field(default_factory=dict)
     y_axis: dict[str, object] = field(default_factory=dict)
@@ -120,11 +147,11 @@ def _map_pair(
     return MAP_PIXELS, cells
 
 
-def _layout_cells(rows: list[tuple[int, list[_Cell]]], plot_area: int) -> tuple[list[go.BaseTraceType], dict]:
+def _layout_cells(rows: list[tuple[int, list[_Cell]]], plot_area: int) -> tuple[list[Trace], dict]:
     """Place ``rows`` (pixel height, cells) top to bottom, one or two cells a row: each cell gets its
     own axes (numbered in order), its traces bound to them and its title above it. Done by hand
-    rather than by ``make_subplots``: one validation of the finished figure instead of one per update."""
-    traces: list[go.BaseTraceType] = []
+    rather than by ``make_subplots``: plain dictionaries, validated only if a figure is made of them."""
+    traces: list[Trace] = []
     layout: dict = {"annotations": []}
     hidden = {"showticklabels": False, "ticks": "", "showgrid": False, "zeroline": False, "constrain": "domain"}
     top, number = 1.0, 0
@@ -172,10 +199,10 @@ def _channel_bars(change: SiteChange, stage: StageSummary, gate_upper: float | N
     y_axis = {"range": [min(0.0, float(gate.min())), upper], "nticks": 3, "gridcolor": GRID_COLOUR}
     y_axis["automargin"] = True  # room for the tick labels left of the bars
     title = "channel gate, largest first" if stage.name == "channel" else f"{stage.name}, largest first"
-    return BARS_PIXELS, [_Cell(title, True, [bars], False, {"showticklabels": False, "ticks": ""}, y_axis)]
+    return BARS_PIXELS, [_Cell(title, True, [_plain(bars)], False, {"showticklabels": False, "ticks": ""}, y_axis)]
 
 
-def site_change_figure(
+def site_change_spec(
     change: SiteChange,
     image: np.ndarray | None = None,
     *,
@@ -183,8 +210,9 @@ def site_change_figure(
     mean_limit: float | None = None,
     gate_upper: float | None = None,
     title: str = "",
-) -> go.Figure:
-    """One column of the Compare view, top to bottom: the channel-mean map before | after (colour
+) -> dict[str, Any]:
+    """One column of the Compare view as plotly's JSON has it (``{"data": [...], "layout": {...}}``, numpy
+    arrays as they are), top to bottom: the channel-mean map before | after (colour
     range ±``mean_limit``), the gates over ``image`` (H, W, 3 uint8; the gate alone without it;
     ``fmw.analysis.layouts.over_image``), each stage as its layout draws it (a channel gate sorted
     largest first on [0, ``gate_upper``] with the channels shown below in ``HIGHLIGHT_COLOUR``; a
@@ -206,16 +234,18 @@ def site_change_figure(
         spatial_only = change.only_spatial_over_image
         name = "spatial gate" if spatial_only else "gates over the image"
         if image is None:
-            gate_traces: list[go.BaseTraceType] = [
-                _spatial_gate_trace(
-                    positional,
-                    f"{name}<br>row %{{y}}, column %{{x}}<br>gate %{{z:.3f}}<extra></extra>",
-                    showscale=False,
-                    name=name,
+            gate_traces: list[Trace] = [
+                _plain(
+                    _spatial_gate_trace(
+                        positional,
+                        f"{name}<br>row %{{y}}, column %{{x}}<br>gate %{{z:.3f}}<extra></extra>",
+                        showscale=False,
+                        name=name,
+                    )
                 )
             ]
         else:
-            gate_traces = list(_overlay_traces(image, positional, name))
+            gate_traces = _overlay_traces(image, positional, name)
         heading = "spatial gate over the image" if spatial_only else "gates over the image"
         rows.append((WIDE_PIXELS, [_Cell(heading, True, gate_traces)]))
     for stage in change.stages:
@@ -223,10 +253,11 @@ def site_change_figure(
             rows.append(_channel_bars(change, stage, gate_upper))
         elif stage.layout != "spatial":  # a spatial gate is the picture over the image
             entry = layout_figure(stage.layout)
-            trace = entry.trace(stage.gate, stage_title(stage))
-            if isinstance(trace, go.Heatmap):
-                trace.update(showscale=False)
-            pixels = WIDE_PIXELS if isinstance(trace, go.Heatmap) else BARS_PIXELS
+            trace = _plain(entry.trace(stage.gate, stage_title(stage)))
+            heatmap = trace["type"] == "heatmap"
+            if heatmap:
+                trace["showscale"] = False
+            pixels = WIDE_PIXELS if heatmap else BARS_PIXELS
             plain = {"showticklabels": False, "ticks": ""}  # no room for tick labels in a column; hover tells
             rows.append((pixels, [_Cell(stage_title(stage), True, [trace], entry.picture, plain, dict(plain))]))
     if change.frame_notes:
@@ -252,4 +283,19 @@ def site_change_figure(
         coloraxis2={**_coloraxis(MAPS_COLORSCALE, mean_limit), "showscale": False},
         margin=margin,
     )
-    return go.Figure(data=traces, layout=layout)
+    return {"data": traces, "layout": layout}
+
+
+def site_change_figure(
+    change: SiteChange,
+    image: np.ndarray | None = None,
+    *,
+    limit: float | None = None,
+    mean_limit: float | None = None,
+    gate_upper: float | None = None,
+    title: str = "",
+) -> go.Figure:
+    """``site_change_spec``'s column as a plotly figure (validated), for a notebook, an HTML export or
+    ``st.plotly_chart``. The dashboard's Compare view sends the spec itself to its canvas."""
+    spec = site_change_spec(change, image, limit=limit, mean_limit=mean_limit, gate_upper=gate_upper, title=title)
+    return go.Figure(data=spec["data"], layout=spec["layout"])
