@@ -214,7 +214,8 @@ function drawBars(context, trace, axis, drawn) {
     const left = axis.toX(xs[i] - 0.5), right = axis.toX(xs[i] + 0.5), top = axis.toY(ys[i]);
     context.fillRect(left, Math.min(top, base), Math.max(right - left, 0.5), Math.abs(base - top));
   }
-  drawn.push({name: trace.name, type: "bar", bars: xs.length});
+  const {x: left, y: top, w: width, h: height} = axis.area;
+  drawn.push({name: trace.name, type: "bar", bars: xs.length, left, top, width, height});
 }
 
 function drawLine(context, trace, axis, drawn) {

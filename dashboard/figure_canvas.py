@@ -14,10 +14,12 @@ the view offers as an HTML download. The canvas draws the subset fmw's Compare f
 heatmaps (colour axis or own colour scale, ``x0``/``dx``/``y0``/``dy``, opacity, gaps left blank),
 images given by ``source``, bars, lines with markers, axes by ``domain`` (square units where an x axis
 has ``scaleanchor``; first row on top where the y axis is ``autorange="reversed"``), grid lines where
-an axis sets ``gridcolor``, annotations, the title and horizontal colour bars. Hover shows each
-trace's own ``hovertemplate`` (``%{x}``, ``%{y}``, ``%{z}``, ``%{customdata}``, ``%{customdata[i]}``,
-formats ``.Nf`` and ``.Ng``). Plotly's toolbar (zoom, pan, PNG export) is not there; every figure
-drawn this way is offered as an HTML download, which has it.
+an axis sets ``gridcolor``, annotations, the title and horizontal colour bars. The figure's margins
+are kept as given: tick labels go inside their axes and a colour bar in the bottom margin, where
+plotly would widen the margins for them (so maps sit a few pixels larger than in plotly's drawing).
+Hover shows each trace's own ``hovertemplate`` (``%{x}``, ``%{y}``, ``%{z}``, ``%{customdata}``,
+``%{customdata[i]}``, formats ``.Nf`` and ``.Ng``). Plotly's toolbar (zoom, pan, PNG export) is not
+there; every figure drawn this way is offered as an HTML download, which has it.
 
 The drawing is ``figure_canvas.js``, trusted code shipped with the package; the figure is data
 only (no code arrives from the browser or is sent in a figure)."""
@@ -34,6 +36,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
+from plotly.colors import get_colorscale
 
 SCRIPT = Path(__file__).with_name("figure_canvas.js")
 COMPONENT_NAME = "fmw.figure_canvas"
@@ -65,11 +68,15 @@ def _typed_array(array: np.ndarray) -> dict[str, str]:
 
 def plotly_json(value: Any) -> Any:
     """A figure spec (plotly's JSON structure, numpy arrays as they are) made JSON-ready: arrays as
-    typed arrays, numpy scalars as numbers."""
+    typed arrays, numpy scalars as numbers, colour scales by name as their colours (as plotly's
+    validation would write them)."""
     if isinstance(value, np.ndarray):
         return _typed_array(value)
     if isinstance(value, dict):
-        return {key: plotly_json(item) for key, item in value.items()}
+        return {
+            key: get_colorscale(item) if key == "colorscale" and isinstance(item, str) else plotly_json(item)
+            for key, item in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return [plotly_json(item) for item in value]
     if isinstance(value, np.generic):
