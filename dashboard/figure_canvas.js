@@ -81,7 +81,7 @@ function axisNames(trace) {
 // the data extent [x0, x1, y0, y1] a trace covers
 function extent(trace) {
   if (trace.type === "heatmap" || trace.type === "image") {
-    const [h, w] = trace.type === "heatmap" ? trace._z.shape : [trace._image.naturalHeight, trace._image.naturalWidth];
+    const [h, w] = trace.type === "heatmap" ? trace._z.shape : trace._size;
     const x0 = trace.x0 ?? 0, dx = trace.dx ?? 1, y0 = trace.y0 ?? 0, dy = trace.dy ?? 1;
     return [x0 - dx / 2, x0 + (w - 0.5) * dx, y0 - dy / 2, y0 + (h - 0.5) * dy];
   }
@@ -92,8 +92,43 @@ function extent(trace) {
 }
 
 // where each pair of axes draws: its box on the canvas and data -> canvas functions
-function placeAxes(figure, width, height) {
+// the colour bars a figure shows: those of its colour axes and of traces with their own colour scale
+function colourBars(figure) {
+  const layout = figure.layout, bars = [];
+  for (const name of new Set(figure.data.map(t => t.coloraxis).filter(Boolean))) {
+    const axis = layout[name] || {};
+    if (axis.showscale !== false) bars.push({bar: axis.colorbar || {}, scale: axis.colorscale, lo: axis.cmin, hi: axis.cmax});
+  }
+  for (const trace of figure.data) {
+    if (trace.type === "heatmap" && !trace.coloraxis && trace.showscale !== false) {
+      const {lo, hi} = colouring(trace, layout);
+      bars.push({bar: trace.colorbar || {}, scale: trace.colorscale, lo, hi});
+    }
+  }
+  return bars;
+}
+
+function titleText(title) {
+  return typeof title === "string" ? title : (title && title.text) || "";
+}
+
+// the figure's margins, grown where plotly would grow them for what the canvas draws outside the axes:
+// a vertical colour bar on the right, x tick labels and an x axis title below
+function margins(figure) {
   const layout = figure.layout, margin = {l: 80, r: 80, t: 100, b: 80, ...(layout.margin || {})};
+  if (colourBars(figure).some(({bar}) => bar.orientation !== "h")) margin.r = Math.max(margin.r, 56);
+  let below = 0;
+  for (const trace of figure.data) {
+    const [, , xName] = axisNames(trace), xa = layout[xName] || {};
+    if (xa.scaleanchor || xa.visible === false) continue;
+    below = Math.max(below, (xa.showticklabels === false ? 0 : 14) + (titleText(xa.title) ? 16 : 0));
+  }
+  margin.b = Math.max(margin.b, below + 2);
+  return margin;
+}
+
+function placeAxes(figure, width, height, zoom) {
+  const layout = figure.layout, margin = margins(figure);
   const plot = {x: margin.l, y: margin.t, w: width - margin.l - margin.r, h: height - margin.t - margin.b};
   const axes = new Map();
   for (const trace of figure.data) {
@@ -102,13 +137,14 @@ function placeAxes(figure, width, height) {
     if (!axes.has(key)) axes.set(key, {xa: layout[xName] || {}, ya: layout[yName] || {}, traces: [], anchor: x});
     axes.get(key).traces.push(trace);
   }
-  for (const axis of axes.values()) {
+  for (const [key, axis] of axes.entries()) {
     const {xa, ya} = axis;
     const [xd0, xd1] = xa.domain || [0, 1], [yd0, yd1] = ya.domain || [0, 1];
     const box = {x: plot.x + xd0 * plot.w, y: plot.y + (1 - yd1) * plot.h, w: (xd1 - xd0) * plot.w, h: (yd1 - yd0) * plot.h};
     const extents = axis.traces.map(extent);
-    const xr = xa.range || [Math.min(...extents.map(e => e[0])), Math.max(...extents.map(e => e[1]))];
-    const yr = ya.range || [Math.min(...extents.map(e => e[2])), Math.max(...extents.map(e => e[3]))];
+    const zoomed = zoom && zoom.get(key);
+    const xr = zoomed ? zoomed.xr : xa.range || [Math.min(...extents.map(e => e[0])), Math.max(...extents.map(e => e[1]))];
+    const yr = zoomed ? zoomed.yr : ya.range || [Math.min(...extents.map(e => e[2])), Math.max(...extents.map(e => e[3]))];
     const reversed = !ya.range && ya.autorange === "reversed";
     const xs = xr[1] - xr[0] || 1, ys = yr[1] - yr[0] || 1;
     let area = box;
@@ -117,6 +153,8 @@ function placeAxes(figure, width, height) {
       area = {x: box.x + (box.w - xs * k) / 2, y: box.y + (box.h - ys * k) / 2, w: xs * k, h: ys * k};
     }
     axis.area = area;
+    axis.key = key;
+    axis.picture = !!xa.scaleanchor;
     axis.range = {xr, yr};
     axis.toX = v => area.x + ((v - xr[0]) / xs) * area.w;
     axis.toY = v => (reversed ? area.y + ((v - yr[0]) / ys) * area.h : area.y + area.h - ((v - yr[0]) / ys) * area.h);
@@ -186,24 +224,55 @@ function niceTicks(lo, hi, count) {
   return ticks;
 }
 
-function drawGrid(context, axis, font) {
-  const {ya} = axis;
-  if (!ya.gridcolor) return;
-  const [lo, hi] = axis.range.yr;
+// grid lines (part "grid", under the traces) or tick labels (over them) of an axis pair that is not a
+// picture: y labels inside the axes, x labels and the x title below them
+function drawAxes(context, axis, font, part) {
+  const {xa, ya, area} = axis;
+  if (axis.picture) return;
+  const [ylo, yhi] = axis.range.yr;
+  if (part === "grid") {
+    if (ya.showgrid === false) return;
+    context.save();
+    context.strokeStyle = ya.gridcolor || "#e6e6e6";
+    for (const tick of niceTicks(Math.min(ylo, yhi), Math.max(ylo, yhi), ya.nticks || 5)) {
+      const y = Math.round(axis.toY(tick)) + 0.5;
+      context.beginPath();
+      context.moveTo(area.x, y);
+      context.lineTo(area.x + area.w, y);
+      context.stroke();
+    }
+    context.restore();
+    return;
+  }
   context.save();
-  context.strokeStyle = ya.gridcolor;
-  context.fillStyle = "#808495";
   context.font = `9px ${font.family}`;
   context.textBaseline = "bottom";
-  for (const tick of niceTicks(lo, hi, ya.nticks || 5)) {
-    const y = Math.round(axis.toY(tick)) + 0.5;
-    context.beginPath();
-    context.moveTo(axis.area.x, y);
-    context.lineTo(axis.area.x + axis.area.w, y);
-    context.stroke();
-    if (ya.showticklabels !== false) context.fillText(formatNumber(tick), axis.area.x + 1, y - 1);
+  if (ya.showgrid !== false && ya.showticklabels !== false) {  // over the traces, on a light backing
+    for (const tick of niceTicks(Math.min(ylo, yhi), Math.max(ylo, yhi), ya.nticks || 5)) {
+      const y = Math.round(axis.toY(tick)) + 0.5, text = formatNumber(tick);
+      context.fillStyle = "rgba(255,255,255,0.75)";
+      context.fillRect(area.x, y - 11, context.measureText(text).width + 3, 10);
+      context.fillStyle = "#5f6270";
+      context.fillText(text, area.x + 1, y - 1);
+    }
+  }
+  if (xa.showticklabels !== false && xa.visible !== false) {
+    const [xlo, xhi] = axis.range.xr;
+    context.textAlign = "center";
+    context.textBaseline = "top";
+    context.fillStyle = "#5f6270";
+    context.font = `10px ${font.family}`;
+    for (const tick of niceTicks(Math.min(xlo, xhi), Math.max(xlo, xhi), xa.nticks || 6)) {
+      context.fillText(formatNumber(tick), axis.toX(tick), area.y + area.h + 2);
+    }
   }
   context.restore();
+  const title = titleText(xa.title);
+  if (title) {
+    context.fillStyle = font.color;
+    const below = area.y + area.h + (xa.showticklabels === false ? 2 : 15);
+    drawText(context, title, area.x + area.w / 2, below, 11, font, "center", "top");
+  }
 }
 
 function drawBars(context, trace, axis, drawn) {
@@ -249,40 +318,73 @@ function drawText(context, text, x, y, size, font, align, baseline) {
 }
 
 function drawColourBars(context, figure, plot, font) {
-  const layout = figure.layout;
-  const used = new Set(figure.data.map(t => t.coloraxis).filter(Boolean));
-  for (const name of used) {
-    const axis = layout[name] || {}, bar = axis.colorbar || {};
-    if (axis.showscale === false || bar.orientation !== "h") continue;  // only horizontal bars are drawn
-    const thickness = bar.thickness || 10, length = (bar.len ?? 1) * plot.w;
-    const left = plot.x + ((1 - (bar.len ?? 1)) / 2) * plot.w;
-    const top = plot.y + (1 - (bar.y ?? -0.01)) * plot.h + (bar.yanchor === "bottom" ? -thickness : 0);
-    const table = colourTable(axis.colorscale);
-    for (let i = 0; i < 256; i++) {
-      context.fillStyle = `rgb(${table[i * 3]},${table[i * 3 + 1]},${table[i * 3 + 2]})`;
-      context.fillRect(left + (i / 256) * length, top, length / 256 + 0.5, thickness);
+  for (const {bar, scale, lo, hi} of colourBars(figure)) {
+    const table = colourTable(scale), thickness = bar.thickness || 10, fraction = bar.len ?? 1;
+    const labels = [lo, lo === undefined || hi === undefined ? undefined : (lo + hi) / 2, hi];
+    context.save();
+    if (bar.orientation === "h") {  // below the axes, across them
+      const length = fraction * plot.w, left = plot.x + ((1 - fraction) / 2) * plot.w;
+      const top = plot.y + (1 - (bar.y ?? -0.01)) * plot.h + (bar.yanchor === "bottom" ? -thickness : 0);
+      for (let i = 0; i < 256; i++) {
+        context.fillStyle = `rgb(${table[i * 3]},${table[i * 3 + 1]},${table[i * 3 + 2]})`;
+        context.fillRect(left + (i / 256) * length, top, length / 256 + 0.5, thickness);
+      }
+      context.fillStyle = font.color;
+      labels.forEach((value, i) => {
+        if (value !== undefined) {
+          const align = ["left", "center", "right"][i];
+          drawText(context, formatNumber(value, ".3g"), left + (i / 2) * length, top + thickness + 1, 10, font, align, "top");
+        }
+      });
+    } else {  // right of the axes, in the margin kept for it
+      const length = fraction * plot.h, centre = plot.y + (1 - (bar.y ?? 0.5)) * plot.h;
+      const anchor = bar.yanchor || "middle";
+      const top = anchor === "top" ? centre : anchor === "bottom" ? centre - length : centre - length / 2;
+      const left = plot.x + plot.w + 8;
+      for (let i = 0; i < 256; i++) {
+        context.fillStyle = `rgb(${table[i * 3]},${table[i * 3 + 1]},${table[i * 3 + 2]})`;
+        context.fillRect(left, top + length - ((i + 1) / 256) * length, thickness, length / 256 + 0.5);
+      }
+      context.fillStyle = font.color;
+      labels.forEach((value, i) => {
+        if (value === undefined) return;
+        const y = top + length - (i / 2) * length - 5;
+        drawText(context, formatNumber(value, ".3g"), left + thickness + 2, y, 9, font, "left", "top");
+      });
+      const title = titleText(bar.title);
+      if (title) drawText(context, title, left, top - 2, 9, font, "left", "bottom");
     }
-    context.fillStyle = font.color;
-    const labels = [[axis.cmin, "left"], [0.5 * ((axis.cmin ?? 0) + (axis.cmax ?? 0)), "center"], [axis.cmax, "right"]];
-    const xs = [left, left + length / 2, left + length];
-    labels.forEach(([value, align], i) => {
-      if (value !== undefined) drawText(context, formatNumber(value, ".3g"), xs[i], top + thickness + 1, 10, font, align, "top");
-    });
+    context.restore();
   }
 }
 
 async function prepare(figure) {
-  for (const trace of figure.data) {
+  for (const [index, trace] of figure.data.entries()) {
+    trace.name = trace.name ?? `trace ${index}`;  // plotly's name for a trace without one
     if (trace.type === "heatmap") trace._z = decode(trace.z);
     if (trace.type === "bar" || trace.type === "scatter") {
       trace._y = decode(trace.y);
       trace._x = decode(trace.x) || {values: Array.from(trace._y.values, (_, i) => i), shape: [trace._y.values.length]};
     }
     if (trace.customdata !== undefined) trace._custom = decode(trace.customdata);
-    if (trace.type === "image") {
+    if (trace.type === "image" && trace.source) {
       trace._image = new Image();
       trace._image.src = trace.source;
       await trace._image.decode();
+      trace._size = [trace._image.naturalHeight, trace._image.naturalWidth];
+    } else if (trace.type === "image") {  // the pixels themselves, (H, W, 3 or 4) in 0-255
+      const {values, shape} = decode(trace.z), [h, w, channels] = shape;
+      const bitmap = document.createElement("canvas");
+      bitmap.width = w;
+      bitmap.height = h;
+      const pixels = bitmap.getContext("2d").createImageData(w, h);
+      for (let i = 0; i < h * w; i++) {
+        for (let c = 0; c < 3; c++) pixels.data[i * 4 + c] = values[i * channels + c];
+        pixels.data[i * 4 + 3] = channels > 3 ? values[i * channels + 3] : 255;
+      }
+      bitmap.getContext("2d").putImageData(pixels, 0, 0);
+      trace._image = bitmap;
+      trace._size = [h, w];
     }
   }
   return figure;
@@ -291,7 +393,7 @@ async function prepare(figure) {
 function draw(root, figure) {
   const width = root.clientWidth, height = figure.layout.height || 450;
   const layout = figure.layout;
-  const font = {family: "sans-serif", size: 12, color: "#444", ...(layout.font || {})};
+  const font = {family: getComputedStyle(root).fontFamily || "sans-serif", size: 12, color: "#31333f", ...(layout.font || {})};
   const canvas = root.querySelector("canvas"), ratio = window.devicePixelRatio || 1;
   canvas.width = Math.round(width * ratio);
   canvas.height = Math.round(height * ratio);
@@ -300,25 +402,34 @@ function draw(root, figure) {
   context.setTransform(ratio, 0, 0, ratio, 0, 0);
   context.fillStyle = layout.paper_bgcolor || "white";
   context.fillRect(0, 0, width, height);
-  const placed = placeAxes(figure, width, height);
+  const placed = placeAxes(figure, width, height, root._zoom);
   const drawn = [];
-  for (const axis of placed.axes.values()) drawGrid(context, axis, font);
+  for (const axis of placed.axes.values()) drawAxes(context, axis, font, "grid");
   for (const trace of figure.data) {
     const [x, y] = axisNames(trace), axis = placed.axes.get(x + y);
+    context.save();
+    context.beginPath();
+    context.rect(axis.area.x, axis.area.y, axis.area.w, axis.area.h);
+    context.clip();  // a zoomed axis shows only its part of each trace
     if (trace.type === "heatmap") drawHeatmap(context, trace, axis, layout, drawn);
     else if (trace.type === "image") drawImage(context, trace, axis, drawn);
     else if (trace.type === "bar") drawBars(context, trace, axis, drawn);
     else if (trace.type === "scatter") drawLine(context, trace, axis, drawn);
+    context.restore();
   }
+  for (const axis of placed.axes.values()) drawAxes(context, axis, font, "labels");
   context.fillStyle = font.color;
   for (const note of layout.annotations || []) {
     const x = placed.plot.x + note.x * placed.plot.w, y = placed.plot.y + (1 - note.y) * placed.plot.h;
     drawText(context, note.text, x, y - 1, (note.font && note.font.size) || font.size, font, "center", "bottom");
   }
-  const title = layout.title || {};
+  const title = typeof layout.title === "string" ? {text: layout.title} : layout.title || {};
   if (title.text) {
-    const size = (title.font && title.font.size) || font.size + 2;
-    drawText(context, title.text, width / 2, ((title.pad && title.pad.t) || 0) - size * 0.6, size, font, "center", "top");
+    const size = (title.font && title.font.size) || font.size + 2, lines = plain(title.text).split("\n").length;
+    const top = title.y !== undefined && title.yanchor === "top"  // as fmw's Compare columns place it
+      ? (1 - title.y) * height + ((title.pad && title.pad.t) || 0) - size * 0.6
+      : Math.max(2, (placed.plot.y - lines * size * 1.3) / 2);  // plotly's default: amid the top margin
+    drawText(context, title.text, width / 2, top, size, font, "center", "top");
   }
   drawColourBars(context, figure, placed.plot, font);
   return {placed, drawn};
@@ -369,6 +480,7 @@ async function render(root, payload) {
   if (token !== root._token) return;  // a newer figure arrived meanwhile
   root._figure = figure;
   root._version = payload.version;
+  root._zoom = new Map();
   const layout = figure.layout;
   root.dataset.title = plain((layout.title && layout.title.text) || "").replace(/\n/g, "<br>");
   root.dataset.image = (layout.meta && layout.meta.image) || "";
@@ -387,6 +499,7 @@ function redraw(root) {
 function mount(parent) {
   const root = document.createElement("div");
   root.className = "fmw-figure";
+  root._zoom = new Map();
   root.style.position = "relative";
   root.style.width = "100%";
   const canvas = document.createElement("canvas");
@@ -410,6 +523,46 @@ function mount(parent) {
     }
   });
   canvas.addEventListener("mouseleave", () => { tip.style.display = "none"; });
+  // zoom as plotly's default drag does: a box dragged on a pair of axes shows that part; a double
+  // click shows all of it again (a new figure starts unzoomed)
+  const box = document.createElement("div");
+  box.style.cssText = "position:absolute;display:none;pointer-events:none;border:1px dashed #555;background:rgba(80,80,80,0.1)";
+  root.appendChild(box);
+  const point = event => {
+    const bounds = canvas.getBoundingClientRect();
+    return [event.clientX - bounds.left, event.clientY - bounds.top];
+  };
+  const axisAt = (px, py) => root._placed && [...root._placed.axes.values()].find(({area}) =>
+    px >= area.x && px <= area.x + area.w && py >= area.y && py <= area.y + area.h);
+  let drag = null;
+  canvas.addEventListener("mousedown", event => {
+    const [px, py] = point(event), axis = axisAt(px, py);
+    drag = axis ? {axis, px, py} : null;
+  });
+  window.addEventListener("mousemove", event => {
+    if (!drag) return;
+    const [px, py] = point(event), {area} = drag.axis;
+    const x = Math.min(Math.max(px, area.x), area.x + area.w), y = Math.min(Math.max(py, area.y), area.y + area.h);
+    Object.assign(box.style, {display: "block", left: `${Math.min(x, drag.px)}px`, top: `${Math.min(y, drag.py)}px`,
+      width: `${Math.abs(x - drag.px)}px`, height: `${Math.abs(y - drag.py)}px`});
+    drag.x = x;
+    drag.y = y;
+  });
+  window.addEventListener("mouseup", () => {
+    if (!drag) return;
+    const {axis, px, py, x, y} = drag;
+    drag = null;
+    box.style.display = "none";
+    if (x === undefined || Math.abs(x - px) < 5 || Math.abs(y - py) < 5) return;
+    const xs = [axis.fromX(px), axis.fromX(x)].sort((a, b) => a - b);
+    const ys = [axis.fromY(py), axis.fromY(y)].sort((a, b) => a - b);
+    root._zoom.set(axis.key, {xr: xs, yr: ys});
+    redraw(root);
+  });
+  canvas.addEventListener("dblclick", () => {
+    root._zoom.clear();
+    redraw(root);
+  });
   root._observer = new ResizeObserver(() => {
     if (root.clientWidth !== root._width) requestAnimationFrame(() => redraw(root));
   });

@@ -1,5 +1,5 @@
 """Plotly figures drawn on a canvas by a small Streamlit component, for views that redraw many figures
-on every widget change (Compare: one per model).
+on every widget change (Compare: one per model; the Layer explorer's grids and gates).
 
 Why: ``st.plotly_chart`` gives a chart a new identity whenever its figure changes, so the browser
 tears the chart down and builds a new plotly plot, SVG and all: measured in Chromium on the 2-core
@@ -8,7 +8,7 @@ theirs. This component keeps one element per key across reruns and draws the new
 the canvas it already has (a few milliseconds a column); a rerun that sends the same figure draws
 nothing.
 
-What it draws: the figure is plotly's own JSON (the one ``figure.to_json()`` writes), so the
+What it draws: the figure is plotly's own JSON (as ``figure.to_json()`` writes it), so the
 figure built for a view is still the one definition of what it shows, and the same figure is what
 the view offers as an HTML download. The canvas draws the subset fmw's Compare figures use:
 heatmaps (colour axis or own colour scale, ``x0``/``dx``/``y0``/``dy``, opacity, gaps left blank),
@@ -90,7 +90,7 @@ def canvas_payload(figure: dict[str, Any] | go.Figure) -> dict[str, Any]:
     it, arrays as base64 typed arrays and no template (fmw's figures style themselves), and a version,
     a digest of that JSON, so the browser redraws only when the figure changed."""
     if isinstance(figure, go.Figure):
-        spec = json.loads(figure.to_json())
+        spec = plotly_json(figure.to_plotly_json())
         spec["layout"].pop("template", None)
     else:
         spec = plotly_json(figure)

@@ -16,7 +16,8 @@ import skimage.data
 from PIL import Image
 
 from dashboard.figure_canvas import SCRIPT, canvas_payload
-from fmw.analysis import analyse_image, site_change
+from fmw.analysis import analyse_image, channel_order, site_change
+from fmw.figures import explorer_grids_figure, spatial_overlay_figure, stage_figure
 from fmw.figures.compare import site_change_spec
 from fmw.io import load_checkpoint
 from tests.browser_support import CHROMIUM, CHROMIUM_OPTIONS, CHROMIUM_SKIP_REASON
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=CHROMIUM_SKIP_REAS
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 WIDTH = 230  # about a Compare column on a 1500-px-wide window
 KINDS = ("cbam", "coord", "simam", "eca", "spatial")  # bars, photo + gate, coordinate heatmaps, a gate montage
+EXPLORED = ("cbam", "coord")  # Layer explorer figures: grids, channel gate, coordinate gates, overlays
 
 # Loads figure_canvas.js as the module Streamlit would import, keeps its default export on window.
 LOAD_MODULE = """async code => {
@@ -39,17 +41,18 @@ DRAW_BOTH = """async ([payload, index, width]) => {
     div.style.cssText = `width:${width}px;display:inline-block;vertical-align:top;margin-right:20px`;
     document.body.appendChild(div); return div; };
   const plotted = make(`plotly-${index}`), canvas = make(`canvas-${index}`);
-  const figure = JSON.parse(JSON.stringify(payload.figure));
-  // the canvas keeps the figure's margins: tick labels go inside their axes, the colour bar in the
-  // bottom margin, where plotly widens the margins for them
-  Object.keys(figure.layout).filter(k => /^[xy]axis/.test(k)).forEach(k => { figure.layout[k].automargin = false; });
-  figure.layout.margin = {...figure.layout.margin, autoexpand: false};
-  await Plotly.newPlot(plotted, figure.data, figure.layout, {displayModeBar: false, staticPlot: false});
   window.drawFigure({data: payload, parentElement: canvas});
   const root = canvas.querySelector('.fmw-figure');
   const start = performance.now();
   while (root.dataset.drawn !== payload.version && performance.now() - start < 10000)
     await new Promise(resolve => setTimeout(resolve, 20));
+  // plotly drawn within the margins the canvas used (it keeps the figure's own, grown only for what
+  // it draws outside the axes), where plotly would widen them to fit tick labels and colour bars
+  const figure = JSON.parse(JSON.stringify(payload.figure)), plot = root._placed.plot;
+  Object.keys(figure.layout).filter(k => /^[xy]axis/.test(k)).forEach(k => { figure.layout[k].automargin = false; });
+  figure.layout.margin = {...figure.layout.margin, l: plot.x, t: plot.y, r: width - plot.x - plot.w,
+    b: figure.layout.height - plot.y - plot.h, autoexpand: false};
+  await Plotly.newPlot(plotted, figure.data, figure.layout, {displayModeBar: false, staticPlot: false});
   const origin = plotted.getBoundingClientRect();
   const boxes = [...plotted.querySelectorAll('g.hm image, g.imagelayer image, .layer-above image, image')]
     .map(image => { const data = image.parentNode.__data__ || image.__data__;
@@ -72,6 +75,22 @@ def payloads() -> dict[str, dict]:
         spec = site_change_spec(site_change(site), analysis.crop, title=f"{kind}<br>{site.name}")
         made[kind] = canvas_payload(spec)
     return made
+
+
+def _explorer_payloads() -> dict[str, dict]:
+    """The Layer explorer's figures of the first site of each of ``EXPLORED``: the grids (three
+    subplots, two vertical colour bars, per-channel hover data), each stage alone and the gates over
+    the photo."""
+    made = {}
+    for kind in EXPLORED:
+        analysis = analyse_image(load_checkpoint(kind).handle(), skimage.data.chelsea())
+        site = analysis.sites[0]
+        made[f"{kind} grids"] = explorer_grids_figure(site.before, site.after, order=channel_order(site, "gate"))
+        for stage in site.stages:
+            made[f"{kind} {stage.name}"] = stage_figure(stage)
+        assert site.gates_over_image is not None
+        made[f"{kind} overlay"] = spatial_overlay_figure(analysis.crop, site.gates_over_image)
+    return {name: canvas_payload(figure) for name, figure in made.items()}
 
 
 @pytest.fixture(scope="module")
@@ -206,3 +225,37 @@ def test_a_figure_sent_again_is_not_redrawn_and_a_new_one_is_drawn_in_place(page
         "mark": "kept",
         "count": 1,
     }
+
+
+def test_the_explorers_figures_are_where_plotly_puts_them_and_zoom(page) -> None:
+    """The Layer explorer's figures (made with plotly's own subplots): heatmaps and photos where plotly
+    puts them; the colour bars drawn beside them; a box dragged on a grid zooms into it (the maps drawn
+    larger, hover still naming the cell under the pointer) and a double click zooms out."""
+    payloads = _explorer_payloads()
+    first = len(KINDS) + 1
+    for offset, (name, payload) in enumerate(payloads.items()):
+        both = page.evaluate(DRAW_BOTH, [payload, first + offset, 700 if "grids" in name else WIDTH])
+        plotted = {box["name"]: box for box in both["plotly"]}
+        pictures = [entry for entry in both["canvas"] if entry["type"] in ("heatmap", "image")]
+        assert pictures or name.endswith("channel"), name
+        for entry in pictures:
+            reference = plotted[entry["name"]]
+            for side in ("left", "top", "width", "height"):
+                assert entry[side] == pytest.approx(reference[side], abs=1.5), (name, entry["name"], side)
+    grids = first + list(payloads).index("cbam grids")
+    root = page.locator(f"#canvas-{grids} .fmw-figure")
+    root.scroll_into_view_if_needed()
+    before = root.evaluate("r => r._drawn.find(d => d.name === 'before')")
+    box = root.locator("canvas").bounding_box()
+    left, top = box["x"] + before["left"], box["y"] + before["top"]
+    page.mouse.move(left + 4, top + 4)
+    page.mouse.down()
+    page.mouse.move(left + before["width"] / 4, top + before["height"] / 4, steps=4)
+    page.mouse.up()
+    zoomed = root.evaluate("r => r._drawn.find(d => d.name === 'before')")
+    assert zoomed["width"] > 3 * before["width"], "a quarter of the grid fills the axes"
+    page.mouse.move(left + 6, top + 6)
+    tip = root.locator(".fmw-figure-hover")
+    assert tip.text_content().startswith("channel ") and tip.text_content().endswith("\nbefore"), tip.text_content()
+    page.mouse.dblclick(left + 6, top + 6)
+    assert root.evaluate("r => r._drawn.find(d => d.name === 'before').width") == pytest.approx(before["width"])

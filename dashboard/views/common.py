@@ -8,11 +8,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard.catalog import ModelChoice
+from dashboard.figure_canvas import canvas_payload
 from dashboard.inputs import (
     DashboardContext,
     ImageChoice,
@@ -161,6 +163,35 @@ def show_figure(figure: go.Figure, image: ImageChoice, key: str, *, streamlit_th
     in fmw: about half the browser's work per chart (measured with six Compare columns)."""
     figure.update_layout(meta={"image": image.name})
     st.plotly_chart(figure, key=key, config=PLOT_CONFIG, theme="streamlit" if streamlit_theme else None)
+
+
+Kept = TypeVar("Kept")
+
+
+def kept_for_image(
+    store: str, image: ImageChoice, key: tuple, analysis: ImageAnalysis, build: Callable[[], Kept]
+) -> Kept:
+    """What ``build()`` makes for ``analysis`` (figures, mostly), kept in this session's state under
+    ``store`` (one per view) by ``key`` for the session's current image: a widget change that only
+    redraws finds it there. Only the current image's entries are kept: another image (or resolution,
+    or device) drops them, so they never outgrow the analyses they are made from. Each entry keeps its
+    analysis beside it, so that a key naming ``id(analysis)`` never finds what was made from another
+    analysis that had the same id. Callers never change what they get."""
+    current = (image.digest, image.name)
+    held, entries = st.session_state.get(store, (None, {}))
+    if held != current:
+        entries = {}
+        st.session_state[store] = (current, entries)
+    entry = entries.get(key)
+    if entry is None or entry[0] is not analysis:
+        entry = entries[key] = (analysis, build())
+    return entry[1]
+
+
+def canvas_figure(figure: go.Figure, image: ImageChoice) -> tuple[go.Figure, dict]:
+    """``figure`` tagged with ``image`` (``layout.meta``), and what the canvas is sent for it."""
+    figure.update_layout(meta={"image": image.name})
+    return figure, canvas_payload(figure)
 
 
 def file_stem(*parts: str) -> str:

@@ -26,6 +26,7 @@ from dashboard.views.common import (
     analysis_downloads,
     analysis_of,
     file_stem,
+    kept_for_image,
     kind_glossary,
     loading_progress,
 )
@@ -62,25 +63,18 @@ def column_figure(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The column's figure spec (``site_change_spec``, tagged with the image it shows in
     ``layout.meta``) and what the canvas is sent for it, built once per model, site and colour ranges
-    of this session's current image and kept in its session state (a widget change that only redraws
-    finds them there). Only the current image's figures are kept: another image (or resolution, or
-    device) drops them, so they never outgrow the analyses they are drawn from. Callers never change
-    them; a plotly figure is made of the spec only for a download."""
+    of this session's current image (``kept_for_image``); a plotly figure is made of the spec only
+    for a download."""
     site = analysis.sites[position]
-    current = (image.digest, image.name)
-    held, figures = st.session_state.get(FIGURES_KEY, (None, {}))
-    if held != current:
-        figures = {}
-        st.session_state[FIGURES_KEY] = (current, figures)
-    # id(analysis): this analysis (resolution and device included); the analysis is kept beside its
-    # figure, so that an id reused by a later analysis never finds a figure of another
-    key = (choice.cache_key, choice.label, id(analysis), site.name, tuple(sorted(ranges.items())))
-    kept = figures.get(key)
-    if kept is None or kept[0] is not analysis:
+
+    def build() -> tuple[dict[str, Any], dict[str, Any]]:
         spec = site_change_spec(change, analysis.crop, **ranges, title=f"{choice.label}<br>{site.name}")
         spec["layout"]["meta"] = {"image": image.name}
-        kept = figures[key] = (analysis, spec, canvas_payload(spec))
-    return kept[1], kept[2]
+        return spec, canvas_payload(spec)
+
+    # id(analysis): this analysis (resolution and device included)
+    key = (choice.cache_key, choice.label, id(analysis), site.name, tuple(sorted(ranges.items())))
+    return kept_for_image(FIGURES_KEY, image, key, analysis, build)
 
 
 def draw_column(

@@ -9,19 +9,22 @@ on CBAM (two gates to explore) unless the Compare view sent a model and site her
 
 from __future__ import annotations
 
+import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard.catalog import ModelChoice
+from dashboard.figure_canvas import show_canvas_figure
 from dashboard.inputs import DashboardContext, ImageChoice, current_context
 from dashboard.predictions import prediction_line, task_of
 from dashboard.views.common import (
     EXPLORE_REQUEST_KEY,
     PNG_NOTE,
     analysis_downloads,
+    canvas_figure,
     choose_analysis,
     explain_site,
     file_stem,
-    show_figure,
+    kept_for_image,
 )
 from fmw.analysis import ImageAnalysis, available_orderings, channel_order
 from fmw.figures import explorer_grids_figure, spatial_overlay_figure, stage_figure
@@ -33,6 +36,7 @@ INTRO = (
     "channel and value."
 )
 PREFERRED_KINDS = ("cbam", "channel", "eca", "spatial", "scale")  # CBAM first: a channel and a spatial gate
+FIGURES_KEY = "fmw_explorer_figures"  # this session's Layer explorer figures of its current image
 ORDERING_HELP = (
     "index: channel 0 first · gate: largest channel gate first · "
     "energy change: the channels the weighting changed most first (by RMS amplitude, as Compare picks them)"
@@ -60,27 +64,36 @@ def site_explorer(choice: ModelChoice, analysis: ImageAnalysis, image: ImageChoi
     )
     order = channel_order(site, ordering)
     st.caption(f"{site.channels} channels of {site.before.shape[1]}×{site.before.shape[2]}, ordered by {ordering}.")
-    grids = explorer_grids_figure(site.before, site.after, order=order, per_map_scale=scale == "per map")
-    grids.update_layout(
-        title=f"{choice.label}: {site.name}", margin_t=72
-    )  # room for the title above the subplot titles
-    show_figure(grids, image, "explorer-grids")
+    site_key = (choice.cache_key, choice.label, id(analysis), site.name)
+
+    def grids_figure() -> tuple[go.Figure, dict]:
+        grids = explorer_grids_figure(site.before, site.after, order=order, per_map_scale=scale == "per map")
+        grids.update_layout(title=f"{choice.label}: {site.name}", margin_t=72)  # room above the subplot titles
+        return canvas_figure(grids, image)
+
+    grids, payload = kept_for_image(FIGURES_KEY, image, (*site_key, ordering, scale), analysis, grids_figure)
+    show_canvas_figure(payload, "explorer-grids")
     with controls[3].popover("Files", icon=":material/download:", help="Downloads: gates, tensors, figure"):
         stem = file_stem(choice.label, site.name, image.name)
         analysis_downloads(analysis, grids, stem, "explorer-download", side_by_side=False)
         st.caption(f"The CSV and NPZ hold every site of this image; the HTML is the grids. {PNG_NOTE}")
     if not site.gates:
         st.caption("This site applies no gate (kind 'none'): after equals before.")
-    figures = [(stage_figure(stage), f"explorer-{stage.name}") for stage in site.stages]
-    over = site.gates_over_image
-    if over is not None:
-        spatial = site.only_spatial_over_image
-        title = "spatial gate over the input" if spatial else "gates over the input (channel means)"
-        figures.append((spatial_overlay_figure(analysis.crop, over, title=title), "explorer-overlay"))
-    for start in range(0, len(figures), 3):
-        for column, (figure, key) in zip(st.columns(3), figures[start : start + 3]):
+
+    def gate_figures() -> list[tuple[dict, str]]:
+        figures = [(stage_figure(stage), f"explorer-{stage.name}") for stage in site.stages]
+        over = site.gates_over_image
+        if over is not None:
+            spatial = site.only_spatial_over_image
+            title = "spatial gate over the input" if spatial else "gates over the input (channel means)"
+            figures.append((spatial_overlay_figure(analysis.crop, over, title=title), "explorer-overlay"))
+        return [(canvas_figure(figure, image)[1], key) for figure, key in figures]
+
+    gates = kept_for_image(FIGURES_KEY, image, site_key, analysis, gate_figures)
+    for start in range(0, len(gates), 3):
+        for column, (payload, key) in zip(st.columns(3), gates[start : start + 3]):
             with column:
-                show_figure(figure, image, key)
+                show_canvas_figure(payload, key)
 
 
 def _follow_request(context: DashboardContext) -> None:

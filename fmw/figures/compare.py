@@ -7,21 +7,16 @@ large enough to be pictures (``MAP_PIXELS``)."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import io
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-from PIL import Image
 
 from fmw.analysis.changes import SiteChange
 from fmw.analysis.layouts import StageSummary
 from fmw.figures.layouts import layout_figure
-from fmw.figures.sites import _channel_gate_trace, _spatial_gate_trace, overlay_cells
+from fmw.figures.sites import _channel_gate_trace, _photo_source, _spatial_gate_trace, overlay_cells
 from fmw.figures.stages import stage_title
 from fmw.figures.style import MAPS_COLORSCALE, STAGE_COLOURS, _coloraxis, symmetric_limit
 
@@ -34,12 +29,10 @@ BARS_PIXELS = 64
 TITLE_PIXELS = 16  # room above each row for its subplot titles
 GAP_PIXELS = 10  # between a row and the titles of the next, so each title reads as its own row's
 HALF_GAP = 0.02  # half the gap between a row's two cells, as a fraction of the width
-OVERLAY_MAX_SIDE = 2 * WIDE_PIXELS  # the photo under the spatial gate, downscaled to this (sharp on 2x screens)
 HIGHLIGHT_COLOUR = "#c44e52"
 FONT_FAMILY = '"Source Sans Pro", "Source Sans 3", sans-serif'  # the dashboard's own
 TEXT_COLOUR = "#31333f"
 GRID_COLOUR = "#e6e6e6"
-PHOTOS_KEPT = 16  # photos under the gates kept encoded (the columns of one image share one)
 
 Trace = dict[str, Any]  # one trace as plotly's JSON has it (numpy arrays as they are)
 
@@ -68,36 +61,6 @@ def _map_trace(values: np.ndarray, name: str, what: str, coloraxis: str) -> Trac
 def _plain(trace: go.BaseTraceType | Trace) -> Trace:
     """A trace as plotly's JSON has it; a graph object is read once, never validated again."""
     return trace if isinstance(trace, dict) else trace.to_plotly_json()
-
-
-_PHOTOS: OrderedDict[str, tuple[str, int, int]] = OrderedDict()
-
-
-def _photo_source(image: np.ndarray) -> tuple[str, int, int]:
-    """``image`` (H, W, 3 uint8) downscaled to at most ``OVERLAY_MAX_SIDE`` as a JPEG data URI, with
-    its new width and height: a few kilobytes where the raw pixels would be a megabyte of JSON. The
-    last ``PHOTOS_KEPT`` are kept by a digest of their pixels: every site of a model draws one photo."""
-    digest = hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16)
-    digest.update(repr(image.shape).encode())
-    key = digest.hexdigest()
-    if key in _PHOTOS:
-        _PHOTOS.move_to_end(key)
-        return _PHOTOS[key]
-    _PHOTOS[key] = _encode_photo(image)
-    while len(_PHOTOS) > PHOTOS_KEPT:
-        _PHOTOS.popitem(last=False)
-    return _PHOTOS[key]
-
-
-def _encode_photo(image: np.ndarray) -> tuple[str, int, int]:
-    photo = Image.fromarray(image)
-    scale = min(1.0, OVERLAY_MAX_SIDE / max(photo.size))
-    if scale < 1.0:
-        size = (max(1, round(photo.width * scale)), max(1, round(photo.height * scale)))
-        photo = photo.resize(size, Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    photo.save(buffer, "JPEG", quality=90)
-    return f"data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode()}", photo.width, photo.height
 
 
 def _overlay_traces(image: np.ndarray, gate: np.ndarray, name: str, opacity: float = 0.55) -> list[Trace]:

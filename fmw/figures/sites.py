@@ -3,12 +3,17 @@ bars, spatial gates as maps and over the image."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
+from PIL import Image
 from plotly.subplots import make_subplots
 
 from fmw.figures.style import (
@@ -22,6 +27,9 @@ from fmw.figures.style import (
     _image_axes,
     symmetric_limit,
 )
+
+OVERLAY_MAX_SIDE = 300  # a photo under a gate is sent downscaled to this (sharp in a Compare column on 2x screens)
+PHOTOS_KEPT = 16  # photos under gates kept encoded (the figures of one image share one)
 
 
 @dataclass(frozen=True)
@@ -233,6 +241,36 @@ def overlay_cells(
     )
 
 
+_PHOTOS: OrderedDict[str, tuple[str, int, int]] = OrderedDict()
+
+
+def _photo_source(image: np.ndarray) -> tuple[str, int, int]:
+    """``image`` (H, W, 3 uint8) downscaled to at most ``OVERLAY_MAX_SIDE`` as a JPEG data URI, with
+    its new width and height: a few kilobytes where the raw pixels would be a megabyte of JSON. The
+    last ``PHOTOS_KEPT`` are kept by a digest of their pixels: every site of a model draws one photo."""
+    digest = hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16)
+    digest.update(repr(image.shape).encode())
+    key = digest.hexdigest()
+    if key in _PHOTOS:
+        _PHOTOS.move_to_end(key)
+        return _PHOTOS[key]
+    _PHOTOS[key] = _encode_photo(image)
+    while len(_PHOTOS) > PHOTOS_KEPT:
+        _PHOTOS.popitem(last=False)
+    return _PHOTOS[key]
+
+
+def _encode_photo(image: np.ndarray) -> tuple[str, int, int]:
+    photo = Image.fromarray(image)
+    scale = min(1.0, OVERLAY_MAX_SIDE / max(photo.size))
+    if scale < 1.0:
+        size = (max(1, round(photo.width * scale)), max(1, round(photo.height * scale)))
+        photo = photo.resize(size, Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", quality=90)
+    return f"data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode()}", photo.width, photo.height
+
+
 def spatial_overlay_figure(
     image: np.ndarray,
     gate: np.ndarray,
@@ -241,10 +279,12 @@ def spatial_overlay_figure(
     title: str = "spatial gate over the input",
     height: int = 320,
 ) -> go.Figure:
-    """The spatial gate (h, w) stretched over ``image`` (H, W, 3 uint8): an image trace and one
-    semi-transparent heatmap whose cells each cover (H / h) x (W / w) image pixels."""
-    image_height, image_width = image.shape[:2]
+    """The spatial gate (h, w) stretched over ``image`` (H, W, 3 uint8): an image trace (the photo as a
+    JPEG of at most ``OVERLAY_MAX_SIDE`` pixels a side) and one semi-transparent heatmap whose cells each
+    cover (H / h) x (W / w) of the photo."""
+    source, image_width, image_height = _photo_source(image)
     cells = overlay_cells(
         gate, image_width, image_height, "row %{customdata[0]}, column %{customdata[1]}<br>gate %{z:.4g}", opacity
     )
-    return _finish_image_figure(go.Figure([go.Image(z=image, hoverinfo="skip"), cells]), title, height)
+    photo = go.Image(source=source, hoverinfo="skip", name="image")
+    return _finish_image_figure(go.Figure([photo, cells]), title, height)
