@@ -1,15 +1,17 @@
-"""Benchmark: how long the Compare view takes to redraw after a widget change that needs no forward pass
-(the depth slider moved from the first site to the last and back), in headless Chromium, with the
-shipped checkpoints and with those plus four torchvision models (random weights, 224 px), for this
-working tree and for a baseline commit, one after the other on this machine.
+"""Benchmark: how long the Compare view takes to redraw after a widget change that needs no forward pass:
+the depth slider stepped once through every site from the first (first visits: the server builds each
+depth's figures), then moved from the first site to the last and back (figures kept from before). In
+headless Chromium, with the shipped checkpoints and with those plus four torchvision models (random
+weights, 224 px), for this working tree and for a baseline commit, one after the other on this machine;
+the load average is printed before and after.
 
 Run: python -m bench.dashboard_interaction [--baseline REV] [--repeats 5]   (needs /usr/bin/chromium)
 
 The baseline is the tree of REV (``git archive``), served with PYTHONPATH pointing at it so its
-``fmw`` and ``dashboard`` packages are the ones imported. A redraw ends when every Compare column's figure
-shows its new site (its title names the site) and is drawn, none is stale and the app is no longer
-running.
-"""
+``fmw`` and ``dashboard`` packages are the ones imported. A redraw ends when the app is no longer
+running and every Compare column's figure is drawn and current (none stale): after a step, once at
+least one column shows a new site (its title names the site; a step moves only the columns whose
+nearest site changes); after a move to the end or the start, once every column does."""
 
 from __future__ import annotations
 
@@ -51,6 +53,14 @@ REDRAWN = f"""([before, count]) => {{
   const columns = {COLUMNS};
   return !running && columns.length === count && columns.every(c => !c.stale && c.drawn && !before.includes(c.title));
 }}"""
+# The same after one step of the slider, which moves only the columns whose nearest site changes: at least
+# one column shows a new site, and every column is drawn and current.
+STEPPED = f"""([before, count]) => {{
+  const running = document.querySelector('[data-testid="stStatusWidget"]');
+  const columns = {COLUMNS};
+  return !running && columns.length === count && columns.every(c => !c.stale && c.drawn)
+    && columns.some(c => !before.includes(c.title));
+}}"""
 
 
 @contextmanager
@@ -82,12 +92,13 @@ def server(tree: Path, log: Path, models: list[dict]) -> Iterator[str]:
             _stop_group(process)
 
 
-def redraw_times(url: str, columns: int, repeats: int) -> list[float]:
-    """Seconds from a depth-slider key press to every Compare column redrawn, ``2 * repeats`` times
-    (to the last site and back to the first)."""
+def redraw_times(url: str, columns: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds from a depth-slider key press to the Compare columns redrawn: stepping once through every
+    site from the first (each a first visit: the server builds that depth's figures), then ``2 *
+    repeats`` moves to the last site and back to the first (the figures kept from before)."""
     from playwright.sync_api import sync_playwright
 
-    times = []
+    times: dict[str, list[float]] = {"first visits": [], "back and forth": []}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(**CHROMIUM_OPTIONS)
         try:
@@ -95,14 +106,17 @@ def redraw_times(url: str, columns: int, repeats: int) -> list[float]:
             page.goto(url, wait_until="domcontentloaded")
             page.wait_for_function(REDRAWN, arg=[[], columns], timeout=TIMEOUT_MS, polling=50)
             slider = page.get_by_role("slider", name="Depth")
-            for _ in range(repeats):
-                for key in ("End", "Home"):
-                    before = page.evaluate(COMPARE_TITLES)
-                    slider.focus()
-                    start = time.perf_counter()
-                    page.keyboard.press(key)
-                    page.wait_for_function(REDRAWN, arg=[before, columns], timeout=TIMEOUT_MS, polling=20)
-                    times.append(time.perf_counter() - start)
+            depths = int(slider.get_attribute("max") or 0) + 1  # an <input type=range> over the site numbers
+            moves = [("ArrowRight", STEPPED, "first visits")] * (depths - 1)
+            moves += [(key, REDRAWN, "back and forth") for _ in range(repeats) for key in ("Home", "End")]
+            for key, done, kind in moves:
+                page.wait_for_timeout(300)  # the last updates of the previous move land before its titles are read
+                before = page.evaluate(COMPARE_TITLES)
+                slider.focus()
+                start = time.perf_counter()
+                page.keyboard.press(key)
+                page.wait_for_function(done, arg=[before, columns], timeout=TIMEOUT_MS, polling=20)
+                times[kind].append(time.perf_counter() - start)
         finally:
             browser.close()
     return times
@@ -122,7 +136,8 @@ def measure(tree: Path, directory: Path, name: str, repeats: int) -> dict[str, l
     results = {}
     for label, models in ((f"{shipped} shipped", []), (f"{shipped} shipped + 4 torchvision", zoo)):
         with server(tree, directory / f"{name}-{len(models)}.log", models) as url:
-            results[label] = redraw_times(url, shipped + len(models), repeats)
+            for kind, times in redraw_times(url, shipped + len(models), repeats).items():
+                results[f"{label}, {kind}"] = times
     return results
 
 
@@ -137,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     trees: list[tuple[str, Path | None]] = [("this tree", REPO)]
     if arguments.baseline:
         trees.insert(0, (f"baseline {arguments.baseline}", None))
-    print(f"{platform.machine()}, {os.cpu_count()} cores, headless Chromium 1800x2000, Compare view's depth slider")
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(f"{platform.machine()}, {os.cpu_count()} cores, load {load}, headless Chromium 1800x2000, Compare's depth")
     with tempfile.TemporaryDirectory() as folder:
         directory = Path(folder)
         for name, tree in trees:
@@ -146,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             for label, times in measure(tree, directory, name.split()[0], arguments.repeats).items():
                 runs = ", ".join(f"{t:.2f}" for t in times)
                 median = statistics.median(times)
-                print(f"{name:>22} | {label:<27} | median {median:.2f} s, max {max(times):.2f} s ({runs})")
+                print(f"{name:>17} | {label:<43} | median {median:.2f} s, max {max(times):.2f} s ({runs})")
+    print("load afterwards " + ", ".join(f"{value:.2f}" for value in os.getloadavg()))
     return 0
 
 

@@ -73,6 +73,18 @@ function fillTemplate(template, values) {
   return plain(filled.replace(/<extra>(.*?)<\/extra>/, (_, extra) => (extra ? "<br>" + extra : "")));
 }
 
+// the smallest and largest finite values (a loop: spreading a million values into Math.min overflows)
+function finiteRange(values) {
+  let lo = Infinity, hi = -Infinity;
+  for (const value of values) {
+    if (Number.isFinite(value)) {
+      if (value < lo) lo = value;
+      if (value > hi) hi = value;
+    }
+  }
+  return lo <= hi ? [lo, hi] : [0, 1];
+}
+
 function axisNames(trace) {
   const x = trace.xaxis || "x", y = trace.yaxis || "y";
   return [x, y, "xaxis" + x.slice(1), "yaxis" + y.slice(1)];
@@ -85,10 +97,10 @@ function extent(trace) {
     const x0 = trace.x0 ?? 0, dx = trace.dx ?? 1, y0 = trace.y0 ?? 0, dy = trace.dy ?? 1;
     return [x0 - dx / 2, x0 + (w - 0.5) * dx, y0 - dy / 2, y0 + (h - 0.5) * dy];
   }
-  const xs = Array.from(trace._x.values), ys = Array.from(trace._y.values);
-  if (trace.type === "bar") return [Math.min(...xs) - 0.5, Math.max(...xs) + 0.5, Math.min(0, ...ys), Math.max(0, ...ys)];
-  const [lo, hi] = [Math.min(...ys), Math.max(...ys)], pad = (hi - lo || 1) * 0.05;
-  return [Math.min(...xs), Math.max(...xs), lo - pad, hi + pad];
+  const [xlo, xhi] = finiteRange(trace._x.values), [lo, hi] = finiteRange(trace._y.values);
+  if (trace.type === "bar") return [xlo - 0.5, xhi + 0.5, Math.min(0, lo), Math.max(0, hi)];
+  const pad = (hi - lo || 1) * 0.05;
+  return [xlo, xhi, lo - pad, hi + pad];
 }
 
 // where each pair of axes draws: its box on the canvas and data -> canvas functions
@@ -143,8 +155,9 @@ function placeAxes(figure, width, height, zoom) {
     const box = {x: plot.x + xd0 * plot.w, y: plot.y + (1 - yd1) * plot.h, w: (xd1 - xd0) * plot.w, h: (yd1 - yd0) * plot.h};
     const extents = axis.traces.map(extent);
     const zoomed = zoom && zoom.get(key);
-    const xr = zoomed ? zoomed.xr : xa.range || [Math.min(...extents.map(e => e[0])), Math.max(...extents.map(e => e[1]))];
-    const yr = zoomed ? zoomed.yr : ya.range || [Math.min(...extents.map(e => e[2])), Math.max(...extents.map(e => e[3]))];
+    const span = (low, high) => [finiteRange(extents.map(e => e[low]))[0], finiteRange(extents.map(e => e[high]))[1]];
+    const xr = zoomed ? zoomed.xr : xa.range || span(0, 1);
+    const yr = zoomed ? zoomed.yr : ya.range || span(2, 3);
     const reversed = !ya.range && ya.autorange === "reversed";
     const xs = xr[1] - xr[0] || 1, ys = yr[1] - yr[0] || 1;
     let area = box;
@@ -168,9 +181,9 @@ function colouring(trace, layout) {
   const axis = trace.coloraxis ? layout[trace.coloraxis] || {} : {};
   let lo = trace.zmin ?? axis.cmin, hi = trace.zmax ?? axis.cmax;
   if (lo === undefined || hi === undefined) {
-    const finite = Array.from(trace._z.values).filter(Number.isFinite);
-    lo = lo ?? Math.min(...finite);
-    hi = hi ?? Math.max(...finite);
+    const [min, max] = finiteRange(trace._z.values);
+    lo = lo ?? min;
+    hi = hi ?? max;
   }
   return {table: colourTable(trace.colorscale || axis.colorscale), lo, hi};
 }

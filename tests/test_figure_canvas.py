@@ -259,3 +259,14 @@ def test_the_explorers_figures_are_where_plotly_puts_them_and_zoom(page) -> None
     assert tip.text_content().startswith("channel ") and tip.text_content().endswith("\nbefore"), tip.text_content()
     page.mouse.dblclick(left + 6, top + 6)
     assert root.evaluate("r => r._drawn.find(d => d.name === 'before').width") == pytest.approx(before["width"])
+
+
+def test_a_heatmap_of_millions_of_values_without_a_colour_range_is_drawn(page) -> None:
+    """The colour range then comes from the values themselves (as plotly's autorange), found without
+    spreading them into one call."""
+    values = np.random.default_rng(0).normal(size=(1200, 1000)).astype(np.float32)
+    values[0, 0] = np.nan
+    payload = canvas_payload({"data": [{"type": "heatmap", "z": values, "name": "big"}], "layout": {"height": 300}})
+    both = page.evaluate(DRAW_BOTH, [payload, 99, WIDTH])
+    assert both["drawn"] == payload["version"]
+    assert [(entry["name"], entry["rows"], entry["columns"]) for entry in both["canvas"]] == [("big", 1200, 1000)]
