@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from fmw.analysis.findings import LEVEL_TOLERANCE
 from tests.conftest import REPO
 
 APP = str(REPO / "dashboard" / "main.py")  # the page script; dashboard/app.py serves it
@@ -85,3 +88,23 @@ def restore_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)  # the app sets one thread for itself; do not leak that into other tests
+
+
+def steepest_channel_rise(checkpoints: Path, kinds) -> str:
+    """Of ``kinds``' statistics files in ``checkpoints/stats`` (read as JSON, not through
+    ``fmw.analysis.findings``), the kind whose channel-layout gate's class specificity rises most from
+    its first site to its last, among those that rise by ``LEVEL_TOLERANCE`` or more and do not peak
+    above their last site by that much: the model Gate statistics opens on."""
+    rises: dict[str, float] = {}
+    for kind in kinds:
+        sites = json.loads((checkpoints / "stats" / f"{kind}.json").read_text())["sites"]
+        for stage in dict.fromkeys(name for site in sites for name in site["stages"]):
+            stages = [site["stages"][stage] for site in sites if stage in site["stages"]]
+            values = [part["specificity"] for part in stages if part["specificity"] is not None]
+            layouts = {part.get("layout", re.sub(r"_\d+$", "", stage)) for part in stages}  # older files: by name
+            if layouts != {"channel"} or len(values) < 2:
+                continue
+            rise = values[-1] - values[0]
+            if rise >= LEVEL_TOLERANCE and max(values) - values[-1] < LEVEL_TOLERANCE:
+                rises[kind] = max(rise, rises.get(kind, rise))
+    return max(rises, key=rises.__getitem__)

@@ -4,9 +4,6 @@ controls, with assertions on the predictions shown and on the plotly figures' sp
 from __future__ import annotations
 
 import io
-import json
-import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,12 +14,12 @@ import fmw.figures as viz
 from dashboard.settings import SAMPLE_PHOTOS
 from fmw.analysis import analyse_image, batch_statistics
 from fmw.analysis.changes import SHOWN_CHANNELS, site_change
-from fmw.analysis.findings import LEVEL_TOLERANCE, depth_finding, shipped_statistics, specificity_series
+from fmw.analysis.findings import depth_finding, shipped_statistics, specificity_series
 from fmw.io import CheckpointMetadata, load_checkpoint, save_checkpoint
 from fmw.layers import WEIGHTING_LAYERS
 from fmw.models import build_model, count_parameters
 from tests.conftest import CIFAR_CLASSES, REPO, make_checkpoint
-from tests.dashboard_helpers import APP, array, figures
+from tests.dashboard_helpers import APP, array, figures, steepest_channel_rise
 
 KINDS = ("none", "scale", "spatial", "channel", "cbam", "eca")
 
@@ -379,26 +376,6 @@ def shipped(monkeypatch):
     threads = torch.get_num_threads()
     yield REPO / "checkpoints"
     torch.set_num_threads(threads)
-
-
-def steepest_channel_rise(checkpoints: Path, kinds) -> str:
-    """Of ``kinds``' statistics files in ``checkpoints/stats`` (read as JSON, not through
-    ``fmw.analysis.findings``), the kind whose channel-layout gate's class specificity rises most from
-    its first site to its last, among those that rise by ``LEVEL_TOLERANCE`` or more and do not peak
-    above their last site by that much: the model Gate statistics opens on."""
-    rises: dict[str, float] = {}
-    for kind in kinds:
-        sites = json.loads((checkpoints / "stats" / f"{kind}.json").read_text())["sites"]
-        for stage in dict.fromkeys(name for site in sites for name in site["stages"]):
-            stages = [site["stages"][stage] for site in sites if stage in site["stages"]]
-            values = [part["specificity"] for part in stages if part["specificity"] is not None]
-            layouts = {part.get("layout", re.sub(r"_\d+$", "", stage)) for part in stages}  # older files: by name
-            if layouts != {"channel"} or len(values) < 2:
-                continue
-            rise = values[-1] - values[0]
-            if rise >= LEVEL_TOLERANCE and max(values) - values[-1] < LEVEL_TOLERANCE:
-                rises[kind] = max(rise, rises.get(kind, rise))
-    return max(rises, key=rises.__getitem__)
 
 
 def test_gate_statistics_open_on_the_shipped_findings(shipped):
