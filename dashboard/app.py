@@ -19,18 +19,22 @@ PAGES = "main.py"
 
 
 def warm_up() -> None:
-    """Fill the caches the first page reads and build one figure; a failure here is left for the page
+    """Fill the caches the first page reads and build one figure the way Compare sends it (and once as
+    a validated plotly figure, as the other views make theirs); a failure here is left for the page
     to report."""
+    from dashboard.figure_canvas import canvas_payload
     from dashboard.services import preload_files
     from dashboard.settings import set_torch_threads
     from fmw.analysis.changes import site_change
     from fmw.device import select_device
-    from fmw.figures.compare import site_change_figure
+    from fmw.figures.compare import site_change_figure, site_change_spec
 
     set_torch_threads()
     analyses = [analysis for analysis in preload_files(str(select_device("auto"))) if analysis.sites]
     if analyses:
-        site_change_figure(site_change(analyses[0].sites[0]), analyses[0].crop).to_json()
+        change = site_change(analyses[0].sites[0])
+        canvas_payload(site_change_spec(change, analyses[0].crop))
+        canvas_payload(site_change_figure(change, analyses[0].crop))
 
 
 @asynccontextmanager
