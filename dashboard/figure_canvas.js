@@ -547,22 +547,18 @@ function mount(parent) {
   };
   const axisAt = (px, py) => root._placed && [...root._placed.axes.values()].find(({area}) =>
     px >= area.x && px <= area.x + area.w && py >= area.y && py <= area.y + area.h);
-  let drag = null;
-  canvas.addEventListener("mousedown", event => {
-    const [px, py] = point(event), axis = axisAt(px, py);
-    drag = axis ? {axis, px, py} : null;
-  });
-  window.addEventListener("mousemove", event => {
-    if (!drag) return;
+  let drag = null;  // the window hears the pointer only while a box is dragged
+  const follow = event => {
     const [px, py] = point(event), {area} = drag.axis;
     const x = Math.min(Math.max(px, area.x), area.x + area.w), y = Math.min(Math.max(py, area.y), area.y + area.h);
     Object.assign(box.style, {display: "block", left: `${Math.min(x, drag.px)}px`, top: `${Math.min(y, drag.py)}px`,
       width: `${Math.abs(x - drag.px)}px`, height: `${Math.abs(y - drag.py)}px`});
     drag.x = x;
     drag.y = y;
-  });
-  window.addEventListener("mouseup", () => {
-    if (!drag) return;
+  };
+  const release = () => {
+    window.removeEventListener("mousemove", follow);
+    window.removeEventListener("mouseup", release);
     const {axis, px, py, x, y} = drag;
     drag = null;
     box.style.display = "none";
@@ -571,6 +567,14 @@ function mount(parent) {
     const ys = [axis.fromY(py), axis.fromY(y)].sort((a, b) => a - b);
     root._zoom.set(axis.key, {xr: xs, yr: ys});
     redraw(root);
+  };
+  canvas.addEventListener("mousedown", event => {
+    const [px, py] = point(event), axis = axisAt(px, py);
+    if (!axis || drag) return;
+    event.preventDefault();  // no text selection while dragging
+    drag = {axis, px, py};
+    window.addEventListener("mousemove", follow);
+    window.addEventListener("mouseup", release);
   });
   canvas.addEventListener("dblclick", () => {
     root._zoom.clear();
