@@ -10,16 +10,19 @@ nothing.
 
 What it draws: the figure is plotly's own JSON (as ``figure.to_json()`` writes it), so the
 figure built for a view is still the one definition of what it shows, and the same figure is what
-the view offers as an HTML download. The canvas draws the subset fmw's Compare figures use:
-heatmaps (colour axis or own colour scale, ``x0``/``dx``/``y0``/``dy``, opacity, gaps left blank),
-images given by ``source``, bars, lines with markers, axes by ``domain`` (square units where an x axis
-has ``scaleanchor``; first row on top where the y axis is ``autorange="reversed"``), grid lines where
-an axis sets ``gridcolor``, annotations, the title and horizontal colour bars. The figure's margins
-are kept as given: tick labels go inside their axes and a colour bar in the bottom margin, where
-plotly would widen the margins for them (so maps sit a few pixels larger than in plotly's drawing).
-Hover shows each trace's own ``hovertemplate`` (``%{x}``, ``%{y}``, ``%{z}``, ``%{customdata}``,
-``%{customdata[i]}``, formats ``.Nf`` and ``.Ng``). Plotly's toolbar (zoom, pan, PNG export) is not
-there; every figure drawn this way is offered as an HTML download, which has it.
+the view offers as an HTML download. The canvas draws the subset fmw's Compare and Layer explorer
+figures use: heatmaps (colour axis or own colour scale, ``x0``/``dx``/``y0``/``dy``, opacity, gaps
+left blank), images (a ``source`` or their pixels), bars, lines with markers, axes by ``domain``
+(square units where an x axis has ``scaleanchor``; first row on top where the y axis is
+``autorange="reversed"``), grid lines and tick labels of axes that are not pictures, x axis titles,
+annotations, the title, and colour bars (horizontal ones in the bottom margin, vertical ones in a
+right margin kept for them). Other margins are kept as given: y tick labels go inside their axes,
+where plotly would widen the margin for them (so maps sit a few pixels larger than in plotly's
+drawing). Hover shows each trace's own ``hovertemplate`` (``%{x}``, ``%{y}``, ``%{z}``,
+``%{customdata}``, ``%{customdata[i]}``, ``%{fullData.name}``, formats ``.Nf`` and ``.Ng``); a box
+dragged on a pair of axes zooms into it and a double click zooms out, as in plotly. Plotly's toolbar
+(pan, PNG export) is not there; every figure drawn this way is offered as an HTML download, which
+has it.
 
 The drawing is ``figure_canvas.js``, trusted code shipped with the package; the figure is data
 only (no code arrives from the browser or is sent in a figure)."""
