@@ -147,3 +147,22 @@ def test_every_kind_is_described_with_its_formula_and_paper():
     assert describe_kind("channel").name == "channel (SE)" and describe_kind("eca").name == "eca"
     other = describe_kind("something", ("channel", "spatial"))
     assert other.title == "something" and "one value per channel and one map over the positions" in other.gate
+
+
+def test_statistics_scope_says_what_a_file_averages_over_from_its_own_fields():
+    """The dashboard's texts about shipped statistics come from the files: count, source name and split,
+    grouping (never the folder the file was made in)."""
+    from fmw.analysis.findings import statistics_scope
+    from fmw.analysis.stats import GateStatistics
+
+    def scope(source: str, grouping: str, count: int) -> str:
+        return statistics_scope(GateStatistics(source, grouping, ["a", "b"], np.array([count, 0]), []))
+
+    assert scope("/data/cifar10-jpg.zip:test", "label", 10000) == (
+        "10,000 images of cifar10-jpg.zip (test split), grouped by true class"
+    )
+    assert scope("my/photos", "prediction", 12) == "12 images of photos, grouped by predicted class"
+    assert (
+        scope("torchvision:/cache/cifar10:train", "label", 5)
+        == "5 images of cifar10 (train split), grouped by true class"
+    )

@@ -25,6 +25,7 @@ from fmw.analysis.findings import (
     depth_finding,
     regenerate_command,
     specificity_series,
+    statistics_scope,
     steepest_rise,
 )
 from fmw.analysis.images import task_of
@@ -35,7 +36,7 @@ from fmw.figures import class_gate_heatmap_figure, specificity_figure, stage_fig
 INTRO = (
     "A gate is **class-specific** when its values depend on the class of the image: 0 means every class gets the "
     "same gate profile, about 1 that the class alone sets it. First, what the shipped checkpoints show over the "
-    "CIFAR-10 test split grouped by true class; below, the same for your own images."
+    "images their statistics were made from; below, the same for your own images."
 )
 SPECIFICITY_NOTE = (
     "0: every class gets the same gate profile; about 1: the gate is set by the class "
@@ -111,7 +112,7 @@ def shipped_heatmaps(choice: ModelChoice, found: dict[str, ShippedStatistics]) -
         st.caption(f"{choice.label} applies no gate at any site: there is nothing to average.")
         return
     st.markdown(
-        f"Mean gate per class at each site of **{choice.label}** ({statistics.images} test images, by true class). "
+        f"Mean gate per class at each site of **{choice.label}** ({statistics_scope(statistics)}). "
         "Hover a cell for the class, the channel (or position) and the mean gate, and how far it is from the mean "
         "over all classes."
     )
@@ -235,6 +236,9 @@ def render(context: DashboardContext) -> None:
         return
     st.subheader("What the shipped checkpoints show")
     found = shipped_of(context)
+    scopes = sorted({statistics_scope(item.statistics) for item in found.values() if item.statistics is not None})
+    if scopes:
+        st.caption(f"Their statistics files say what they average over: {'; '.join(scopes)}.")
     opening = steepest_rise(findings(found))
     first = next((choice.key for choice in context.models if opening and choice.label == opening.model), None)
     choice = choose_model(context, key="statistics-checkpoint", first=first)

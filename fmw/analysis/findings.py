@@ -39,6 +39,7 @@ __all__ = [
     "specificity_series",
     "statistics_json",
     "statistics_path",
+    "statistics_scope",
     "steepest_rise",
 ]
 
@@ -124,6 +125,35 @@ def shipped_statistics(checkpoint: Path) -> ShippedStatistics:
             checkpoint, path, None, f"{path} was made from another version of {checkpoint.name}; {remake}"
         )
     return ShippedStatistics(checkpoint, path, statistics)
+
+
+GROUPINGS = {"label": "grouped by true class", "prediction": "grouped by predicted class"}
+
+
+def statistics_scope(statistics: GateStatistics) -> str:
+    """What a statistics file averages over, in words read from its own fields: how many images, the
+    file or folder they came from (its name, not where it lay) and the split, and how they were grouped.
+
+    Args:
+        statistics: gate statistics, as ``fmw stats`` writes them (``GateStatistics.from_json``).
+
+    Returns:
+        e.g. ``"10,000 images of cifar10-jpg.zip (test split), grouped by true class"``.
+
+    Examples:
+        >>> from fmw.analysis.findings import shipped_statistics, statistics_scope
+        >>> from fmw.settings import SHIPPED_CHECKPOINTS
+        >>> statistics = shipped_statistics(SHIPPED_CHECKPOINTS / "eca.safetensors").statistics
+        >>> print(statistics_scope(statistics))
+        10,000 images of cifar10-jpg.zip (test split), grouped by true class
+    """
+    location, _, split = statistics.source.rpartition(":")
+    if not location:  # no split named
+        location, split = split, ""
+    name = Path(location).name or location
+    where = f"{name} ({split} split)" if split else name
+    grouping = GROUPINGS.get(statistics.grouping, f"grouped by {statistics.grouping}")
+    return f"{statistics.images:,} images of {where}, {grouping}"
 
 
 @dataclass(frozen=True)
