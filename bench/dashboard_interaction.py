@@ -122,6 +122,11 @@ def redraw_times(url: str, columns: int, repeats: int) -> dict[str, list[float]]
     return times
 
 
+def load() -> str:
+    """The load averages over 1, 5 and 15 minutes, printed before and after a run."""
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def baseline_tree(revision: str, directory: Path) -> Path:
     """The files of ``revision``, unpacked into ``directory`` (the repository is left as it is)."""
     archive = subprocess.run(["git", "archive", revision], cwd=REPO, capture_output=True, check=True).stdout
@@ -152,8 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     trees: list[tuple[str, Path | None]] = [("this tree", REPO)]
     if arguments.baseline:
         trees.insert(0, (f"baseline {arguments.baseline}", None))
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    print(f"{platform.machine()}, {os.cpu_count()} cores, load {load}, headless Chromium 1800x2000, Compare's depth")
+    print(f"{platform.machine()}, {os.cpu_count()} cores, load {load()}, headless Chromium 1800x2000, Compare's depth")
     with tempfile.TemporaryDirectory() as folder:
         directory = Path(folder)
         for name, tree in trees:
@@ -163,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs = ", ".join(f"{t:.2f}" for t in times)
                 median = statistics.median(times)
                 print(f"{name:>17} | {label:<43} | median {median:.2f} s, max {max(times):.2f} s ({runs})")
-    print("load afterwards " + ", ".join(f"{value:.2f}" for value in os.getloadavg()))
+    print(f"load afterwards {load()}")
     return 0
 
 

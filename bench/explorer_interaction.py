@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.dashboard_interaction import REPO, TIMEOUT_MS, baseline_tree, server
+from bench.dashboard_interaction import REPO, TIMEOUT_MS, baseline_tree, load, server
 from tests.browser_support import CHARTS, CHROMIUM, CHROMIUM_OPTIONS, CHROMIUM_SKIP_REASON, PAGE_STATE
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if not CHROMIUM.exists():
         print(f"not run: {CHROMIUM_SKIP_REASON}")
         return 1
-    print(f"{platform.machine()}, {os.cpu_count()} cores, load {_load()}, headless Chromium 1800x2000, Layer explorer")
+    print(f"{platform.machine()}, {os.cpu_count()} cores, load {load()}, headless Chromium 1800x2000, Layer explorer")
     with tempfile.TemporaryDirectory() as folder:
         directory = Path(folder)
         for revision in [arguments.baseline, None] if arguments.baseline else [None]:
@@ -119,13 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             for control, times in measured.items():
                 median, each = statistics.median(times), ", ".join(f"{t:.2f}" for t in times)
                 print(f"{name:>22} | {control:<17} | median {median:.2f} s, max {max(times):.2f} s ({each})")
-    print(f"load afterwards {_load()}")
+    print(f"load afterwards {load()}")
     return 0
-
-
-def _load() -> str:
-    """The load averages over 1, 5 and 15 minutes."""
-    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 if __name__ == "__main__":
