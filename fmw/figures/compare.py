@@ -7,8 +7,10 @@ large enough to be pictures (``MAP_PIXELS``)."""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec
 
 import numpy as np
 import plotly.graph_objects as go
@@ -20,6 +22,7 @@ from fmw.figures.sites import _channel_gate_trace, _photo_source, _spatial_gate_
 from fmw.figures.stages import stage_title
 from fmw.figures.style import MAPS_COLORSCALE, STAGE_COLOURS, _coloraxis, symmetric_limit
 
+P = ParamSpec("P")
 __all__ = ["COLUMN_PIXELS", "HIGHLIGHT_COLOUR", "MAP_PIXELS", "map_limit", "site_change_figure", "site_change_spec"]
 
 COLUMN_PIXELS = 160  # the width the rows are sized for: a sixth of the page at a 1500-px-wide window
@@ -249,16 +252,19 @@ def site_change_spec(
     return {"data": traces, "layout": layout}
 
 
-def site_change_figure(
-    change: SiteChange,
-    image: np.ndarray | None = None,
-    *,
-    limit: float | None = None,
-    mean_limit: float | None = None,
-    gate_upper: float | None = None,
-    title: str = "",
-) -> go.Figure:
-    """``site_change_spec``'s column as a plotly figure (validated), for a notebook, an HTML export or
-    ``st.plotly_chart``. The dashboard's Compare view sends the spec itself to its canvas."""
-    spec = site_change_spec(change, image, limit=limit, mean_limit=mean_limit, gate_upper=gate_upper, title=title)
-    return go.Figure(data=spec["data"], layout=spec["layout"])
+def _validated(build: Callable[P, dict[str, Any]]) -> Callable[P, go.Figure]:
+    """A function taking ``build``'s arguments that returns ``build``'s spec as a plotly figure."""
+
+    def figure(*args: P.args, **kwargs: P.kwargs) -> go.Figure:
+        spec = build(*args, **kwargs)
+        return go.Figure(data=spec["data"], layout=spec["layout"])
+
+    figure.__signature__ = inspect.signature(build).replace(return_annotation=go.Figure)  # type: ignore[attr-defined]
+    return figure
+
+
+site_change_figure = _validated(site_change_spec)
+site_change_figure.__name__ = site_change_figure.__qualname__ = "site_change_figure"
+site_change_figure.__doc__ = """``site_change_spec(...)``'s column, with the same arguments, as a plotly
+figure (validated), for a notebook, an HTML export or ``st.plotly_chart``. The dashboard's Compare
+view sends the spec itself to its canvas."""
