@@ -69,6 +69,17 @@ def _typed_array(array: np.ndarray) -> dict[str, str]:
     return encoded
 
 
+@cache
+def _named_colorscale(name: str) -> tuple[tuple[float, str], ...]:
+    """A named colour scale's stops, looked up once (plotly searches all its scales on every call)."""
+    return tuple((float(stop), colour) for stop, colour in get_colorscale(name))
+
+
+def _colorscale(name: str) -> list[list[float | str]]:
+    """A named colour scale as plotly's JSON writes it: its stops as [position, colour] lists."""
+    return [[stop, colour] for stop, colour in _named_colorscale(name)]
+
+
 def plotly_json(value: Any) -> Any:
     """A figure spec (plotly's JSON structure, numpy arrays as they are) made JSON-ready: arrays as
     typed arrays, numpy scalars as numbers, colour scales by name as their colours (as plotly's
@@ -77,7 +88,7 @@ def plotly_json(value: Any) -> Any:
         return _typed_array(value)
     if isinstance(value, dict):
         return {
-            key: get_colorscale(item) if key == "colorscale" and isinstance(item, str) else plotly_json(item)
+            key: _colorscale(item) if key == "colorscale" and isinstance(item, str) else plotly_json(item)
             for key, item in value.items()
         }
     if isinstance(value, (list, tuple)):

@@ -158,14 +158,16 @@ def _channel_bars(change: SiteChange, stage: StageSummary, gate_upper: float | N
     """A channel gate sorted largest first, the channels the column shows in ``HIGHLIGHT_COLOUR``."""
     gate = stage.gate
     order = np.argsort(-gate, kind="stable")
-    bars = _channel_gate_trace(gate, order)
+    bars = _plain(_channel_gate_trace(gate, order))
     shown = {channel.channel for channel in change.channels}
-    bars.marker.color = [HIGHLIGHT_COLOUR if int(c) in shown else STAGE_COLOURS["channel"] for c in order]
+    colours = [HIGHLIGHT_COLOUR if int(c) in shown else STAGE_COLOURS["channel"] for c in order]
+    # set on the plain JSON: assigning the list to the graph object would validate every colour
+    bars["marker"] = {**bars.get("marker", {}), "color": colours}
     upper = gate_upper if gate_upper is not None else max(1.0, float(gate.max())) * 1.05
     y_axis = {"range": [min(0.0, float(gate.min())), upper], "nticks": 3, "gridcolor": GRID_COLOUR}
     y_axis["automargin"] = True  # room for the tick labels left of the bars
     title = "channel gate, largest first" if stage.name == "channel" else f"{stage.name}, largest first"
-    return BARS_PIXELS, [_Cell(title, True, [_plain(bars)], False, {"showticklabels": False, "ticks": ""}, y_axis)]
+    return BARS_PIXELS, [_Cell(title, True, [bars], False, {"showticklabels": False, "ticks": ""}, y_axis)]
 
 
 def site_change_spec(
