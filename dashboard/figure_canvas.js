@@ -371,6 +371,26 @@ function drawColourBars(context, figure, plot, font) {
   }
 }
 
+// Photos decoded once per page, by their source: the same photo lies under every Compare column's
+// gates at every depth. Promises, so figures arriving together share one decode; at most 32 kept.
+const IMAGES = new Map();
+
+function decodedImage(source) {
+  let image = IMAGES.get(source);
+  if (image === undefined) {
+    const element = new Image();
+    element.src = source;
+    image = element.decode().then(() => element);
+    image.catch(() => IMAGES.delete(source));  // a photo that failed to decode is tried again next time
+    IMAGES.set(source, image);
+    if (IMAGES.size > 32) IMAGES.delete(IMAGES.keys().next().value);
+  } else {  // most recently used last
+    IMAGES.delete(source);
+    IMAGES.set(source, image);
+  }
+  return image;
+}
+
 async function prepare(figure) {
   for (const [index, trace] of figure.data.entries()) {
     trace.name = trace.name ?? `trace ${index}`;  // plotly's name for a trace without one
@@ -381,9 +401,7 @@ async function prepare(figure) {
     }
     if (trace.customdata !== undefined) trace._custom = decode(trace.customdata);
     if (trace.type === "image" && trace.source) {
-      trace._image = new Image();
-      trace._image.src = trace.source;
-      await trace._image.decode();
+      trace._image = await decodedImage(trace.source);
       trace._size = [trace._image.naturalHeight, trace._image.naturalWidth];
     } else if (trace.type === "image") {  // the pixels themselves, (H, W, 3 or 4) in 0-255
       const {values, shape} = decode(trace.z), [h, w, channels] = shape;
