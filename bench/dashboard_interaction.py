@@ -1,11 +1,11 @@
 """Benchmark: how long the Compare view takes to redraw after a widget change that needs no forward pass:
-the depth slider stepped once through every site from the first (first visits: the server builds each
-depth's figures), then moved from the first site to the last and back (figures kept from before). In
-headless Chromium, with the shipped checkpoints and with those plus four torchvision models (random
-weights, 224 px), for this working tree and for a baseline commit, one after the other on this machine;
-the load average is printed before and after.
+the depth slider stepped once through every site from the first, in several fresh sessions (first visits:
+the server builds each depth's figures), then moved from the first site to the last and back (figures kept
+from before). In headless Chromium, with the shipped checkpoints and with those plus four torchvision
+models (random weights, 224 px), for this working tree and for a baseline commit, one after the other on
+this machine; the load average is printed before and after.
 
-Run: python -m bench.dashboard_interaction [--baseline REV] [--repeats 5]   (needs /usr/bin/chromium)
+Run: python -m bench.dashboard_interaction [--baseline REV] [--repeats 5] [--sessions 3]   (needs /usr/bin/chromium)
 
 The baseline is the tree of REV (``git archive``), served with PYTHONPATH pointing at it so its
 ``fmw`` and ``dashboard`` packages are the ones imported. A redraw ends when the app is no longer
@@ -64,13 +64,13 @@ STEPPED = f"""([before, count]) => {{
 
 
 @contextmanager
-def server(tree: Path, log: Path, models: list[dict]) -> Iterator[str]:
-    """``streamlit run dashboard/app.py`` of ``tree`` on a free port, the shipped checkpoints and
-    ``models`` (``FMW_MODELS``); yields its URL once healthy."""
+def server(tree: Path, log: Path, models: list[dict], checkpoints: Path = SHIPPED) -> Iterator[str]:
+    """``streamlit run dashboard/app.py`` of ``tree`` on a free port, the checkpoints in ``checkpoints``
+    (the shipped ones by default) and ``models`` (``FMW_MODELS``); yields its URL once healthy."""
     port = free_port()
     environment = {
         **os.environ,
-        "FMW_CHECKPOINT_DIR": str(SHIPPED),
+        "FMW_CHECKPOINT_DIR": str(checkpoints),
         "FMW_MODELS": json.dumps(models),
         "PYTHONPATH": str(tree),
     }
@@ -92,31 +92,35 @@ def server(tree: Path, log: Path, models: list[dict]) -> Iterator[str]:
             _stop_group(process)
 
 
-def redraw_times(url: str, columns: int, repeats: int) -> dict[str, list[float]]:
+def redraw_times(url: str, columns: int, repeats: int, sessions: int) -> dict[str, list[float]]:
     """Seconds from a depth-slider key press to the Compare columns redrawn: stepping once through every
-    site from the first (each a first visit: the server builds that depth's figures), then ``2 *
-    repeats`` moves to the last site and back to the first (the figures kept from before)."""
+    site from the first, in each of ``sessions`` fresh pages (each a new session, so every step is a
+    first visit: the server builds that depth's figures), then, in the first page, ``2 * repeats``
+    moves to the last site and back to the first (the figures kept from before)."""
     from playwright.sync_api import sync_playwright
 
     times: dict[str, list[float]] = {"first visits": [], "back and forth": []}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(**CHROMIUM_OPTIONS)
         try:
-            page = browser.new_page(viewport={"width": 1800, "height": 2000})
-            page.goto(url, wait_until="domcontentloaded")
-            page.wait_for_function(REDRAWN, arg=[[], columns], timeout=TIMEOUT_MS, polling=50)
-            slider = page.get_by_role("slider", name="Depth")
-            depths = int(slider.get_attribute("max") or 0) + 1  # an <input type=range> over the site numbers
-            moves = [("ArrowRight", STEPPED, "first visits")] * (depths - 1)
-            moves += [(key, REDRAWN, "back and forth") for _ in range(repeats) for key in ("Home", "End")]
-            for key, done, kind in moves:
-                page.wait_for_timeout(300)  # the last updates of the previous move land before its titles are read
-                before = page.evaluate(COMPARE_TITLES)
-                slider.focus()
-                start = time.perf_counter()
-                page.keyboard.press(key)
-                page.wait_for_function(done, arg=[before, columns], timeout=TIMEOUT_MS, polling=20)
-                times[kind].append(time.perf_counter() - start)
+            for session in range(sessions):
+                page = browser.new_page(viewport={"width": 1800, "height": 2000})
+                page.goto(url, wait_until="domcontentloaded")
+                page.wait_for_function(REDRAWN, arg=[[], columns], timeout=TIMEOUT_MS, polling=50)
+                slider = page.get_by_role("slider", name="Depth")
+                depths = int(slider.get_attribute("max") or 0) + 1  # an <input type=range> over the site numbers
+                moves = [("ArrowRight", STEPPED, "first visits")] * (depths - 1)
+                if session == 0:
+                    moves += [(key, REDRAWN, "back and forth") for _ in range(repeats) for key in ("Home", "End")]
+                for key, done, kind in moves:
+                    page.wait_for_timeout(300)  # the last updates of the previous move land before its titles are read
+                    before = page.evaluate(COMPARE_TITLES)
+                    slider.focus()
+                    start = time.perf_counter()
+                    page.keyboard.press(key)
+                    page.wait_for_function(done, arg=[before, columns], timeout=TIMEOUT_MS, polling=20)
+                    times[kind].append(time.perf_counter() - start)
+                page.close()
         finally:
             browser.close()
     return times
@@ -135,13 +139,25 @@ def baseline_tree(revision: str, directory: Path) -> Path:
     return directory
 
 
-def measure(tree: Path, directory: Path, name: str, repeats: int) -> dict[str, list[float]]:
-    shipped = len(list(SHIPPED.glob("*.safetensors")))
+def checkpoint_folder(names: list[str], directory: Path) -> Path:
+    """A checkpoint folder in ``directory`` holding (as links) the shipped checkpoints ``names`` and the
+    shipped statistics."""
+    directory.mkdir()
+    for name in names:
+        (directory / f"{name}.safetensors").symlink_to(SHIPPED / f"{name}.safetensors")
+    (directory / "stats").symlink_to(SHIPPED / "stats")
+    return directory
+
+
+def measure(
+    tree: Path, directory: Path, name: str, repeats: int, sessions: int, checkpoints: Path
+) -> dict[str, list[float]]:
+    shipped = len(list(checkpoints.glob("*.safetensors")))
     zoo = [{"spec": f"torchvision:{model}", "random_weights": True} for model in TORCHVISION]
     results = {}
     for label, models in ((f"{shipped} shipped", []), (f"{shipped} shipped + 4 torchvision", zoo)):
-        with server(tree, directory / f"{name}-{len(models)}.log", models) as url:
-            for kind, times in redraw_times(url, shipped + len(models), repeats).items():
+        with server(tree, directory / f"{name}-{len(models)}.log", models, checkpoints) as url:
+            for kind, times in redraw_times(url, shipped + len(models), repeats, sessions).items():
                 results[f"{label}, {kind}"] = times
     return results
 
@@ -150,7 +166,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", default=None, help="a commit to measure first, e.g. HEAD~3")
     parser.add_argument("--repeats", type=int, default=5, help="slider moves each way (median of 2 x repeats)")
+    parser.add_argument("--sessions", type=int, default=3, help="fresh pages that step through every site once")
+    available = sorted(path.stem for path in SHIPPED.glob("*.safetensors"))
+    parser.add_argument(
+        "--shipped",
+        default=",".join(available),
+        help=f"the shipped checkpoints to serve, comma-separated (default: all, {', '.join(available)}; the "
+        "redraw target is stated for the six first shipped: none,scale,spatial,channel,cbam,eca)",
+    )
     arguments = parser.parse_args(argv)
+    names = [name.strip() for name in arguments.shipped.split(",") if name.strip()]
+    if not names or set(names) - set(available):
+        parser.error(f"--shipped {arguments.shipped!r}: give names among {', '.join(available)}, comma-separated")
     if not CHROMIUM.exists():
         print(f"not run: {CHROMIUM_SKIP_REASON}")
         return 1
@@ -160,10 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{platform.machine()}, {os.cpu_count()} cores, load {load()}, headless Chromium 1800x2000, Compare's depth")
     with tempfile.TemporaryDirectory() as folder:
         directory = Path(folder)
+        checkpoints = checkpoint_folder(names, directory / "checkpoints")
         for name, tree in trees:
             if tree is None:
                 tree = baseline_tree(arguments.baseline, directory / "baseline")
-            for label, times in measure(tree, directory, name.split()[0], arguments.repeats).items():
+            results = measure(tree, directory, name.split()[0], arguments.repeats, arguments.sessions, checkpoints)
+            for label, times in results.items():
                 runs = ", ".join(f"{t:.2f}" for t in times)
                 median = statistics.median(times)
                 print(f"{name:>17} | {label:<43} | median {median:.2f} s, max {max(times):.2f} s ({runs})")
