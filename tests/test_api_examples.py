@@ -1,6 +1,6 @@
 """The examples in the public API's docstrings run and print what they say (``doctest``): the modules
-of ``fmw.sites``' probe and declared sites, ``fmw.analysis``' own, and one example at least for every
-public function of ``fmw.analysis``."""
+of ``fmw.sites``' probe and declared sites, ``fmw.analysis``' own, those of the other functions ``fmw``
+exports, and one example at least for every public function of ``fmw`` and of ``fmw.analysis``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import inspect
 
 import pytest
 
+import fmw
 import fmw.analysis
 
 # module -> how many examples it has at least
@@ -27,8 +28,13 @@ MODULES = {
     "fmw.analysis.memory": 2,
     "fmw.analysis.preparation": 2,
     "fmw.analysis.summaries": 1,
+    "fmw.layers.registry": 1,
+    "fmw.io.checkpoint": 1,
+    "fmw.io.model_spec": 1,
+    "fmw.notebook": 1,
 }
 ANALYSIS_FUNCTIONS = [name for name in fmw.analysis.__all__ if inspect.isfunction(getattr(fmw.analysis, name))]
+TOP_FUNCTIONS = [name for name in fmw.__all__ if inspect.isfunction(getattr(fmw, name))]
 
 
 @pytest.mark.parametrize(("name", "minimum"), MODULES.items())
@@ -46,5 +52,19 @@ def test_every_public_analysis_function_shows_what_it_returns(name: str) -> None
     assert function.__module__ in MODULES, f"{name}'s module is not run above"
     text = inspect.getdoc(function) or ""
     assert "Args:" in text and "Returns:" in text and "Examples:" in text, name
+    (test,) = doctest.DocTestFinder().find(function, name, module=False, globs={})
+    assert any(example.want for example in test.examples), f"{name}'s example prints nothing to check"
+
+
+@pytest.mark.parametrize("name", TOP_FUNCTIONS)
+def test_every_function_fmw_exports_shows_what_it_returns(name: str) -> None:
+    """Its docstring has Args, Returns (Yields for a context manager; neither for a function returning
+    None) and an example, run by the modules above, that prints a result."""
+    function = getattr(fmw, name)
+    assert function.__module__ in MODULES, f"{name}'s module is not run above"
+    text = inspect.getdoc(function) or ""
+    returns_none = inspect.signature(function).return_annotation in (None, "None")
+    assert "Args:" in text and "Example" in text, name
+    assert returns_none or "Returns:" in text or "Yields:" in text, name
     (test,) = doctest.DocTestFinder().find(function, name, module=False, globs={})
     assert any(example.want for example in test.examples), f"{name}'s example prints nothing to check"

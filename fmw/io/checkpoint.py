@@ -95,8 +95,33 @@ def checkpoint_header(path: str | Path) -> dict[str, str]:
 def load_checkpoint(
     source: str | Path | bytes, device: str | torch.device = "cpu", name: str | None = None
 ) -> LoadedCheckpoint:
-    """Load an fmw checkpoint (a path, the name of a shipped one such as ``"cbam"``, or the file's
-    bytes) into an eval-mode model on ``device``."""
+    """Load an fmw checkpoint into an eval-mode model on ``device``. The file is a safetensors file
+    (never unpickled); its tensors are checked against the architecture its header declares.
+
+    Args:
+        source: the path of a ``.safetensors`` checkpoint, the name of a shipped one (``"cbam"``;
+            ``$FMW_CHECKPOINT_DIR`` first), or the file's bytes (an upload).
+        device: where the model goes.
+        name: what messages call the checkpoint (default: its path, or "uploaded checkpoint").
+
+    Returns:
+        A ``LoadedCheckpoint``: ``model`` (an ``FMWNet`` in eval mode), ``metadata`` (architecture,
+        class names, normalisation, input size, metrics, training recipe) and ``source``;
+        ``handle()`` gives the ``ModelHandle`` every analysis takes.
+
+    Raises:
+        CheckpointError: for a missing file, a file that is not a safetensors checkpoint of fmw,
+            tensors that do not fit the declared architecture, or non-finite weights (the message
+            names the file and says what was wrong).
+
+    Examples:
+        >>> from fmw import load_checkpoint
+        >>> loaded = load_checkpoint("cbam")  # a shipped checkpoint, by name
+        >>> loaded.metadata.architecture.weighting, loaded.metadata.class_names[:3], loaded.model.training
+        ('cbam', ['airplane', 'automobile', 'bird'], False)
+        >>> loaded.handle().name
+        'cbam'
+    """
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         label = name or "uploaded checkpoint"

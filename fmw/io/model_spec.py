@@ -215,8 +215,30 @@ def spec_name(spec: str) -> str:
 
 
 def load_model(spec: str, options: ModelOptions = ModelOptions()) -> ModelHandle:
-    """The model ``spec`` names (see the module's docstring), in eval mode on ``options.device``, as
-    one ``ModelHandle`` whatever its family. Every failure is an ``FMWError`` (``CheckpointError``,
-    ``ZooError``, ...) saying what to do."""
+    """The model ``spec`` names, in eval mode on ``options.device``, as one ``ModelHandle`` whatever
+    its family.
+
+    Args:
+        spec: a model SPEC (the module's docstring lists the forms): an fmw checkpoint's path or a
+            shipped one's name, ``torchvision:NAME``, ``timm:NAME``, ``FILE.py:FACTORY`` or
+            ``package.module:FACTORY``.
+        options: weights, random weights, preprocessing, class names, task, device (``ModelOptions``).
+
+    Returns:
+        A ``ModelHandle``: the module, its ``name``, ``family``, ``task``, ``class_names`` and
+        ``preprocessing`` (how an image becomes its input).
+
+    Raises:
+        FMWError: every failure (``CheckpointError``, ``ZooError``, ...), saying what to do.
+
+    Examples:
+        >>> from fmw import load_model
+        >>> from fmw.io.model_spec import ModelOptions
+        >>> handle = load_model("torchvision:mobilenet_v3_small", ModelOptions(random_weights=True))
+        >>> handle.family, handle.task, handle.preprocessing.crop_size, len(handle.class_names)
+        ('torchvision', 'classification', 224, 1000)
+        >>> load_model("cbam").family  # a shipped checkpoint
+        'fmw'
+    """
     spec = spec.strip()
     return family_of(spec).open(spec, options)

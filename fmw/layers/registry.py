@@ -28,7 +28,26 @@ WEIGHTING_LAYERS: dict[str, type[WeightingLayer]] = {
 
 
 def create_weighting(kind: str, channels: int) -> WeightingLayer:
-    """Build the weighting layer registered as ``kind`` for ``channels`` feature maps."""
+    """Build the weighting layer registered as ``kind`` for ``channels`` feature maps.
+
+    Args:
+        kind: a key of ``WEIGHTING_LAYERS`` (none, scale, spatial, channel, cbam, eca, coord, simam).
+        channels: how many feature maps the layer weights (its input's C).
+
+    Returns:
+        A new ``WeightingLayer``: its forward takes a batch (N, C, H, W) and returns the weighted maps,
+        the same shape.
+
+    Raises:
+        ValueError: for a kind that is not registered (the message lists the known ones).
+
+    Examples:
+        >>> import torch
+        >>> from fmw import create_weighting
+        >>> layer = create_weighting("eca", 64)
+        >>> type(layer).__name__, tuple(layer(torch.rand(2, 64, 8, 8)).shape)
+        ('EfficientChannelAttention', (2, 64, 8, 8))
+    """
     try:
         cls = WEIGHTING_LAYERS[kind]
     except KeyError:

@@ -289,14 +289,44 @@ def inspect(
     task: str | None = None,
     postprocess: str | None = None,
 ) -> Inspection:
-    """Probe ``model`` (an ``nn.Module``, a ``ModelHandle``, an fmw checkpoint from ``load_checkpoint``,
-    or a model SPEC such as ``"torchvision:mobilenet_v3_small"``) on ``images``: a float tensor (N, C, H, W) taken as
-    already prepared, or images (uint8 tensors (3, H, W), PIL images, (H, W, 3) arrays, file paths)
-    prepared the model's way. For a plain module: ``input_size`` (224), ``mean``/``std``
-    (ImageNet's) and ``class_names`` ("class 0", ...) say how; for a torchvision or timm SPEC,
-    ``random_weights`` builds it without downloading its published weights. ``task`` says what the
-    output means (default: inferred from it; a contradicting one is an ``FMWError``) and
-    ``postprocess`` names ``FILE.py:FUNCTION`` turning a raw output into detection's boxes."""
+    """Probe ``model`` on ``images`` in one forward pass: every weighting site, its maps and gates,
+    and the model's output, ready to summarise and draw.
+
+    Args:
+        model: an ``nn.Module``, a ``ModelHandle``, an fmw checkpoint from ``load_checkpoint``, or a
+            model SPEC (``"cbam"``, ``"torchvision:mobilenet_v3_small"``, ``"timm:resnet18"``, ...).
+        images: a float tensor (N, C, H, W), taken as already prepared; or one image or a list of
+            them (uint8 tensors (3, H, W), PIL images, (H, W, 3) arrays, file paths), prepared the
+            model's way (resized, cropped, normalised).
+        input_size: for a plain module, the side images are prepared to (default 224).
+        mean: for a plain module, the normalisation's mean (default ImageNet's).
+        std: for a plain module, the normalisation's standard deviation (default ImageNet's).
+        class_names: for a plain module, its classes (default "class 0", ...).
+        random_weights: for a torchvision or timm SPEC, build it with seeded random weights
+            instead of downloading its published ones.
+        task: what the output means (default: inferred from it; a contradicting one is an
+            ``FMWError``).
+        postprocess: ``FILE.py:FUNCTION`` turning a raw output into detection's boxes.
+
+    Returns:
+        An ``Inspection``: ``result`` holds the raw records (tensors); ``site_names``,
+        ``summary(site)`` (numpy), ``predictions()``, and the figures ``figure``, ``explorer``,
+        ``gates``; in Jupyter it shows itself.
+
+    Raises:
+        FMWError: for a model, SPEC or image that cannot be used (the message says what to pass).
+
+    Examples:
+        >>> import numpy as np
+        >>> import fmw
+        >>> photo = np.zeros((48, 64, 3), np.uint8)  # any (H, W, 3) array, PIL image, tensor or path
+        >>> inspection = fmw.inspect("eca", photo)
+        >>> inspection.site_names, inspection.task
+        (['stages.0.weighting', 'stages.1.weighting', 'stages.2.weighting'], 'classification')
+        >>> summary = inspection.summary("stages.1.weighting")
+        >>> summary.before.shape, [stage.name for stage in summary.stages], len(inspection.predictions())
+        ((128, 7, 7), ['channel'], 5)
+    """
     handle = handle_of(model, input_size, mean, std, class_names, random_weights, task, postprocess)
     inputs, crops = _inputs(handle, _as_images(images))
     return Inspection(handle, handle.label, inputs, probe(handle.model, inputs), crops)
