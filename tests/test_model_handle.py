@@ -184,3 +184,18 @@ def test_the_handle_needs_no_checkpoint_to_analyse_a_plain_module():
     analysis = analyse_image(handle, photo(), top_k=2)
     assert analysis.sites == [] and sorted(p.class_name for p in analysis.predictions) == ["left", "right"]
     assert analysis.checkpoint == "built in a test" and analysis.resolution == (32, 32)
+
+
+def test_an_inspection_prints_as_one_line_naming_its_sites():
+    """In a terminal an Inspection prints what it holds, not every recorded tensor."""
+    photo = np.zeros((48, 64, 3), np.uint8)
+    one = repr(fmw.inspect("cbam", photo))
+    assert one == (
+        "Inspection of 'cbam' (classification) on 1 image: 3 sites: "
+        "stages.0.weighting (cbam), stages.1.weighting (cbam), stages.2.weighting (cbam)"
+    )
+    many = repr(fmw.inspect("torchvision:mobilenet_v3_small", [photo, photo], random_weights=True))
+    assert "\n" not in many and "tensor" not in many
+    assert many.startswith("Inspection of 'mobilenet_v3_small (random weights)' (classification) on 2 images: ")
+    assert "9 sites: features.1.block.1 (channel), " in many
+    assert many.endswith(", and 5 more")

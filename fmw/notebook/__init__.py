@@ -269,6 +269,16 @@ class Inspection:
     def _repr_html_(self) -> str:
         return self._tables_html()
 
+    def __repr__(self) -> str:
+        """One line for a terminal (the dataclass' own repr printed every recorded tensor)."""
+        images = self.inputs.shape[0] if isinstance(self.inputs, torch.Tensor) else len(self.inputs)
+        sites = [f"{record.name} ({record.kind})" for record in self.sites]
+        listed = ", ".join(sites[:4]) + (f", and {len(sites) - 4} more" if len(sites) > 4 else "")
+        return (
+            f"Inspection of {self.name!r} ({self.task}) on {images} image{'s' * (images != 1)}: "
+            f"{len(sites)} site{'s' * (len(sites) != 1)}{': ' + listed if sites else ''}"
+        )
+
     def _ipython_display_(self) -> None:
         from IPython.display import HTML, display
 
