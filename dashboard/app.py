@@ -4,10 +4,11 @@ package is installed, so ``dashboard`` imports from anywhere). An ``st.App`` ser
 it imports PyTorch, torchvision, plotly and fmw, loads every checkpoint and analyses the default
 sample photo with each into the caches the pages read, and builds one Compare figure (plotly sets
 up its validators on first use), so the first page a user opens waits for none of it
-(``python -m bench.startup`` measures it). Then it moves everything the process holds so far (about
-half a million objects: modules, the models, the warm-up's analyses) out of the garbage collector's
-reach (``gc.freeze``), so that a full collection, which Python starts by itself now and then, scans
-only what came after instead of holding the interpreter lock for a third of a second.
+(``python -m bench.startup`` measures it). Then it moves everything the process holds so far (some
+400,000 objects: modules, the models, the warm-up's analyses) out of the garbage collector's reach
+(``gc.freeze``), so that a full collection, which Python starts by itself now and then, scans only
+what came after instead of holding the interpreter lock while it scans them all (``python -m
+bench.server_gc`` measures both).
 """
 
 from __future__ import annotations
